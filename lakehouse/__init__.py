@@ -1,0 +1,1 @@
+"""Lakehouse: Delta sink, Spark KPIs, completeness, clustering, quality, search."""

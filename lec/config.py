@@ -1,0 +1,119 @@
+"""One settings object for the whole platform.
+
+Sources, later ones winning: built-in defaults (the embedded stack, no configuration needed),
+an optional config file (YAML; path from ``LEC_CONFIG`` or ``./lec.yaml``), then environment
+variables ``LEC_<FIELD>`` (upper case, e.g. ``LEC_KAFKA_BOOTSTRAP``). ``docs/configuration.md``
+documents every field.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from lec.errors import ConfigError
+
+
+class Settings(BaseModel):
+    """Every setting of the platform, with embedded-stack defaults."""
+
+    model_config = {"extra": "forbid"}
+
+    run_dir: Path = Field(Path(".lec/run"), description="Logs, pids, ports and state of `lec up`.")
+    registry_url: str = Field("", description="SQLAlchemy URL of the registry; default SQLite in run_dir.")
+    secrets_url: str = Field("", description="SQLAlchemy URL of the device-secret store, kept apart.")
+    kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty = the embedded Tansu broker.")
+    kafka_port: int = Field(0, description="Port of the embedded Tansu broker; 0 = a free port.")
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(0, description="Embedded MQTT broker port; 0 = a free port.")
+    mqtt_username: str = Field("lec-bridge", description="Bridge account on the MQTT broker.")
+    mqtt_password: str = Field("", description="Bridge password (never logged).")
+    sftp_port: int = Field(0, description="Embedded SFTP server port; 0 = a free port.")
+    sftp_root: Path = Field(Path(""), description="Root of the per-supplier triage areas; default run_dir/sftp.")
+    sftp_schedule: str = Field("immediate", description="'immediate' or an off-peak window 'HH:MM-HH:MM'.")
+    http_port: int = Field(0, description="HTTP ingest port; 0 = a free port.")
+    http_max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted HTTP body.")
+    jwt_issuer: str = Field("", description="Issuer URL of supplier JWTs; empty = the embedded issuer.")
+    jwks_url: str = Field("", description="JWKS URL; empty = the embedded issuer's keys.")
+    max_payload_bytes: int = Field(1024 * 1024, description="Largest single source message accepted.")
+    lake_uri: str = Field("", description="Delta lake root (path or hdfs:// URI); default run_dir/lake.")
+    spark_remote: str = Field("", description="Spark Connect URL; empty = an in-process Sail server.")
+    chain_rpc: str = Field("", description="EVM JSON-RPC URL; empty = the embedded anvil.")
+    chain_port: int = Field(0, description="Embedded anvil port; 0 = a free port.")
+    chain_id: int = 31337
+    oracle_grace_s: int = Field(300, description="Seconds after a QH's end before it is anchored (oracle.md §9).")
+    oracle_claim_interval_s: int = Field(60, description="How often the oracle claims rewards for members.")
+    clock_skew_s: int = Field(300, description="How far in the future a reading's timestamp may be.")
+    search_url: str = Field("", description="Elasticsearch/OpenSearch URL; empty = indexing off.")
+    log_level: str = "INFO"
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir.expanduser().resolve()
+
+    def resolved_registry_url(self) -> str:
+        return self.registry_url or f"sqlite:///{self.resolved_run_dir() / 'registry.db'}"
+
+    def resolved_secrets_url(self) -> str:
+        return self.secrets_url or f"sqlite:///{self.resolved_run_dir() / 'secrets' / 'device-secrets.db'}"
+
+    def resolved_lake_uri(self) -> str:
+        return self.lake_uri or str(self.resolved_run_dir() / "lake")
+
+    def resolved_sftp_root(self) -> Path:
+        return self.sftp_root if str(self.sftp_root) not in ("", ".") else self.resolved_run_dir() / "sftp"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to print: secrets masked."""
+        data = self.model_dump(mode="json")
+        for key in data:
+            if "password" in key or "secret" in key:
+                data[key] = "***" if data[key] else ""
+        return data
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
+    return data
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        env_name = f"LEC_{name.upper()}"
+        if env_name in environ:
+            values[name] = environ[env_name]
+    return values
+
+
+def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Build the settings from defaults, an optional YAML file and ``LEC_*`` variables."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = config_file or (Path(env["LEC_CONFIG"]) if env.get("LEC_CONFIG") else Path("lec.yaml"))
+    if path.exists():
+        values.update(_from_file(path))
+    elif config_file is not None or env.get("LEC_CONFIG"):
+        raise ConfigError(f"config file {path} does not exist")
+    values.update(_from_env(env))
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting '{field}' (env LEC_{field.upper()}): {first['msg']}") from exc
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()

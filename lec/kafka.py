@@ -1,0 +1,45 @@
+"""Kafka client settings tuned for Tansu (environment.md gotchas) and topic creation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lec import topics
+
+# Tansu: a group join waits ~half the creator's session timeout; librdkafka backs off 1 s when
+# Tansu's large fetches overrun its queue.
+CONSUMER_TUNING: dict[str, Any] = {
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1000,
+    "fetch.queue.backoff.ms": 10,
+}
+FAUST_TUNING: dict[str, Any] = {"broker_session_timeout": 6.0, "broker_heartbeat_interval": 2.0}
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """An idempotent producer: retries never duplicate or reorder."""
+    return {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+            "linger.ms": 5, "compression.type": "none", **extra}
+
+
+def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", **CONSUMER_TUNING, **extra}
+
+
+def ensure_topics(bootstrap: str, names: tuple[str, ...] = topics.ALL, partitions: int = 4) -> None:
+    """Create the platform's topics if missing (the registry topic compacted)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [NewTopic(n, num_partitions=1 if n == topics.REGISTRY else partitions, replication_factor=1,
+                    config={"cleanup.policy": "compact"} if n == topics.REGISTRY else {})
+           for n in names if n not in existing]
+    if new:
+        for fut in admin.create_topics(new).values():
+            try:
+                fut.result(timeout=15)
+            except Exception as exc:  # already exists after a race is fine
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise

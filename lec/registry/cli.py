@@ -1,0 +1,44 @@
+"""``lec registry load|show|export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+import yaml
+
+
+def register(app: typer.Typer) -> None:
+    reg = typer.Typer(help="The registry of communities, members, suppliers, devices and flows.",
+                      no_args_is_help=True)
+
+    @reg.command("load")
+    def load(file: Path = typer.Argument(..., help="Community YAML file (see examples/community.yaml).")) -> None:
+        """Load (or replace) a community from a YAML file; errors name the line and field."""
+        from lec.registry import open_registry
+
+        doc = open_registry().load_file(file)
+        typer.echo(f"loaded community '{doc.community.id}': {len(doc.users)} members, {len(doc.suppliers)} "
+                   f"suppliers, {len(doc.devices)} devices, {len(doc.flows)} flows")
+
+    @reg.command("show")
+    def show() -> None:
+        """Summary of each community in the registry, as JSON."""
+        from lec.registry import open_registry
+
+        typer.echo(json.dumps(open_registry().summary(), indent=2))
+
+    @reg.command("export")
+    def export(community: str = typer.Argument(..., help="Community id."),
+               out: Path | None = typer.Option(None, "--out", help="File to write; default stdout.")) -> None:
+        """Write a community back out in the load format (no secrets, no password hashes)."""
+        from lec.registry import open_registry
+
+        text = yaml.safe_dump(open_registry().export(community), sort_keys=False, allow_unicode=True)
+        if out:
+            out.write_text(text)
+        else:
+            typer.echo(text)
+
+    app.add_typer(reg, name="registry")

@@ -1,0 +1,1 @@
+"""Oracle: quarter-hour commitments, rewards, anchoring on an EVM chain, auditor tools."""

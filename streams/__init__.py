@@ -1,0 +1,1 @@
+"""Stream processors (Faust): parse, validate, normalise and sign-convert readings."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: real servers (Tansu Kafka, anvil, PostgreSQL) on loopback with free ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from lec.config import Settings  # noqa: E402
+from lec.services import start_anvil, start_tansu  # noqa: E402
+from tests.support.postgres import postgres_server  # noqa: E402
+
+EXAMPLE_COMMUNITY = Path(__file__).resolve().parent.parent / "examples" / "community.yaml"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Tansu broker for the whole session (topics are auto-created, use unique names)."""
+    proc, bootstrap = start_tansu(tmp_path_factory.mktemp("kafka"))
+    yield bootstrap
+    proc.stop()
+
+
+@pytest.fixture()
+def fresh_kafka(tmp_path: Path) -> Iterator[tuple[object, str]]:
+    """A broker of the test's own (memory storage: a restart of it loses data)."""
+    proc, bootstrap = start_tansu(tmp_path)
+    yield proc, bootstrap
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def anvil_rpc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_anvil(tmp_path_factory.mktemp("anvil"))
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    """Settings pointing every local state at the test's temporary folder."""
+    return Settings(run_dir=tmp_path / "run")
+
+
+@pytest.fixture()
+def registry(settings: Settings):
+    from lec.registry import Registry, SecretStore
+
+    reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
+    reg.migrate()
+    reg.load_file(EXAMPLE_COMMUNITY)
+    return reg

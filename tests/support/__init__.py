@@ -1,0 +1,1 @@
+"""Real servers for tests, started on loopback with free ports and stopped afterwards."""
