@@ -29,7 +29,7 @@ class Settings(BaseModel):
     secrets_url: str = Field("", description="SQLAlchemy URL of the device-secret store, kept apart.")
     kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty = the embedded Tansu broker.")
     kafka_port: int = Field(0, description="Port of the embedded Tansu broker; 0 = a free port.")
-    mqtt_host: str = "127.0.0.1"
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
     mqtt_port: int = Field(0, description="Embedded MQTT broker port; 0 = a free port.")
     mqtt_username: str = Field("lec-bridge", description="Bridge account on the MQTT broker.")
     mqtt_password: str = Field("", description="Bridge password (never logged).")
@@ -45,12 +45,12 @@ class Settings(BaseModel):
     spark_remote: str = Field("", description="Spark Connect URL; empty = an in-process Sail server.")
     chain_rpc: str = Field("", description="EVM JSON-RPC URL; empty = the embedded anvil.")
     chain_port: int = Field(0, description="Embedded anvil port; 0 = a free port.")
-    chain_id: int = 31337
+    chain_id: int = Field(31337, description="Chain id of the embedded anvil.")
     oracle_grace_s: int = Field(300, description="Seconds after a QH's end before it is anchored (oracle.md §9).")
     oracle_claim_interval_s: int = Field(60, description="How often the oracle claims rewards for members.")
     clock_skew_s: int = Field(300, description="How far in the future a reading's timestamp may be.")
     search_url: str = Field("", description="Elasticsearch/OpenSearch URL; empty = indexing off.")
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="Log level of every worker (INFO keeps Faust's spinner off).")
 
     def resolved_run_dir(self) -> Path:
         return self.run_dir.expanduser().resolve()
@@ -117,3 +117,23 @@ def load_settings(environ: dict[str, str] | None = None, config_file: Path | Non
 def settings() -> Settings:
     """The process-wide settings, loaded once."""
     return load_settings()
+
+
+def settings_reference() -> str:
+    """The Markdown table of every setting, as published in docs/configuration.md."""
+    lines = [
+        "# Configuration",
+        "",
+        "One settings object (`lec/config.py`, `Settings`). Sources, later ones winning: the defaults below",
+        "(the embedded stack: no configuration needed), an optional YAML file (`LEC_CONFIG` or `./lec.yaml`),",
+        "then environment variables `LEC_<NAME>`. `lec config` prints the settings in force (secrets masked).",
+        "This page is generated from the code (`lec config --reference`); a test keeps it current.",
+        "",
+        "| setting | environment variable | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, f in Settings.model_fields.items():
+        default = f.default
+        shown = "" if default in ("", None) else str(default)
+        lines.append(f"| `{name}` | `LEC_{name.upper()}` | `{shown}` | {f.description or ''} |")
+    return "\n".join(lines) + "\n"

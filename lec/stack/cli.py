@@ -1,9 +1,98 @@
-"""``lec up|status|down|demo``."""
+"""``lec up``, ``lec status``, ``lec down`` and ``lec demo``."""
 
 from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Placeholder until the stack module lands."""
+    register_config(app)
+
+    @app.command("up")
+    def up(servers_only: bool = typer.Option(False, "--servers-only",
+                                             help="Start the servers (Kafka, MQTT, SFTP, chain) without workers."),
+           ) -> None:
+        """Start every local service and worker; runs until Ctrl-C, SIGTERM or `lec down`."""
+        from lec.config import settings
+        from lec.stack.supervisor import PID_FILE, Stack, service_status
+
+        s = settings()
+        logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        stack = Stack(s, with_workers=not servers_only)
+        stopping = {"flag": False}
+
+        def on_signal(signum: int, _frame: object) -> None:
+            stopping["flag"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        run_dir = s.resolved_run_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / PID_FILE).write_text(str(os.getpid()))
+        try:
+            stack.start()
+            typer.echo(json.dumps(service_status(run_dir), indent=2))
+            typer.echo(f"stack up; run dir {run_dir}; stop with Ctrl-C or `lec down`", err=True)
+            while not stopping["flag"]:
+                stack.supervise_once()
+                time.sleep(0.5)
+        finally:
+            stack.stop()
+            (run_dir / PID_FILE).unlink(missing_ok=True)
+
+    @app.command("status")
+    def status() -> None:
+        """Each service of the stack: pid, port, alive, answering. Exit 1 if any is down."""
+        from lec.config import settings
+        from lec.stack.supervisor import service_status
+
+        st = service_status(settings().resolved_run_dir())
+        typer.echo(json.dumps(st, indent=2))
+        if not st or not all(v["alive"] for v in st.values()):
+            raise typer.Exit(1)
+
+    @app.command("down")
+    def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean stop.")) -> None:
+        """Stop a stack started with `lec up`."""
+        from lec.config import settings
+        from lec.stack.supervisor import PID_FILE
+
+        pid_file = settings().resolved_run_dir() / PID_FILE
+        if not pid_file.exists():
+            typer.echo("no stack running")
+            return
+        pid = int(pid_file.read_text())
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pid_file.unlink(missing_ok=True)
+            typer.echo("stack was not running (stale pid file removed)")
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                typer.echo("stack stopped")
+                return
+            time.sleep(0.2)
+        typer.echo("stack did not stop in time", err=True)
+        raise typer.Exit(1)
+
+
+def register_config(app: typer.Typer) -> None:
+    @app.command("config")
+    def config(reference: bool = typer.Option(False, "--reference", help="Print the settings reference page.")) -> None:
+        """Print the settings in force (secrets masked), or the reference of every setting."""
+        from lec.config import settings, settings_reference
+
+        if reference:
+            typer.echo(settings_reference(), nl=False)
+        else:
+            typer.echo(json.dumps(settings().public_dict(), indent=2))

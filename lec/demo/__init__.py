@@ -1,0 +1,1 @@
+"""The demo community (real SimBench profiles) and a traffic generator that sends like real suppliers."""

@@ -1,0 +1,231 @@
+"""The embedded stack: every local service as a supervised child process on loopback.
+
+``Stack.start()`` starts the servers (Kafka, MQTT, SFTP, chain) and then the platform's workers,
+each with a health check, its log under ``run_dir/logs`` and its port in ``run_dir/stack.json``.
+A worker that dies is restarted with back-off; ``Stack.stop()`` (SIGTERM, Ctrl-C, ``lec down``)
+stops them in reverse order and leaves no orphan: each child runs in its own process group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lec.config import Settings
+from lec.errors import ServiceError
+from lec.procs import ManagedProcess, free_port, port_open
+
+log = logging.getLogger("lec.stack")
+
+STATE_FILE = "stack.json"
+PID_FILE = "stack.pid"
+
+
+@dataclass
+class ServiceSpec:
+    """How to run one service: its command, the port it answers on (if any) and when it is ready."""
+
+    name: str
+    argv: list[str]
+    port: int | None = None
+    ready_timeout: float = 30.0
+    restart: bool = True
+    ready: Callable[[], bool] | None = None
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    proc: ManagedProcess
+    restarts: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+def lec_argv(*args: str) -> list[str]:
+    """Run a ``lec`` subcommand with this interpreter (works without the console script on PATH)."""
+    return [sys.executable, "-m", "lec.cli", *args]
+
+
+class Stack:
+    """Start, watch and stop the embedded services described by the settings."""
+
+    def __init__(self, settings: Settings, *, with_workers: bool = True) -> None:
+        self.settings = settings
+        self.run_dir = settings.resolved_run_dir()
+        self.with_workers = with_workers
+        self.services: list[RunningService] = []
+        self.ports: dict[str, int] = {}
+        self.env: dict[str, str] = {}
+
+    # -- plan -----------------------------------------------------------------------------
+    def _assign_ports(self) -> None:
+        s = self.settings
+        self.ports = {
+            "kafka": s.kafka_port or free_port(),
+            "mqtt": s.mqtt_port or free_port(),
+            "sftp": s.sftp_port or free_port(),
+            "http": s.http_port or free_port(),
+            "chain": s.chain_port or free_port(),
+        }
+        bootstrap = s.kafka_bootstrap or f"localhost:{self.ports['kafka']}"
+        rpc = s.chain_rpc or f"http://127.0.0.1:{self.ports['chain']}"
+        # Children read the same settings through LEC_* variables.
+        self.env = {
+            "LEC_RUN_DIR": str(self.run_dir),
+            "LEC_KAFKA_BOOTSTRAP": bootstrap,
+            "LEC_MQTT_PORT": str(self.ports["mqtt"]),
+            "LEC_SFTP_PORT": str(self.ports["sftp"]),
+            "LEC_HTTP_PORT": str(self.ports["http"]),
+            "LEC_CHAIN_RPC": rpc,
+            "LEC_CHAIN_PORT": str(self.ports["chain"]),
+            "LEC_REGISTRY_URL": s.resolved_registry_url(),
+            "LEC_SECRETS_URL": s.resolved_secrets_url(),
+            "LEC_LAKE_URI": s.resolved_lake_uri(),
+            "LEC_LOG_LEVEL": s.log_level,
+        }
+
+    def server_specs(self) -> list[ServiceSpec]:
+        from lec.services import anvil_binary, tansu_binary
+
+        specs = []
+        if not self.settings.kafka_bootstrap:
+            p = self.ports["kafka"]
+            specs.append(ServiceSpec("kafka", [
+                str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{p}",
+                "--advertised-listener-url", f"tcp://localhost:{p}", "--storage-engine", "memory://tansu/"],
+                port=p, restart=False))
+        specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
+        specs.append(ServiceSpec("sftp", lec_argv("connectors", "sftp-server"), port=self.ports["sftp"]))
+        if not self.settings.chain_rpc:
+            p = self.ports["chain"]
+            state = self.run_dir / "chain" / "anvil-state.json"
+            state.parent.mkdir(parents=True, exist_ok=True)
+            specs.append(ServiceSpec("chain", [
+                str(anvil_binary()), "--host", "127.0.0.1", "--port", str(p), "--chain-id",
+                str(self.settings.chain_id), "--silent", "--state", str(state)], port=p, restart=False))
+        return specs
+
+    def worker_specs(self) -> list[ServiceSpec]:
+        return [
+            ServiceSpec("mqtt-bridge", lec_argv("connectors", "mqtt-bridge")),
+            ServiceSpec("feedback-relay", lec_argv("connectors", "feedback-relay")),
+            ServiceSpec("sftp-watch", lec_argv("connectors", "sftp-watch")),
+            ServiceSpec("http", lec_argv("connectors", "http-serve"), port=self.ports["http"]),
+            ServiceSpec("streams", lec_argv("streams", "worker")),
+            ServiceSpec("lake-sink", lec_argv("lake", "sink")),
+            ServiceSpec("oracle", lec_argv("oracle", "run")),
+        ]
+
+    # -- run ------------------------------------------------------------------------------
+    def _launch(self, spec: ServiceSpec) -> ManagedProcess:
+        proc = ManagedProcess(spec.name, spec.argv, self.run_dir / "logs" / f"{spec.name}.log", env=self.env)
+        check = spec.ready or ((lambda: port_open(spec.port)) if spec.port else (lambda: True))
+        proc.wait_ready(check, spec.ready_timeout)
+        if spec.port is None:
+            time.sleep(0.5)  # a worker that fails at start-up does so at once
+            if not proc.alive():
+                raise ServiceError(f"{spec.name} exited at start-up; see {proc.log}")
+        return proc
+
+    def start_servers(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        self._assign_ports()
+        os.environ.update(self.env)  # in-process users (demo, tests) see the same settings
+        for spec in self.server_specs():
+            self._start(spec)
+        from lec.kafka import ensure_topics
+
+        ensure_topics(self.env["LEC_KAFKA_BOOTSTRAP"])
+        self.write_state()
+
+    def start_workers(self, names: list[str] | None = None) -> None:
+        for spec in self.worker_specs():
+            if names is None or spec.name in names:
+                self._start(spec)
+        self.write_state()
+
+    def start(self) -> None:
+        try:
+            self.start_servers()
+            if self.with_workers:
+                self.start_workers()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, spec: ServiceSpec) -> None:
+        log.info("starting %s", spec.name)
+        self.services.append(RunningService(spec, self._launch(spec)))
+
+    def supervise_once(self) -> None:
+        """Restart workers that died (back-off grows with each restart)."""
+        for svc in self.services:
+            if svc.proc.alive() or not svc.spec.restart:
+                continue
+            delay = min(30.0, 2.0 ** min(svc.restarts, 5))
+            if time.time() - svc.started_at < delay:
+                continue
+            log.warning("%s exited with %s; restarting (see %s)", svc.spec.name, svc.proc.proc.returncode,
+                        svc.proc.log)
+            svc.proc.stop()
+            try:
+                svc.proc = self._launch(svc.spec)
+            except ServiceError as exc:
+                log.error("%s", exc)
+            svc.restarts += 1
+            svc.started_at = time.time()
+        self.write_state()
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            log.info("stopping %s", svc.spec.name)
+            svc.proc.stop(timeout=15)
+        self.services.clear()
+        state = self.run_dir / STATE_FILE
+        if state.exists():
+            doc = json.loads(state.read_text())
+            doc["running"] = False
+            state.write_text(json.dumps(doc, indent=2))
+
+    # -- state ----------------------------------------------------------------------------
+    def write_state(self) -> None:
+        doc = {
+            "running": True,
+            "supervisor_pid": os.getpid(),
+            "env": self.env,
+            "services": {s.spec.name: {"pid": s.proc.pid, "port": s.spec.port, "restarts": s.restarts,
+                                       "log": str(s.proc.log), "argv": s.spec.argv} for s in self.services},
+        }
+        tmp = self.run_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(self.run_dir / STATE_FILE)
+
+
+def read_state(run_dir: Path) -> dict | None:
+    path = run_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def service_status(run_dir: Path) -> dict[str, dict]:
+    """Each service's pid, port and whether it is alive and answering."""
+    state = read_state(run_dir)
+    if not state:
+        return {}
+    out = {}
+    for name, svc in state["services"].items():
+        try:
+            os.kill(svc["pid"], 0)
+            alive = state["running"]
+        except (ProcessLookupError, PermissionError):
+            alive = False
+        answering = port_open(svc["port"]) if (alive and svc["port"]) else None
+        out[name] = {"pid": svc["pid"], "port": svc["port"], "alive": alive, "answering": answering,
+                     "restarts": svc["restarts"], "log": svc["log"]}
+    return out
