@@ -1,9 +1,85 @@
-"""Commands of the `lakehouse` package, added to `lec` by `register`."""
+"""Commands of the `lakehouse` package, added to `lec` by `register`.
+
+`lec lake sink|maintain|tables` and `lec gdpr erase`; the analytics commands come from
+`lakehouse.analytics_cli.register_analytics(app)` when that module exists.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
 
 import typer
 
 
+def _logging() -> None:
+    from lec.config import settings
+
+    logging.basicConfig(level=settings().log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the `lec` app (keep heavy imports inside commands)."""
+    lake = typer.Typer(help="The Delta lake: sink from Kafka, maintenance, tables.", no_args_is_help=True)
+
+    @lake.command("sink")
+    def sink() -> None:
+        """Consume lec.readings, lec.deadletter, lec.anomalies into Delta tables, exactly once (foreground).
+
+        Reads LEC_KAFKA_BOOTSTRAP, LEC_LAKE_URI (default run_dir/lake), LEC_LAKE_COMMIT_INTERVAL_S (5),
+        LEC_LAKE_COMMIT_ROWS (100000), LEC_LAKE_MAINTAIN_INTERVAL_S (3600, 0 = off),
+        LEC_LAKE_VACUUM_RETENTION_H (168). SIGTERM/SIGINT: final commit, then exit 0.
+        """
+        from lakehouse.sink import run_sink
+
+        _logging()
+        run_sink()
+
+    @lake.command("maintain")
+    def maintain(table: list[str] = typer.Option(None, "--table", help="Table name(s); default every table."),
+                 retention_hours: int = typer.Option(None, "--retention-hours",
+                                                     help="VACUUM retention; default LEC_LAKE_VACUUM_RETENTION_H (168).")) -> None:
+        """Compact small files, write a checkpoint and VACUUM every table under the lake root."""
+        from lakehouse.maintenance import maintain_lake
+        from lakehouse.sink_config import SinkConfig
+        from lakehouse.tables import lake_root
+
+        _logging()
+        hours = SinkConfig.from_env().vacuum_retention_h if retention_hours is None else retention_hours
+        typer.echo(json.dumps(maintain_lake(lake_root(), retention_hours=hours, names=table or None), indent=2))
+
+    @lake.command("tables")
+    def tables() -> None:
+        """Sink tables with topic, partitioning and columns, plus each table's version and row count."""
+        from lakehouse.tables import describe, lake_root, list_tables, open_table, table_uri
+
+        root = lake_root()
+        info = describe()
+        for name in list_tables(root):
+            dt = open_table(table_uri(name, root=root))
+            if dt is not None:
+                info.setdefault(name, {}).update(version=dt.version(), rows=dt.count())
+        typer.echo(json.dumps({"root": root, "tables": info}, indent=2))
+
+    app.add_typer(lake, name="lake")
+
+    gdpr = typer.Typer(help="Personal data: right to be forgotten.", no_args_is_help=True)
+
+    @gdpr.command("erase")
+    def erase(user: str = typer.Option(None, "--user", help="User id: the user and all their devices."),
+              device: str = typer.Option(None, "--device", help="One device id.")) -> None:
+        """Delete every row of the user/device from every lake table (with old versions) and the registry."""
+        from lakehouse.gdpr import erase as do_erase
+
+        _logging()
+        typer.echo(json.dumps(do_erase(user=user, device=device), indent=2))
+
+    app.add_typer(gdpr, name="gdpr")
+
+    if importlib.util.find_spec("lakehouse.analytics_cli") is not None:
+        from lakehouse.analytics_cli import register_analytics
+
+        register_analytics(app)

@@ -1,0 +1,337 @@
+"""`lec lake sink`: Kafka topics -> Delta tables, exactly once.
+
+Each Delta commit carries, per Kafka topic-partition it holds records of, a ``txn`` action
+(app id ``lec-lake-sink:<topic>:<partition>``, version = last offset in the table). On start the
+sink reads these versions back and seeks each partition just past them (partitions assigned
+explicitly, no group rebalances), so a crash at any point neither loses nor repeats a record;
+Kafka's committed offsets are only written for monitoring (kafka-delta-ingest's design).
+
+Records the sink cannot store go to the `deadletter` table under their own app ids
+(``lec-lake-sink-rejects:<topic>:<partition>``), committed BEFORE the main commit so a crash
+between the two cannot lose them, and skipped on replay if already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from lakehouse.sink_config import SinkConfig
+from lakehouse.sink_convert import KafkaRecord, Reject, convert, rejects_table
+from lakehouse.tables import DEADLETTER, SINK_TABLES, TableSpec, open_table, storage_options, table_uri
+from lec.errors import LecError
+
+log = logging.getLogger("lec.lake.sink")
+
+APP_PREFIX = "lec-lake-sink"
+REJECT_PREFIX = "lec-lake-sink-rejects"
+
+
+class SinkError(LecError):
+    """The Delta sink cannot reach Kafka or write the lake."""
+
+
+def app_id(topic: str, partition: int, prefix: str = APP_PREFIX) -> str:
+    return f"{prefix}:{topic}:{partition}"
+
+
+@dataclass
+class CommitStats:
+    commits: int = 0
+    rows: int = 0
+    rejects: int = 0
+    last_commit_s: float = 0.0
+    per_table: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class DeltaSink:
+    """Consumes ``tables``' topics into Delta tables under ``root``."""
+
+    def __init__(self, bootstrap: str, root: str, config: SinkConfig | None = None,
+                 tables: tuple[TableSpec, ...] = SINK_TABLES) -> None:
+        self.bootstrap = bootstrap
+        self.root = root.rstrip("/")
+        self.config = config or SinkConfig()
+        self.tables = tables
+        self.by_topic = {t.topic: t for t in tables}
+        self.stats = CommitStats()
+        self._stop = False
+        self._consumer: Any = None
+        self._written: dict[tuple[str, int], int] = {}    # last offset in the table, per topic-partition
+        self._rejected: dict[tuple[str, int], int] = {}   # last reject offset in `deadletter`
+        self._assigned: set[tuple[str, int]] = set()
+        self._tables: dict[str, Any] = {}
+        self._buffer: dict[str, list[KafkaRecord]] = defaultdict(list)
+        self._buffered = 0
+        self._first_buffered_at: float | None = None
+        self._last_maintain = time.monotonic()
+        self._last_refresh = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, max_idle_s: float | None = None) -> CommitStats:
+        """Consume until stopped (or idle for ``max_idle_s``), then commit what is buffered."""
+        from confluent_kafka import Consumer
+
+        from lec.kafka import consumer_config, ensure_topics
+
+        try:
+            ensure_topics(self.bootstrap, tuple(t.topic for t in self.tables))
+        except Exception as exc:  # librdkafka raises KafkaException with a readable text
+            raise SinkError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        self._consumer = Consumer(consumer_config(self.bootstrap, self.config.group_id,
+                                                  **{"enable.partition.eof": False}))
+        last_msg = time.monotonic()
+        try:
+            self._refresh_assignment()
+            while not self._stop:
+                msgs = self._consumer.consume(num_messages=20_000, timeout=0.2)
+                if msgs:
+                    last_msg = time.monotonic()
+                    self._take(msgs)
+                if self._due():
+                    self.flush()
+                now = time.monotonic()
+                if now - self._last_refresh > 10:
+                    self._refresh_assignment()
+                if self.config.maintain_interval_s and now - self._last_maintain > self.config.maintain_interval_s:
+                    self.flush()
+                    self.maintain()
+                if max_idle_s is not None and not msgs and now - last_msg > max_idle_s and not self._buffered:
+                    break
+            self.flush()
+        finally:
+            self._consumer.close()
+        log.info("sink stopped: %d commits, %d rows, %d rejects", self.stats.commits, self.stats.rows,
+                 self.stats.rejects)
+        return self.stats
+
+    # -- consuming -------------------------------------------------------------------------------
+    def _refresh_assignment(self) -> None:
+        """Assign every partition of our topics, starting after the offset the table holds."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        self._last_refresh = time.monotonic()
+        new: list[TopicPartition] = []
+        meta = self._consumer.list_topics(timeout=10)
+        for spec in self.tables:
+            topic_meta = meta.topics.get(spec.topic)
+            if topic_meta is None or topic_meta.error is not None:
+                continue
+            dt = self._open(spec.name)
+            dl = self._open(DEADLETTER.name)
+            for p in sorted(topic_meta.partitions):
+                key = (spec.topic, p)
+                if key in self._assigned:
+                    continue
+                done = dt.transaction_version(app_id(spec.topic, p)) if dt is not None else None
+                rej = dl.transaction_version(app_id(spec.topic, p, REJECT_PREFIX)) if dl is not None else None
+                self._written[key] = -1 if done is None else done
+                self._rejected[key] = -1 if rej is None else rej
+                start = OFFSET_BEGINNING if done is None else done + 1
+                new.append(TopicPartition(spec.topic, p, start))
+                self._assigned.add(key)
+                log.info("%s[%d] -> %s from offset %s", spec.topic, p, spec.name,
+                         "beginning" if done is None else done + 1)
+        if new:
+            self._consumer.incremental_assign(new)
+
+    def _take(self, msgs: list[Any]) -> None:
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                log.warning("Kafka: %s", err)
+                continue
+            key = (m.topic(), m.partition())
+            if m.offset() <= self._written.get(key, -1):
+                continue  # already in the table (a seek answered with older records)
+            self._buffer[m.topic()].append(KafkaRecord(m.partition(), m.offset(), m.value()))
+            self._buffered += 1
+            if self._first_buffered_at is None:
+                self._first_buffered_at = time.monotonic()
+
+    def _due(self) -> bool:
+        if not self._buffered:
+            return False
+        if self._buffered >= self.config.commit_rows:
+            return True
+        return time.monotonic() - (self._first_buffered_at or 0) >= self.config.commit_interval_s
+
+    # -- committing ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write everything buffered: rejects first, then one commit per table."""
+        if not self._buffered:
+            return
+        started = time.monotonic()
+        converted: list[tuple[TableSpec, pa.Table | None, dict[int, int]]] = []
+        rejects: list[Reject] = []
+        for topic, records in self._buffer.items():
+            spec = self.by_topic[topic]
+            table, bad = convert(spec, records)
+            rejects.extend(bad)
+            last: dict[int, int] = {}
+            for r in records:
+                last[r.partition] = max(last.get(r.partition, -1), r.offset)
+            converted.append((spec, table, last))
+        self._write_rejects(rejects)
+        for spec, table, last in converted:
+            self._commit(spec, table, last)
+        self._commit_kafka_offsets(converted)
+        self._buffer.clear()
+        self._buffered = 0
+        self._first_buffered_at = None
+        self.stats.last_commit_s = time.monotonic() - started
+
+    def _write_rejects(self, rejects: list[Reject]) -> None:
+        fresh = [r for r in rejects if r.offset > self._rejected.get((r.topic, r.partition), -1)]
+        if not fresh:
+            return
+        last: dict[tuple[str, int], int] = {}
+        for r in fresh:
+            last[(r.topic, r.partition)] = max(last.get((r.topic, r.partition), -1), r.offset)
+            log.warning("rejected %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
+        txns = {app_id(t, p, REJECT_PREFIX): off for (t, p), off in last.items()}
+        self._append(DEADLETTER, rejects_table(fresh), txns)
+        self._rejected.update(last)
+        self.stats.rejects += len(fresh)
+
+    def _commit(self, spec: TableSpec, table: pa.Table | None, last: dict[int, int]) -> None:
+        txns = {app_id(spec.topic, p): off for p, off in last.items()}
+        data = table if table is not None else None
+        self._append(spec, data, txns)
+        for p, off in last.items():
+            self._written[(spec.topic, p)] = off
+        rows = 0 if table is None else table.num_rows
+        self.stats.rows += rows
+        self.stats.per_table[spec.name] += rows
+        self.stats.commits += 1
+        log.info("committed %d rows to %s (offsets %s)", rows, spec.name,
+                 ", ".join(f"{spec.topic}[{p}]={o}" for p, o in sorted(last.items())))
+
+    def _append(self, spec: TableSpec, data: pa.Table | None, txns: dict[str, int]) -> None:
+        """One Delta commit: the rows (maybe none) and the txn versions, atomically."""
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        uri = table_uri(spec.name, root=self.root)
+        dt = self._open(spec.name)
+        schema_mode = None
+        if data is None:
+            data = (dt.schema().to_arrow() if dt is not None else spec.schema).empty_table()
+            data = pa.table(data) if not isinstance(data, pa.Table) else data
+        elif dt is not None:
+            data, schema_mode = _align(data, dt)
+        else:
+            data = _order(data, spec.schema)
+        props = CommitProperties(app_transactions=[Transaction(a, v) for a, v in sorted(txns.items())])
+        try:
+            write_deltalake(dt if dt is not None else uri, data, mode="append",
+                            partition_by=list(spec.partition_by), schema_mode=schema_mode,
+                            storage_options=storage_options(uri), commit_properties=props)
+        except Exception as exc:
+            self._tables.pop(spec.name, None)  # reload from storage next time
+            raise SinkError(f"cannot write Delta table {uri}: {exc}") from exc
+        if dt is None:
+            self._open(spec.name)
+
+    def _open(self, name: str) -> Any:
+        """The table, kept open between commits (write_deltalake updates its state in place)."""
+        dt = self._tables.get(name)
+        if dt is None:
+            dt = open_table(table_uri(name, root=self.root))
+            if dt is not None:
+                self._tables[name] = dt
+        return dt
+
+    def _commit_kafka_offsets(self, converted: list[tuple[TableSpec, pa.Table | None, dict[int, int]]]) -> None:
+        """Informative only (lag dashboards): the table's txn versions are the truth on restart."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        tps = [TopicPartition(spec.topic, p, off + 1) for spec, _, last in converted for p, off in last.items()]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:
+            log.debug("Kafka offset commit failed (harmless): %s", exc)
+
+    # -- maintenance -----------------------------------------------------------------------------
+    def maintain(self) -> None:
+        from lakehouse.maintenance import maintain_table
+
+        self._last_maintain = time.monotonic()
+        for spec in self.tables:
+            uri = table_uri(spec.name, root=self.root)
+            self._tables.pop(spec.name, None)  # maintenance commits: reopen afterwards
+            try:
+                report = maintain_table(uri, retention_hours=self.config.vacuum_retention_h)
+            except LecError as exc:
+                log.error("maintenance of %s failed: %s", spec.name, exc)
+                continue
+            if report is not None:
+                log.info("maintained %s: %s", spec.name, report)
+
+
+def _order(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Known columns in the schema's order first, extra (evolved) ones after."""
+    known = [n for n in schema.names if n in data.column_names]
+    extra = [n for n in data.column_names if n not in schema.names]
+    return data.select(known + extra)
+
+
+def _align(data: pa.Table, dt: Any) -> tuple[pa.Table, str | None]:
+    """Match the batch to the table's current schema; new columns mean a schema merge."""
+    target = dt.schema().to_arrow()
+    target = target if isinstance(target, pa.Schema) else pa.schema(target)
+    cols: list[pa.Array | pa.ChunkedArray] = []
+    fields: list[pa.Field] = []
+    for f in target:
+        if f.name in data.column_names:
+            col = data.column(f.name)
+            if not col.type.equals(f.type):
+                col = col.cast(_storage_type(f.type))
+            cols.append(col)
+        else:
+            cols.append(pa.nulls(data.num_rows, _storage_type(f.type)))
+        fields.append(pa.field(f.name, _storage_type(f.type)))
+    extra = [n for n in data.column_names if n not in target.names]
+    for n in extra:
+        cols.append(data.column(n))
+        fields.append(data.schema.field(n))
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields)), ("merge" if extra else None)
+
+
+def _storage_type(t: pa.DataType) -> pa.DataType:
+    """delta-rs reports strings as string_view etc.; write plain Arrow types."""
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _storage_type(f.type)) for f in t])
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_storage_type(t.value_type))
+    return t
+
+
+def run_sink(settings: Any = None, config: SinkConfig | None = None) -> CommitStats:
+    """The `lec lake sink` worker: Settings.kafka_bootstrap -> Settings.resolved_lake_uri()."""
+    from lec.config import settings as current
+
+    s = settings or current()
+    if not s.kafka_bootstrap:
+        raise SinkError("no Kafka to read from: set LEC_KAFKA_BOOTSTRAP (or start the stack with `lec up`)")
+    sink = DeltaSink(s.kafka_bootstrap, s.resolved_lake_uri(), config or SinkConfig.from_env())
+    sink.install_signal_handlers()
+    log.info("lake sink: %s -> %s (commit every %.1fs or %d rows)", s.kafka_bootstrap, sink.root,
+             sink.config.commit_interval_s, sink.config.commit_rows)
+    return sink.run()
