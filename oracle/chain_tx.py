@@ -1,0 +1,249 @@
+"""Sending transactions: one signer, local nonces, EIP-1559 or legacy fees, pipelined sends,
+receipts, retries and revert reasons decoded from the contracts' custom errors.
+
+Private keys stay inside the ``eth_account`` object: never printed, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lec.errors import LecError
+
+log = logging.getLogger("lec.chain")
+
+ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "contracts" / "artifacts"
+
+
+class ChainError(LecError):
+    """The chain or a contract refused or failed an operation."""
+
+
+class ChainConnectionError(ChainError):
+    """The JSON-RPC endpoint did not answer."""
+
+
+class TxFailedError(ChainError):
+    """A transaction (or its dry run) reverted; ``reason`` is the decoded custom error."""
+
+    def __init__(self, message: str, *, reason: str = "", tx_hash: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.tx_hash = tx_hash
+
+
+@lru_cache(maxsize=None)
+def artifact(name: str) -> dict[str, Any]:
+    """A compiled contract (contracts/artifacts/<name>.json: abi, bytecode, metadata)."""
+    path = ARTIFACTS_DIR / f"{name}.json"
+    if not path.exists():
+        raise ChainError(f"contract artifact {path} is missing: run `node contracts/compile.js`")
+    return json.loads(path.read_text())
+
+
+@lru_cache(maxsize=1)
+def _error_decoders() -> dict[str, tuple[str, list[str]]]:
+    """4-byte selector -> (error name, input types) for every custom error of our contracts."""
+    from eth_utils import keccak
+
+    out: dict[str, tuple[str, list[str]]] = {}
+    for name in ("Notary", "CommunityToken"):
+        for item in artifact(name)["abi"]:
+            if item["type"] != "error":
+                continue
+            types = [i["type"] for i in item["inputs"]]
+            selector = "0x" + keccak(text=f"{item['name']}({','.join(types)})")[:4].hex()
+            out[selector] = (item["name"], types)
+    return out
+
+
+def decode_revert(data: str | bytes | None) -> str:
+    """A readable reason from revert data: `Name(arg, ...)`, an Error(string) text or a panic."""
+    from eth_abi import decode
+
+    if data is None:
+        return "reverted without data"
+    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else bytes(data)
+    if len(raw) < 4:
+        return "reverted without data"
+    selector, body = "0x" + raw[:4].hex(), raw[4:]
+    if selector == "0x08c379a0":
+        return decode(["string"], body)[0]
+    if selector == "0x4e487b71":
+        return f"panic 0x{decode(['uint256'], body)[0]:02x}"
+    known = _error_decoders().get(selector)
+    if known is None:
+        return f"custom error {selector}"
+    name, types = known
+    args = decode(types, body)
+    shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
+    return f"{name}({shown})"
+
+
+def revert_reason(exc: Exception) -> str | None:
+    """The decoded reason if ``exc`` is a revert raised by web3, else None."""
+    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+
+    if isinstance(exc, (ContractCustomError, ContractPanicError)):
+        data = exc.data if isinstance(exc.data, str) else (exc.data or {}).get("data") if exc.data else None
+        return decode_revert(data)
+    if isinstance(exc, ContractLogicError):
+        data = exc.data if isinstance(exc.data, str) else None
+        return decode_revert(data) if data and len(data) > 10 else (exc.message or str(exc))
+    return None
+
+
+@dataclass
+class PendingTx:
+    tx_hash: str
+    tx: dict[str, Any]
+    label: str
+
+
+def connect(rpc_url: str, timeout_s: float = 30.0):
+    """A web3 connection that answers, or ChainConnectionError."""
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+    try:
+        w3.eth.chain_id
+    except Exception as exc:  # noqa: BLE001 - any transport failure means the same to the user
+        raise ChainConnectionError(f"no JSON-RPC answer from {rpc_url}: {exc.__class__.__name__}") from None
+    return w3
+
+
+class TxSender:
+    """Signs and sends transactions from one account, keeping the nonce locally so that many
+    transactions can be in flight at once (the chain mines them in nonce order)."""
+
+    RECEIPT_TIMEOUT_S = 120.0
+    SEND_RETRIES = 3
+
+    def __init__(self, w3, private_key: str) -> None:
+        from eth_account import Account
+
+        try:
+            self._account = Account.from_key(private_key)
+        except Exception:  # noqa: BLE001 - never echo the key material
+            raise ChainError("the private key is not a valid 32-byte hex secp256k1 key") from None
+        self.w3 = w3
+        self.address: str = self._account.address
+        self.chain_id: int = w3.eth.chain_id
+        self._nonce: int | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"TxSender(address={self.address}, chain_id={self.chain_id})"
+
+    # ---- fees and nonces -------------------------------------------------------------
+
+    def _fee_fields(self) -> dict[str, int]:
+        latest = self.w3.eth.get_block("latest")
+        base = latest.get("baseFeePerGas")
+        if base is None:
+            return {"gasPrice": self.w3.eth.gas_price}
+        try:
+            tip = int(self.w3.eth.max_priority_fee)
+        except Exception:  # noqa: BLE001 - some nodes lack eth_maxPriorityFeePerGas
+            tip = 0
+        return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
+
+    def _next_nonce(self) -> int:
+        if self._nonce is None:
+            self._nonce = self.w3.eth.get_transaction_count(self.address, "pending")
+        nonce = self._nonce
+        self._nonce += 1
+        return nonce
+
+    def resync_nonce(self) -> None:
+        self._nonce = None
+
+    # ---- sending ---------------------------------------------------------------------
+
+    def estimate(self, to: str | None, data: str, value: int = 0) -> int:
+        """Gas estimate with a 25% margin; a revert in the dry run becomes TxFailedError."""
+        tx: dict[str, Any] = {"from": self.address, "data": data, "value": value}
+        if to is not None:
+            tx["to"] = to
+        try:
+            gas = self.w3.eth.estimate_gas(tx)
+        except Exception as exc:  # noqa: BLE001
+            reason = revert_reason(exc)
+            if reason is None:
+                raise ChainError(f"gas estimation failed: {exc}") from None
+            raise TxFailedError(f"transaction would revert: {reason}", reason=reason) from None
+        return int(gas * 1.25) + 10_000
+
+    def send(self, to: str | None, data: str, *, gas: int | None = None, value: int = 0,
+             label: str = "tx", fees: dict[str, int] | None = None) -> PendingTx:
+        """Signs and sends one transaction without waiting for it (gas estimated if not given)."""
+        if gas is None:
+            gas = self.estimate(to, data, value)
+        tx: dict[str, Any] = {"chainId": self.chain_id, "from": self.address, "data": data, "value": value,
+                              "gas": gas, **(fees or self._fee_fields())}
+        if to is not None:
+            tx["to"] = to
+        for attempt in range(self.SEND_RETRIES):
+            tx["nonce"] = self._next_nonce()
+            signed = self._account.sign_transaction(tx)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                return PendingTx("0x" + bytes(tx_hash).hex(), tx, label)
+            except Exception as exc:  # noqa: BLE001
+                message = str(exc).lower()
+                self.resync_nonce()
+                if "nonce" in message and attempt + 1 < self.SEND_RETRIES:
+                    log.warning("nonce out of step for %s (%s): resynchronising", label, exc)
+                    continue
+                if ("connection" in message or "timed out" in message) and attempt + 1 < self.SEND_RETRIES:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                reason = revert_reason(exc)
+                if reason is not None:
+                    raise TxFailedError(f"{label} refused: {reason}", reason=reason) from None
+                raise ChainError(f"{label} could not be sent: {exc}") from None
+        raise ChainError(f"{label} could not be sent after {self.SEND_RETRIES} attempts")
+
+    def wait(self, pending: PendingTx) -> dict[str, Any]:
+        """The receipt of a sent transaction; a revert becomes TxFailedError with its reason."""
+        from web3.exceptions import TransactionNotFound
+
+        deadline = time.monotonic() + self.RECEIPT_TIMEOUT_S
+        delay = 0.01
+        while True:
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(pending.tx_hash)
+                break
+            except TransactionNotFound:
+                if time.monotonic() > deadline:
+                    raise ChainError(f"{pending.label} {pending.tx_hash} not mined after "
+                                     f"{self.RECEIPT_TIMEOUT_S:.0f} s: is the chain producing blocks?") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        if receipt["status"] != 1:
+            reason = self._replay_reason(pending, receipt["blockNumber"])
+            raise TxFailedError(f"{pending.label} {pending.tx_hash} reverted: {reason}",
+                                reason=reason, tx_hash=pending.tx_hash)
+        return dict(receipt)
+
+    def _replay_reason(self, pending: PendingTx, block: int) -> str:
+        call = {k: pending.tx[k] for k in ("from", "to", "data", "value") if k in pending.tx}
+        call["gas"] = pending.tx["gas"]
+        for at in (block - 1, block):
+            try:
+                self.w3.eth.call(call, at)
+            except Exception as exc:  # noqa: BLE001
+                reason = revert_reason(exc)
+                if reason:
+                    return reason
+        return "out of gas or reverted without data"
+
+    def transact(self, to: str | None, data: str, *, gas: int | None = None, value: int = 0,
+                 label: str = "tx") -> dict[str, Any]:
+        """Send and wait."""
+        return self.wait(self.send(to, data, gas=gas, value=value, label=label))
