@@ -1,0 +1,120 @@
+"""Quarter-hour windows and the event-time watermark (oracle.md §1, §9).
+
+State per community: a watermark (the largest event time seen, ``ts`` of any reading of the
+community) and, per QH, the leaf accumulators: (supplier, device, flow) -> {message_id: mWh}.
+Keeping the message ids makes the sums idempotent under redelivery (readings are
+at-least-once upstream) and lets a late reading extend an anchored QH into version n+1 with the
+full leaf set. Every change bumps the QH's ``revision`` so the anchoring loop, running off the
+event loop, knows whether what it anchored is still the current content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+QH_S = 900
+ACCOUNTING = (1, 2)
+
+
+def parse_ts(value: str) -> int:
+    """ISO-8601 UTC ('2024-01-01T00:00:00Z') to unix seconds."""
+    return int(datetime.fromisoformat(value).timestamp())
+
+
+def qh_start(ts: int) -> int:
+    return ts - ts % QH_S
+
+
+def anchorable_qh(reading: dict[str, Any]) -> int | None:
+    """The QH a reading's energy counts in, or None when oracle.md §1/§5 exclude it.
+
+    Included: energy present, accounting flow (account 1 or 2), 0 < interval_s <= 900 and the
+    interval [ts, ts + interval_s) inside one QH. Instants and coarser data never count.
+    """
+    if reading.get("energy_mwh") is None or reading.get("account") not in ACCOUNTING:
+        return None
+    interval = reading.get("interval_s") or 0
+    if not 0 < interval <= QH_S:
+        return None
+    ts = parse_ts(reading["ts"])
+    start = qh_start(ts)
+    return start if ts + interval <= start + QH_S else None
+
+
+@dataclass
+class LeafAcc:
+    account: int
+    energy_mwh: int = 0
+    messages: dict[str, int] = field(default_factory=dict)
+
+
+LeafId = tuple[str, str, str]  # supplier_id, device_id, flow_id
+
+
+@dataclass
+class QhBucket:
+    community_id: str
+    qh: int
+    leaves: dict[LeafId, LeafAcc] = field(default_factory=dict)
+    revision: int = 0          # bumped on every content change
+    settled_revision: int = -1  # revision known to match the chain (anchored or checked)
+
+    @property
+    def dirty(self) -> bool:
+        return self.revision != self.settled_revision
+
+    def sums(self) -> dict[LeafId, tuple[int, int]]:
+        """leaf id -> (account, QH energy in mWh), a copy safe to hand to another thread."""
+        return {k: (v.account, v.energy_mwh) for k, v in self.leaves.items()}
+
+
+class QhWindows:
+    """Groups readings by (community, QH), deduplicated by message id; closes QHs on the watermark."""
+
+    def __init__(self, grace_s: int = 300) -> None:
+        self.grace_s = grace_s
+        self.buckets: dict[tuple[str, int], QhBucket] = {}
+        self.watermarks: dict[str, int] = {}
+        self.counted = 0
+        self.duplicates = 0
+        self.ignored = 0
+
+    def add(self, reading: dict[str, Any]) -> bool:
+        """Account one canonical reading; True when it changed a QH's content."""
+        community = reading["community_id"]
+        ts = parse_ts(reading["ts"])
+        if ts > self.watermarks.get(community, -1):
+            self.watermarks[community] = ts
+        qh = anchorable_qh(reading)
+        if qh is None:
+            self.ignored += 1
+            return False
+        key = (community, qh)
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = QhBucket(community, qh)
+        leaf_id = (reading["supplier_id"], reading["device_id"], reading["flow_id"])
+        acc = bucket.leaves.get(leaf_id)
+        if acc is None:
+            acc = bucket.leaves[leaf_id] = LeafAcc(reading["account"])
+        message_id = reading["message_id"]
+        if message_id in acc.messages:
+            self.duplicates += 1
+            return False
+        energy = int(reading["energy_mwh"])
+        acc.messages[message_id] = energy
+        acc.energy_mwh += energy
+        bucket.revision += 1
+        self.counted += 1
+        return True
+
+    def is_closed(self, community_id: str, qh: int) -> bool:
+        """Closed once the community's watermark reaches qh + 900 + grace."""
+        return self.watermarks.get(community_id, -1) >= qh + QH_S + self.grace_s
+
+    def due(self) -> list[QhBucket]:
+        """Closed QHs whose content is not yet known to be on chain, oldest first."""
+        return sorted((b for b in self.buckets.values() if b.dirty and self.is_closed(b.community_id, b.qh)),
+                      key=lambda b: (b.qh, b.community_id))
