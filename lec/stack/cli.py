@@ -13,6 +13,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     register_config(app)
+    register_demo(app)
 
     @app.command("up")
     def up(servers_only: bool = typer.Option(False, "--servers-only",
@@ -96,3 +97,18 @@ def register_config(app: typer.Typer) -> None:
             typer.echo(settings_reference(), nl=False)
         else:
             typer.echo(json.dumps(settings().public_dict(), indent=2))
+
+
+def register_demo(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(days: int = typer.Option(2, min=1, max=28, help="Days of demo traffic (from 26 March 2016, across DST)."),
+             households: int = typer.Option(8, min=2, max=13, help="Households of the SimBench grid."),
+             run_dir: str = typer.Option(".lec/demo", help="Fresh run directory of the demo (wiped first)."),
+             ) -> None:
+        """The main job: embedded stack, SimBench demo community, traffic over MQTT/SFTP/HTTP, summary."""
+        from pathlib import Path
+
+        from lec.demo.run import default_start, run_demo
+
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        run_demo(Path(run_dir).resolve(), default_start(), days, households, echo=typer.echo)
