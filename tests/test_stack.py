@@ -1,0 +1,92 @@
+"""`lec up` starts real services as supervised children; `lec status` reports them; `lec down` and
+SIGTERM stop them all, leaving no orphan process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lec.procs import port_open, wait_until
+
+
+def lec(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lec.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture()
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "LEC_RUN_DIR": str(tmp_path / "run"), "LEC_LOG_LEVEL": "INFO"}
+
+
+def start_up(env: dict[str, str], *args: str) -> subprocess.Popen:
+    log = open(Path(env["LEC_RUN_DIR"]).parent / "up.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "lec.cli", "up", *args], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    state = Path(env["LEC_RUN_DIR"]) / "stack.pid"
+    wait_until(lambda: state.exists() and lec(env, "status").returncode == 0, 180, "lec up", proc,
+               Path(env["LEC_RUN_DIR"]).parent / "up.log")
+    return proc
+
+
+@pytest.mark.parametrize("mode", [["--servers-only"], []], ids=["servers", "servers+workers"])
+def test_up_status_down(stack_env: dict[str, str], mode: list[str]) -> None:
+    proc = start_up(stack_env, *mode)
+    try:
+        status = json.loads(lec(stack_env, "status").stdout)
+        expected = {"kafka", "mqtt", "sftp", "chain"}
+        if not mode:
+            expected |= {"mqtt-bridge", "feedback-relay", "sftp-watch", "http", "streams", "lake-sink", "oracle"}
+        assert expected <= set(status)
+        for name, svc in status.items():
+            assert svc["alive"], f"{name} is not alive"
+            if svc["port"]:
+                assert svc["answering"], f"{name} does not answer on {svc['port']}"
+        pids = [svc["pid"] for svc in status.values()]
+    finally:
+        r = lec(stack_env, "down")
+        proc.wait(timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(0.5)
+    assert [p for p in pids if pid_alive(p)] == [], "orphan processes left behind"
+    for svc in status.values():
+        if svc["port"]:
+            assert not port_open(svc["port"])
+    assert lec(stack_env, "status").returncode == 1
+
+
+def test_sigterm_stops_everything_and_a_dead_worker_is_restarted(stack_env: dict[str, str]) -> None:
+    proc = start_up(stack_env)
+    try:
+        status = json.loads(lec(stack_env, "status").stdout)
+        victim = status["streams"]["pid"]
+        os.killpg(victim, signal.SIGKILL)  # a crash
+        wait_until(lambda: json.loads(lec(stack_env, "status").stdout)["streams"]["restarts"] >= 1, 60,
+                   "worker restart")
+        status = json.loads(lec(stack_env, "status").stdout)
+        assert status["streams"]["pid"] != victim and status["streams"]["alive"]
+        pids = [svc["pid"] for svc in status.values()]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    time.sleep(0.5)
+    assert [p for p in pids if pid_alive(p)] == []
