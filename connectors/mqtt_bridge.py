@@ -1,0 +1,426 @@
+"""MQTT → Kafka bridge: every QoS 1 message reaches ``lec.raw`` (or the dead letters) before its PUBACK.
+
+Why it is lossless: the client acknowledges manually (paho ``manual_ack``) only once Kafka has
+acknowledged the envelope (or the dead letter and feedback) holding the message; its session is
+persistent (MQTT 3.1.1 ``clean_session=False`` / MQTT 5 session expiry), so a crash means the
+broker redelivers what was not acknowledged. When Kafka is unreachable nothing is acknowledged,
+and the broker stops sending once the client's in-flight window (receive maximum) is full.
+
+Several messages of one supplier and community are packed into one raw envelope (environment.md:
+per-message cost downstream). Scale-out: MQTT 5 shared subscription ``$share/lec-bridge/lec/#``
+across ``--processes N`` processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from lec import topics
+from lec.config import Settings
+from lec.records import encode, message_id_for, raw_envelope, raw_item
+from lec.registry.snapshot import RegistrySnapshot
+
+from connectors.feedback_records import deadletter_record, rejection_feedback
+from connectors.mqtt_topics import BRIDGE_FILTER, SHARED_FILTER, parse_reading_topic, supplier_of
+
+log = logging.getLogger("lec.connectors.mqtt_bridge")
+
+CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "xml": "application/xml"}
+SESSION_EXPIRY_S = 7 * 24 * 3600
+RECEIVE_MAXIMUM = 1000          # in-flight QoS 1 messages per bridge client: the buffer bound
+PACK_MAX_ITEMS = 500
+PACK_MAX_BYTES = 512 * 1024
+PACK_MAX_AGE_S = 0.01
+
+
+@dataclass
+class AckToken:
+    """One MQTT message waiting for ``remaining`` Kafka acknowledgements before its PUBACK."""
+
+    generation: int
+    mid: int
+    qos: int
+    remaining: int = 1
+
+
+@dataclass
+class Pack:
+    community_id: str
+    supplier_id: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[AckToken] = field(default_factory=list)
+    size: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    message_key: str | None = None     # MQTT 5 user property "message_id", if the device sends one
+    content_type: str | None = None
+
+
+class Rejection(Exception):
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+class BridgeCore:
+    """Checks, packs and produces messages; acknowledges them through ``ack(token)`` once Kafka has them.
+
+    Runs on one thread (the bridge's main loop); the MQTT network loop only queues ``Incoming``.
+    """
+
+    def __init__(self, producer: Any, snapshot: RegistrySnapshot, ack: Any, *, max_payload_bytes: int,
+                 pack_max_items: int = PACK_MAX_ITEMS, pack_max_age_s: float = PACK_MAX_AGE_S) -> None:
+        self.producer = producer
+        self.snapshot = snapshot
+        self._ack = ack
+        self.max_payload_bytes = max_payload_bytes
+        self.pack_max_items = pack_max_items
+        self.pack_max_age_s = pack_max_age_s
+        self.packs: dict[tuple[str, str], Pack] = {}
+        self.retry: deque[tuple[str, bytes, bytes, list[AckToken]]] = deque()
+        self.unacked = 0
+        self.forwarded = 0
+        self.rejected = 0
+
+    # -- intake -------------------------------------------------------------------------------
+    def handle(self, msg: Incoming) -> None:
+        token = AckToken(msg.generation, msg.mid, msg.qos)
+        self.unacked += 1
+        supplier = supplier_of(msg.topic) or "unknown"
+        mid_parts: tuple[str | bytes, ...] = (msg.topic, msg.message_key) if msg.message_key else (msg.topic, msg.payload)
+        message_id = message_id_for("mqtt", supplier, *mid_parts)
+        try:
+            coords = self._check(msg)
+        except Rejection as rej:
+            self._reject(msg, token, supplier, message_id, rej)
+            return
+        flow = self.snapshot.flows.get(coords.flow_id)
+        content_type = msg.content_type or CONTENT_TYPES.get(flow.syntax if flow else "", "application/octet-stream")
+        item = raw_item(msg.payload, message_id=message_id, source={"mqtt_topic": msg.topic},
+                        device_id=coords.device_id, flow_id=coords.flow_id, content_type=content_type)
+        key = (coords.community_id, coords.supplier_id)
+        pack = self.packs.get(key)
+        if pack is None:
+            pack = self.packs[key] = Pack(coords.community_id, coords.supplier_id)
+        pack.items.append(item)
+        pack.tokens.append(token)
+        pack.size += len(msg.payload)
+        if len(pack.items) >= self.pack_max_items or pack.size >= PACK_MAX_BYTES:
+            self._flush_pack(key)
+
+    def _check(self, msg: Incoming):
+        coords = parse_reading_topic(msg.topic)
+        if coords is None:
+            raise Rejection("bad_topic", f"topic '{msg.topic}' does not follow lec/{{community}}/{{supplier}}/"
+                                         "{device}/{flow}: publish each flow's readings on its own topic")
+        if len(msg.payload) > self.max_payload_bytes:
+            raise Rejection("too_large", f"message of {len(msg.payload)} bytes is larger than the limit of "
+                                         f"{self.max_payload_bytes} bytes: split it into smaller messages")
+        snap = self.snapshot
+        supplier = snap.suppliers.get(coords.supplier_id)
+        if supplier is None or not supplier.active:
+            raise Rejection("unknown_supplier", f"supplier '{coords.supplier_id}' is not registered or not active")
+        device = snap.devices.get(coords.device_id)
+        if (not snap.supplier_owns(coords.supplier_id, coords.device_id, coords.flow_id)
+                or device is None or device.community_id != coords.community_id):
+            raise Rejection("not_owner", f"supplier '{coords.supplier_id}' does not supply device "
+                                         f"'{coords.device_id}' with flow '{coords.flow_id}' in community "
+                                         f"'{coords.community_id}': check the topic against the registry")
+        return coords
+
+    def _reject(self, msg: Incoming, token: AckToken, supplier: str, message_id: str, rej: Rejection) -> None:
+        coords = parse_reading_topic(msg.topic)
+        community = coords.community_id if coords and coords.community_id in self.snapshot.communities else None
+        source = {"mqtt_topic": msg.topic}
+        dead = deadletter_record(reason_code=rej.reason_code, message=rej.message, channel="mqtt",
+                                 supplier_id=supplier, message_id=message_id, payload=msg.payload, source=source,
+                                 community_id=community, device_id=coords.device_id if coords else None,
+                                 flow_id=coords.flow_id if coords else None)
+        feedback = rejection_feedback(reason_code=rej.reason_code, message=rej.message, channel="mqtt",
+                                      supplier_id=supplier, message_id=message_id, source=source,
+                                      community_id=community)
+        token.remaining = 2
+        self.rejected += 1
+        log.info("rejected message on %s: %s", msg.topic, rej.reason_code)
+        self._produce(topics.DEADLETTER, supplier.encode(), encode(dead), [token])
+        self._produce(topics.FEEDBACK, supplier.encode(), encode(feedback), [token])
+
+    # -- output -------------------------------------------------------------------------------
+    def flush_due(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for key in [k for k, p in self.packs.items() if force or now - p.started >= self.pack_max_age_s]:
+            self._flush_pack(key)
+        while self.retry:
+            topic, k, v, tokens = self.retry.popleft()
+            self._produce(topic, k, v, tokens)
+
+    def _flush_pack(self, key: tuple[str, str]) -> None:
+        pack = self.packs.pop(key)
+        devices = {i.get("device_id") for i in pack.items}
+        kafka_key = devices.pop() if len(devices) == 1 else pack.supplier_id
+        envelope = raw_envelope("mqtt", pack.community_id, pack.supplier_id, pack.items)  # type: ignore[arg-type]
+        self._produce(topics.RAW, kafka_key.encode(), encode(envelope), pack.tokens)
+        self.forwarded += len(pack.items)
+
+    def _produce(self, topic: str, key: bytes, value: bytes, tokens: list[AckToken]) -> None:
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                # not in Kafka: keep the message unacknowledged and try again (idempotent producer)
+                log.warning("Kafka did not take a record for %s (%s): retrying", topic, err)
+                self.retry.append((topic, key, value, tokens))
+                return
+            for token in tokens:
+                token.remaining -= 1
+                if token.remaining == 0:
+                    self.unacked -= 1
+                    self._ack(token)
+
+        try:
+            self.producer.produce(topic, value, key, on_delivery=delivered)
+        except BufferError:
+            self.retry.append((topic, key, value, tokens))  # local queue full: back off, never drop
+            self.producer.poll(0.05)
+
+
+class MqttBridge:
+    """One bridge client: paho network thread → queue → ``BridgeCore`` on the main thread."""
+
+    def __init__(self, settings: Settings, *, bootstrap: str, client_id: str, protocol: int = 5,
+                 shared: bool = True, password: str | None = None) -> None:
+        import paho.mqtt.client as mqtt
+        from confluent_kafka import Producer
+
+        from connectors.mqtt_config import bridge_password
+        from lec.kafka import producer_config
+        from lec.registry import open_registry
+
+        self.settings = settings
+        self.registry = open_registry(settings)
+        self.protocol = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
+        self.shared = shared and protocol == 5
+        self.incoming: deque[Incoming] = deque()
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.connected = threading.Event()
+        self.stopping = threading.Event()
+        self.producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024,
+                                                               "linger.ms": 2}))
+        self.core = BridgeCore(self.producer, self.registry.snapshot(), self._ack,
+                               max_payload_bytes=settings.max_payload_bytes)
+        kwargs: dict[str, Any] = {"client_id": client_id, "protocol": self.protocol, "manual_ack": True}
+        if self.protocol == mqtt.MQTTv311:
+            kwargs["clean_session"] = False
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+        self.client.username_pw_set(settings.mqtt_username, password or bridge_password(settings))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 5)
+
+    # paho network thread ---------------------------------------------------------------------
+    def _on_connect(self, client: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker refused the bridge: %s", reason)
+            return
+        with self.lock:
+            self.generation += 1
+        client.subscribe(SHARED_FILTER if self.shared else BRIDGE_FILTER, qos=1)
+        self.connected.set()
+        log.info("connected to MQTT broker, subscribed to %s", SHARED_FILTER if self.shared else BRIDGE_FILTER)
+
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        with self.lock:  # acks of the old connection's message ids must never reach the next one
+            self.generation += 1
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("disconnected from MQTT broker (%s): reconnecting", reason)
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        key = ctype = None
+        props = getattr(message, "properties", None)
+        if props is not None:
+            for name, value in getattr(props, "UserProperty", None) or ():
+                if name == "message_id":
+                    key = value
+            ctype = getattr(props, "ContentType", None)
+        self.incoming.append(Incoming(message.topic, message.payload, message.mid, message.qos,
+                                      self.generation, key, ctype))
+        self.wake.set()
+
+    # main thread -----------------------------------------------------------------------------
+    def _ack(self, token: AckToken) -> None:
+        if token.qos == 0:
+            return
+        with self.lock:
+            if token.generation == self.generation:
+                self.client.ack(token.mid, token.qos)
+
+    def connect(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = None
+        if self.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            props.ReceiveMaximum = RECEIVE_MAXIMUM
+            self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30,
+                                clean_start=False, properties=props)
+        else:
+            self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
+        self.client.loop_start()
+
+    def run(self, registry_refresh_s: float = 30.0) -> None:
+        """Forward until SIGTERM/SIGINT, then flush Kafka and acknowledge what it holds."""
+        self.connect()
+        last_refresh = time.monotonic()
+        core = self.core
+        while not self.stopping.is_set():
+            self.wake.wait(0.005)
+            self.wake.clear()
+            n = 0
+            while self.incoming and n < 5000:
+                core.handle(self.incoming.popleft())
+                n += 1
+            core.flush_due()
+            self.producer.poll(0)
+            if time.monotonic() - last_refresh > registry_refresh_s:
+                core.snapshot = self.registry.snapshot()
+                last_refresh = time.monotonic()
+        while self.incoming:
+            core.handle(self.incoming.popleft())
+        core.flush_due(force=True)
+        self.producer.flush(30)
+        core.flush_due(force=True)
+        self.producer.flush(10)
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info("bridge stopped: %d forwarded, %d rejected, %d left unacknowledged for redelivery",
+                 core.forwarded, core.rejected, core.unacked)
+
+    def stop(self, *_args: Any) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """Kafka bootstrap from the settings, else the address ``lec up`` records in the run dir."""
+    from lec.errors import ConfigError
+
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    for name in ("kafka.bootstrap", "kafka_bootstrap"):
+        path = settings.resolved_run_dir() / name
+        if path.exists():
+            return path.read_text().strip()
+    raise ConfigError("no Kafka bootstrap: set LEC_KAFKA_BOOTSTRAP (or start the stack with `lec up`)")
+
+
+def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0) -> bool:
+    """Whether the broker accepts an MQTT 5 login (Mosquitto does; the embedded amqtt does not)."""
+    import uuid
+
+    import paho.mqtt.client as mqtt
+
+    result: dict[str, bool] = {}
+    done = threading.Event()
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lec-probe-{uuid.uuid4().hex[:8]}",
+                        protocol=mqtt.MQTTv5)
+    probe.username_pw_set(settings.mqtt_username, password)
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        result["ok"] = not reason.is_failure
+        done.set()
+
+    probe.on_connect = on_connect
+    probe.on_disconnect = lambda *_a: done.set()
+    try:
+        probe.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10)
+    except OSError:
+        return False
+    probe.loop_start()
+    done.wait(timeout)
+    probe.disconnect()
+    probe.loop_stop()
+    return result.get("ok", False)
+
+
+def run_one(index: int, protocol: int, shared: bool) -> None:
+    """One bridge process (also the target of each child of ``--processes N``)."""
+    from lec.config import settings as current
+
+    s = current()
+    logging.basicConfig(level=s.log_level, format=f"%(asctime)s bridge-{index} %(levelname)s %(message)s")
+    if protocol == 0:  # auto
+        from connectors.mqtt_config import bridge_password
+
+        protocol = 5 if broker_speaks_mqtt5(s, bridge_password(s)) else 4
+        log.info("broker speaks MQTT %s", "5" if protocol == 5 else "3.1.1")
+    bridge = MqttBridge(s, bootstrap=resolve_bootstrap(s), client_id=f"{s.mqtt_username}-{index}",
+                        protocol=protocol, shared=shared)
+    signal.signal(signal.SIGTERM, bridge.stop)
+    signal.signal(signal.SIGINT, bridge.stop)
+    bridge.run()
+
+
+def run_bridge(processes: int = 1, protocol: int = 0, shared: bool = True) -> None:
+    """Run ``processes`` bridge clients (children restarted if they die) until SIGTERM/SIGINT.
+
+    ``protocol``: 5, 4 (MQTT 3.1.1) or 0 = ask the broker (MQTT 5 if it accepts it).
+    """
+    if processes <= 1:
+        run_one(0, protocol, shared)
+        return
+    import multiprocessing as mp
+
+    from connectors.mqtt_config import bridge_password
+    from lec.config import settings as current
+    from lec.errors import ConfigError
+
+    if protocol == 0:
+        protocol = 5 if broker_speaks_mqtt5(current(), bridge_password(current())) else 4
+    if protocol == 4 or not shared:
+        raise ConfigError("--processes > 1 needs MQTT 5 shared subscriptions (--protocol 5, on Mosquitto)")
+    logging.basicConfig(level="INFO", format="%(asctime)s bridge %(levelname)s %(message)s")
+    ctx = mp.get_context("spawn")
+    stopping = threading.Event()
+    children = {}
+
+    def start(i: int) -> None:
+        children[i] = ctx.Process(target=run_one, args=(i, protocol, shared), name=f"bridge-{i}")
+        children[i].start()
+
+    def stop(*_a: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for i in range(processes):
+        start(i)
+    while not stopping.is_set():
+        stopping.wait(0.5)
+        for i, child in list(children.items()):
+            if not child.is_alive() and not stopping.is_set():
+                log.warning("bridge-%d exited with %s: restarting it", i, child.exitcode)
+                start(i)
+    for child in children.values():
+        if child.is_alive():
+            child.terminate()
+    for child in children.values():
+        child.join(40)

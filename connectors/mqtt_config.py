@@ -1,0 +1,113 @@
+"""Mosquitto credentials and ACL generated from the registry (``lec connectors mqtt-config``).
+
+Supplier password hashes are stored in Mosquitto's ``$7$`` format, so the ``password_file`` is
+a plain copy; the bridge account gets a random password kept in the run dir (or
+``Settings.mqtt_password``). The ACL lets each supplier publish only under its own prefix and
+read only its own feedback topic.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from lec.config import Settings
+from lec.errors import ConfigError
+from lec.registry.passwords import hash_password
+
+from connectors.mqtt_topics import BRIDGE_FILTER, FEEDBACK_PREFIX, PREFIX, feedback_topic
+
+BRIDGE_PASSWORD_FILE = "mqtt-bridge.password"
+
+
+def bridge_password(settings: Settings, *, create: bool = False) -> str:
+    """The bridge account's password: the setting, else the one kept in the run dir's secrets."""
+    if settings.mqtt_password:
+        return settings.mqtt_password
+    path = settings.resolved_run_dir() / "secrets" / BRIDGE_PASSWORD_FILE
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        raise ConfigError(f"no MQTT bridge password: set LEC_MQTT_PASSWORD or run `lec connectors mqtt-config` "
+                          f"(it creates {path})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker created it first
+        time.sleep(0.2)
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    return password
+
+
+def password_lines(supplier_hashes: dict[str, str], bridge_user: str, bridge_hash: str) -> str:
+    lines = [f"{bridge_user}:{bridge_hash}"]
+    lines += [f"{sid}:{h}" for sid, h in sorted(supplier_hashes.items()) if sid != bridge_user]
+    return "\n".join(lines) + "\n"
+
+
+def acl_text(supplier_ids: list[str], bridge_user: str) -> str:
+    """Mosquitto acl_file: the bridge reads every reading topic and writes feedback; suppliers their own."""
+    blocks = [f"user {bridge_user}\ntopic read {BRIDGE_FILTER}\ntopic write {FEEDBACK_PREFIX}/#\n"]
+    for sid in sorted(supplier_ids):
+        if sid == bridge_user:
+            continue
+        blocks.append(f"user {sid}\ntopic write {PREFIX}/+/{sid}/#\ntopic read {feedback_topic(sid)}\n")
+    return "\n".join(blocks)
+
+
+def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None) -> str:
+    """A minimal broker config using the generated files; settings that make the bridge lossless."""
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous false",
+        f"password_file {out / 'password_file'}",
+        f"acl_file {out / 'acl_file'}",
+        # a persistent session must keep everything queued while a bridge is down (default 1000 drops)
+        "max_queued_messages 0",
+        "max_queued_bytes 0",
+        # QoS1 messages in flight per MQTT 3.1.1 client (MQTT 5 clients send their receive maximum)
+        "max_inflight_messages 1000",
+        "per_listener_settings false",
+    ]
+    if persistence_dir is not None:
+        lines += ["persistence true", f"persistence_location {persistence_dir}/"]
+    return "\n".join(lines) + "\n"
+
+
+def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: Path,
+                      port: int | None = None) -> dict[str, Path]:
+    """Write password_file, acl_file and mosquitto.conf into ``out`` (readable by user mosquitto)."""
+    out.mkdir(parents=True, exist_ok=True)
+    bridge_hash = hash_password(bridge_password(settings, create=True))
+    files = {
+        "password_file": out / "password_file",
+        "acl_file": out / "acl_file",
+        "mosquitto.conf": out / "mosquitto.conf",
+    }
+    files["password_file"].write_text(password_lines(supplier_hashes, settings.mqtt_username, bridge_hash))
+    files["acl_file"].write_text(acl_text(list(supplier_hashes), settings.mqtt_username))
+    files["mosquitto.conf"].write_text(mosquitto_conf(out, port or settings.mqtt_port or 1883))
+    for path in files.values():
+        _readable_by_mosquitto(path)
+    return files
+
+
+def _readable_by_mosquitto(path: Path) -> None:
+    """Mosquitto started as root drops to user ``mosquitto``: give that group read access only."""
+    import grp
+
+    try:
+        gid = grp.getgrnam("mosquitto").gr_gid
+    except KeyError:
+        path.chmod(0o644)  # no such group: the broker runs as the current user
+        return
+    if os.geteuid() == 0:
+        os.chown(path, -1, gid)
+        path.chmod(0o640)
+    else:
+        path.chmod(0o644)
