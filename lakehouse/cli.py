@@ -83,3 +83,20 @@ def register(app: typer.Typer) -> None:
         from lakehouse.analytics_cli import register_analytics
 
         register_analytics(app)
+
+
+def main() -> None:
+    """`python -m lakehouse.cli ...`: the lakehouse commands alone (same functions as `lec lake ...`)."""
+    from lec.errors import LecError
+
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    register(app)
+    try:
+        app()
+    except LecError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lakehouse.tables import list_tables, open_table, query, table_uri
+from lakehouse.tables import arrow_schema, list_tables, open_table, query, table_uri
 from lec.errors import LecError
 
 log = logging.getLogger("lec.gdpr")
@@ -33,7 +33,7 @@ def erase_from_table(uri: str, device_ids: list[str], user_ids: list[str]) -> in
     dt = open_table(uri)
     if dt is None:
         return None
-    columns = set(dt.schema().to_arrow().names)
+    columns = set(arrow_schema(dt).names)
     clauses = []
     if "device_id" in columns and device_ids:
         clauses.append(f"device_id IN ({_sql_list(device_ids)})")

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from lakehouse.sink_config import SinkConfig
 from lakehouse.sink_convert import KafkaRecord, Reject, convert, rejects_table
-from lakehouse.tables import DEADLETTER, SINK_TABLES, TableSpec, open_table, storage_options, table_uri
+from lakehouse.tables import DEADLETTER, arrow_schema, SINK_TABLES, TableSpec, open_table, storage_options, table_uri
 from lec.errors import LecError
 
 log = logging.getLogger("lec.lake.sink")
@@ -97,7 +97,7 @@ class DeltaSink:
         try:
             self._refresh_assignment()
             while not self._stop:
-                msgs = self._consumer.consume(num_messages=20_000, timeout=0.2)
+                msgs = self._consumer.consume(num_messages=self._room(), timeout=0.2)
                 if msgs:
                     last_msg = time.monotonic()
                     self._take(msgs)
@@ -161,6 +161,10 @@ class DeltaSink:
             self._buffered += 1
             if self._first_buffered_at is None:
                 self._first_buffered_at = time.monotonic()
+
+    def _room(self) -> int:
+        """How many records to ask for: never far beyond the commit size."""
+        return max(1, min(20_000, self.config.commit_rows - self._buffered))
 
     def _due(self) -> bool:
         if not self._buffered:
@@ -228,8 +232,8 @@ class DeltaSink:
         dt = self._open(spec.name)
         schema_mode = None
         if data is None:
-            data = (dt.schema().to_arrow() if dt is not None else spec.schema).empty_table()
-            data = pa.table(data) if not isinstance(data, pa.Table) else data
+            data = pa.schema([pa.field(f.name, _storage_type(f.type)) for f in
+                              (arrow_schema(dt) if dt is not None else spec.schema)]).empty_table()
         elif dt is not None:
             data, schema_mode = _align(data, dt)
         else:
@@ -290,8 +294,7 @@ def _order(data: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _align(data: pa.Table, dt: Any) -> tuple[pa.Table, str | None]:
     """Match the batch to the table's current schema; new columns mean a schema merge."""
-    target = dt.schema().to_arrow()
-    target = target if isinstance(target, pa.Schema) else pa.schema(target)
+    target = arrow_schema(dt)
     cols: list[pa.Array | pa.ChunkedArray] = []
     fields: list[pa.Field] = []
     for f in target:

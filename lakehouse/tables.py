@@ -135,6 +135,11 @@ def open_table(name_or_uri: str, settings: Settings | None = None, version: int 
     return DeltaTable(uri, version=version, storage_options=storage_options(uri))
 
 
+def arrow_schema(dt: DeltaTable) -> pa.Schema:
+    """The table's current schema as a pyarrow Schema (delta-rs returns an arro3 one)."""
+    return pa.schema(dt.schema().to_arrow())
+
+
 def query(sql: str, tables: dict[str, DeltaTable]) -> pa.Table:
     """Run DataFusion SQL over registered Delta tables (safe after DELETE/MERGE, unlike filters=)."""
     from deltalake import QueryBuilder
