@@ -104,3 +104,20 @@ def synthetic_year(community_id: str, n_members: int, start: datetime, days: int
 def day_range(start: datetime, days: int) -> list[datetime]:
     """Quarter-hour instants of ``days`` days from ``start``."""
     return [start + timedelta(minutes=15 * i) for i in range(days * 96)]
+
+
+def community_yaml(community_id: str, flows: list[SampleFlow]) -> str:
+    """A registry community file (examples/community.yaml format) for synthetic flows."""
+    users = sorted({f.user_id for f in flows})
+    lines = [f"community: {{id: {community_id}, name: {community_id}, kind: CER, timezone: Europe/Rome}}",
+             "users:"]
+    lines += [f"  - {{id: {u}, name: {u}, wallet: \"0x{i + 1:040x}\"}}" for i, u in enumerate(users)]
+    lines += ["suppliers:", "  - {id: sup-sample, name: Sample supplier, password: sample-secret}", "devices:"]
+    lines += [f"  - {{id: {f.device_id}, user: {f.user_id}, supplier: sup-sample}}" for f in flows]
+    lines += ["flows:"]
+    for f in flows:
+        account = "consumption" if f.account == 1 else "production"
+        lines.append(f"  - {{id: {f.flow_id}, device: {f.device_id}, supplier: sup-sample, channel: http, "
+                     f"syntax: json, measurement: {f.measurement}, account: {account}, units: {{energy: Wh}}, "
+                     f"mapping: {{ts: t, energy: e}}}}")
+    return "\n".join(lines) + "\n"
