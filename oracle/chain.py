@@ -17,12 +17,13 @@ Interface (stable; the oracle package uses it):
     save_deployment(d, path) / load_deployment(path) -> Deployment
     community_key(community_id) -> bytes   # keccak256(utf8(community_id)), oracle.md §2
 
-    class NotaryClient(rpc_url, deployment, private_key):
-        address: str                                   # the signer
+    class NotaryClient(rpc_url, deployment, private_key: str | None):   # None = read-only
+        address: str                                   # the signer ("" if read-only)
         set_params(community_id, params) -> int        # new paramsVersion (1-based); Oracle Admin
         params_for(community_id, qh) -> (version, RewardParams)   # NoParamsError if none in force
         params_version(community_id, version) -> RewardParams
         params_version_at(community_id, qh) -> int     # 0 if none in force
+        params_count(community_id) -> int
         latest_version(community_id, qh) -> int        # 0 if never anchored
         get_anchor(community_id, qh, version) -> AnchorData   # NotAnchoredError
         submit_anchors(anchors) -> list[TxResult]      # one per anchor, same order; oracle role
@@ -34,7 +35,10 @@ Interface (stable; the oracle package uses it):
         is_member(community_id, wallet) -> bool
         add_member(community_id, wallet) -> TxResult   # Community Admin; mints the welcome bonus
         remove_member(community_id, wallet) -> TxResult
+        add_members(community_id, wallets) -> int     # pipelined; skips current members; count added
         set_welcome_bonus(community_id, amount) -> TxResult
+
+    default_deployment_path(settings=None) -> Path   # <run_dir>/chain/deployment.json (`lec chain deploy`)
 
     Errors (all lec.errors.LecError): ChainError, ChainConnectionError, TxFailedError (.reason),
     UnknownCommunityError, NoParamsError, NotAnchoredError, AnchorConflictError (a version is
@@ -69,7 +73,7 @@ from oracle.types import AnchorData, RewardParams, TxResult
 __all__ = [
     "AnchorConflictError", "AnchorUnchangedError", "AnchorVersionError", "ChainConnectionError", "ChainError",
     "Deployment", "NoParamsError", "NotAnchoredError", "NotaryClient", "TxFailedError", "UnknownCommunityError",
-    "community_key", "deploy", "load_deployment", "save_deployment",
+    "community_key", "default_deployment_path", "deploy", "load_deployment", "save_deployment",
 ]
 
 ZERO32 = b"\x00" * 32
@@ -138,6 +142,13 @@ class Deployment:
                        deployer=str(data["deployer"]), block=int(data["block"]), oracle=str(data.get("oracle", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ChainError(f"deployment record is incomplete or malformed: {exc}") from None
+
+
+def default_deployment_path(settings: Any = None) -> Path:
+    """Where `lec chain deploy` records the deployment: <run_dir>/chain/deployment.json."""
+    from lec.config import settings as current
+
+    return (settings or current()).resolved_run_dir() / "chain" / "deployment.json"
 
 
 def save_deployment(d: Deployment, path: Path) -> None:
@@ -234,15 +245,17 @@ def deploy(rpc_url: str, deployer_key: str, *, oracle_address: str, community_id
 class NotaryClient:
     """Reads and writes the notary and the community tokens as the holder of ``private_key``."""
 
-    def __init__(self, rpc_url: str, deployment: Deployment, private_key: str, *,
+    def __init__(self, rpc_url: str, deployment: Deployment, private_key: str | None, *,
                  max_anchors_per_tx: int = 20) -> None:
         self.w3 = connect(rpc_url)
         self.deployment = deployment
-        self._sender = TxSender(self.w3, private_key)
-        if self._sender.chain_id != deployment.chainId:
-            raise ChainError(f"{rpc_url} is chain {self._sender.chain_id} but the deployment is on chain "
+        chain_id = self.w3.eth.chain_id
+        if chain_id != deployment.chainId:
+            raise ChainError(f"{rpc_url} is chain {chain_id} but the deployment is on chain "
                              f"{deployment.chainId}: wrong --rpc or deployment record")
-        self.address = self._sender.address
+        # private_key None: a read-only client (every read works, every write raises ChainError).
+        self._signer = TxSender(self.w3, private_key) if private_key else None
+        self.address = self._signer.address if self._signer else ""
         self.notary = _contract(self.w3, "Notary", deployment.notary)
         self.max_anchors_per_tx = max(1, max_anchors_per_tx)
         self._params_cache: dict[tuple[str, int], RewardParams] = {}
@@ -251,6 +264,15 @@ class NotaryClient:
         return f"NotaryClient(notary={self.deployment.notary}, signer={self.address})"
 
     # ---- helpers ---------------------------------------------------------------------
+
+    @property
+    def _sender(self) -> TxSender:
+        if self._signer is None:
+            raise ChainError("this chain client is read-only: give it a private key to send transactions")
+        return self._signer
+
+    def params_count(self, community_id: str) -> int:
+        return int(self._call(self.notary.functions.paramsCount(self._cid(community_id))))
 
     def _token(self, community_id: str):
         return _contract(self.w3, "CommunityToken", self.deployment.token_for(community_id))
@@ -377,7 +399,7 @@ class NotaryClient:
             planned[key] = a
             to_send.append(i)
         pending: list[tuple[list[int], PendingTx]] = []
-        fees = self._sender._fee_fields() if to_send else {}
+        fees = self._sender.fee_fields() if to_send else {}
         for start in range(0, len(to_send), self.max_anchors_per_tx):
             idx = to_send[start:start + self.max_anchors_per_tx]
             data = self.notary.encode_abi("anchorBatch", [[self._anchor_tuple(anchors[i]) for i in idx]])
@@ -448,3 +470,17 @@ class NotaryClient:
         token = self._token(community_id)
         return self._transact(token.address, token.encode_abi("setWelcomeBonus", [amount]),
                               f"setWelcomeBonus {community_id}")
+
+    def add_members(self, community_id: str, wallets: list[str]) -> int:
+        """Registers every wallet that is not a member yet (pipelined); returns how many were added."""
+        token = self._token(community_id)
+        new = []
+        for w in dict.fromkeys(self.w3.to_checksum_address(w) for w in wallets):
+            if not self._call(token.functions.isMember(w)) and w not in new:
+                new.append(w)
+        fees = self._sender.fee_fields() if new else {}
+        pending = [self._sender.send(token.address, token.encode_abi("addMember", [w]), gas=200_000, fees=fees,
+                                     label=f"addMember {community_id}") for w in new]
+        for p in pending:
+            self._sender.wait(p)
+        return len(new)

@@ -142,7 +142,7 @@ class TxSender:
 
     # ---- fees and nonces -------------------------------------------------------------
 
-    def _fee_fields(self) -> dict[str, int]:
+    def fee_fields(self) -> dict[str, int]:
         latest = self.w3.eth.get_block("latest")
         base = latest.get("baseFeePerGas")
         if base is None:
@@ -185,7 +185,7 @@ class TxSender:
         if gas is None:
             gas = self.estimate(to, data, value)
         tx: dict[str, Any] = {"chainId": self.chain_id, "from": self.address, "data": data, "value": value,
-                              "gas": gas, **(fees or self._fee_fields())}
+                              "gas": gas, **(fees or self.fee_fields())}
         if to is not None:
             tx["to"] = to
         for attempt in range(self.SEND_RETRIES):
