@@ -55,6 +55,22 @@ def _deployment_path(path: Path | None) -> Path:
     return path or default_deployment_path()
 
 
+# Options shared by the commands that sign (typer reads these as metadata; reuse is safe).
+RPC_OPT = typer.Option(None, "--rpc", help=RPC_HELP)
+KEY_ENV_OPT = typer.Option(None, "--key-env", help=KEY_ENV_HELP + " Default LEC_CHAIN_KEY.")
+KEY_FILE_OPT = typer.Option(None, "--key-file", help="File whose first line is the private key.")
+DEV_OPT = typer.Option(False, "--dev", help="Use anvil's public development account 0 (chain 31337 only).")
+DEPLOYMENT_OPT = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP)
+
+
+def _signing_client(rpc: str | None, key_env: str | None, key_file: Path | None, dev: bool,
+                    deployment: Path | None):  # noqa: ANN202 - NotaryClient, imported lazily
+    from oracle.chain import NotaryClient, load_deployment
+
+    url = _rpc(rpc)
+    return NotaryClient(url, load_deployment(_deployment_path(deployment)), _key(key_env, key_file, dev, url))
+
+
 def _echo_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
@@ -135,18 +151,13 @@ def info_cmd(
 @chain_app.command("members")
 def members_cmd(
     community: str = typer.Option(..., "--community", help="Community id."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help=RPC_HELP),
-    key_env: Optional[str] = typer.Option(None, "--key-env", help=KEY_ENV_HELP + " Default LEC_CHAIN_KEY."),
-    key_file: Optional[Path] = typer.Option(None, "--key-file"),
-    dev: bool = typer.Option(False, "--dev", help="anvil's development account 0 (chain 31337 only)."),
-    deployment: Optional[Path] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
 ) -> None:
     """Register the registry's active member wallets of a community on chain (Community Admin)."""
     from lec.registry import open_registry
-    from oracle.chain import NotaryClient, load_deployment
 
-    url = _rpc(rpc)
-    client = NotaryClient(url, load_deployment(_deployment_path(deployment)), _key(key_env, key_file, dev, url))
+    client = _signing_client(rpc, key_env, key_file, dev, deployment)
     snapshot = open_registry().snapshot()
     wallets = [m.wallet for (c, _), m in snapshot.members.items() if c == community and m.active and m.wallet]
     added = client.add_members(community, wallets)
@@ -185,18 +196,13 @@ def params_set_cmd(
     peak_mwh: int = typer.Option(0, "--peak-mwh", help="Largest QH consumption that is not a peak (mWh)."),
     w1_bps: int = typer.Option(0, "--w1-bps", help="Weight of model 1 in model 3 (basis points)."),
     w2_bps: int = typer.Option(0, "--w2-bps", help="Weight of model 2 in model 3 (basis points)."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help=RPC_HELP),
-    key_env: Optional[str] = typer.Option(None, "--key-env", help=KEY_ENV_HELP + " Default LEC_CHAIN_KEY."),
-    key_file: Optional[Path] = typer.Option(None, "--key-file"),
-    dev: bool = typer.Option(False, "--dev", help="anvil's development account 0 (chain 31337 only)."),
-    deployment: Optional[Path] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
 ) -> None:
     """Append a reward-parameter version (Oracle Admin); prints the new version number."""
-    from oracle.chain import NotaryClient, load_deployment
     from oracle.types import RewardParams
 
-    url = _rpc(rpc)
-    client = NotaryClient(url, load_deployment(_deployment_path(deployment)), _key(key_env, key_file, dev, url))
+    client = _signing_client(rpc, key_env, key_file, dev, deployment)
     params = RewardParams(model, rate_consumption, rate_production, rate_no_peak, peak_mwh, w1_bps, w2_bps,
                           effective_from)
     version = client.set_params(community, params)
