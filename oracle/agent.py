@@ -167,3 +167,103 @@ def build_faust_app(cfg: OracleConfig, engine: OracleEngine, data_dir: str) -> A
             log.exception("claiming failed; will retry")
 
     return app
+
+
+# ---- the `lec oracle run` worker ----------------------------------------------------------------
+
+def default_deployment_path(settings: Any) -> Any:
+    return settings.resolved_run_dir() / "chain" / "deployment.json"
+
+
+def oracle_key(deployment: Any, key_file: Any = None) -> str:
+    """The oracle signer: --key-file, LEC_ORACLE_KEY or LEC_CHAIN_KEY; on a local anvil (chain 31337)
+    the development account holding the deployment's oracle role."""
+    import os
+
+    from lec.errors import ConfigError
+    from oracle.chain_keys import ANVIL_CHAIN_ID, address_of, dev_key, load_key
+
+    if key_file is not None:
+        return load_key(file=key_file)
+    for name in ("LEC_ORACLE_KEY", "LEC_CHAIN_KEY"):
+        if os.environ.get(name, "").strip():
+            return load_key(env_var=name)
+    if deployment.chainId == ANVIL_CHAIN_ID:
+        wanted = (deployment.oracle or deployment.deployer).lower()
+        for i in range(10):
+            key = dev_key(i)
+            if address_of(key).lower() == wanted:
+                log.warning("no oracle key configured: using anvil development account %d (local chain only)", i)
+                return key
+    raise ConfigError("no oracle key: set LEC_ORACLE_KEY (0x-hex private key with the notary's ORACLE_ROLE) "
+                      "or pass --key-file")
+
+
+class SnapshotCache:
+    """The registry snapshot, reloaded at most every ``ttl_s`` (membership changes reach new anchors)."""
+
+    def __init__(self, registry: Any, ttl_s: float = 30.0) -> None:
+        self.registry, self.ttl_s, self._snap, self._at = registry, ttl_s, None, 0.0
+
+    def __call__(self) -> Any:
+        if self._snap is None or time.monotonic() - self._at > self.ttl_s:
+            self._snap, self._at = self.registry.snapshot(), time.monotonic()
+        return self._snap
+
+
+def kafka_publisher(bootstrap: str, topic: str) -> Callable[[list[dict[str, Any]]], None]:
+    from confluent_kafka import Producer
+
+    from lec.kafka import producer_config
+
+    producer = Producer(producer_config(bootstrap))
+
+    def publish(records: list[dict[str, Any]]) -> None:
+        for r in records:
+            producer.produce(topic, key=r["community_id"].encode(), value=orjson.dumps(r))
+        if producer.flush(30) > 0:
+            raise RuntimeError("anchor records not acknowledged by Kafka within 30 s")
+
+    return publish
+
+
+def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None) -> None:
+    """Foreground worker: replay readings, then the Faust agent with anchoring and claiming timers."""
+    import faust
+
+    from lec.errors import ConfigError
+    from lec.kafka import ensure_topics
+    from lec.registry import SecretStore, open_registry
+    from oracle.chain import NotaryClient, load_deployment
+    from oracle.store import OracleLake
+
+    if not settings.kafka_bootstrap:
+        raise ConfigError("LEC_KAFKA_BOOTSTRAP is empty: start the stack with `lec up` or point it at a broker")
+    if not settings.chain_rpc:
+        raise ConfigError("LEC_CHAIN_RPC is empty: start the stack with `lec up` or point it at a JSON-RPC URL")
+    path = deployment_path or default_deployment_path(settings)
+    while not path.exists():  # `lec up` may deploy the contracts after starting workers
+        log.info("waiting for the contracts' deployment record at %s", path)
+        time.sleep(5)
+    deployment = load_deployment(path)
+    client = NotaryClient(settings.chain_rpc, deployment, oracle_key(deployment, key_file))
+    cfg = OracleConfig(bootstrap=settings.kafka_bootstrap, grace_s=settings.oracle_grace_s,
+                       claim_interval_s=float(settings.oracle_claim_interval_s))
+    ensure_topics(cfg.bootstrap, (cfg.readings_topic, cfg.anchors_topic))
+    lake = OracleLake(settings.resolved_lake_uri())
+    anchorer = Anchorer(client, lake, SecretStore(settings.resolved_secrets_url()),
+                        SnapshotCache(open_registry(settings)), chain_id=deployment.chainId,
+                        notary=deployment.notary, publish=kafka_publisher(cfg.bootstrap, cfg.anchors_topic))
+    claimer = Claimer(client, lake)
+    engine = OracleEngine(QhWindows(cfg.grace_s), anchorer, claimer)
+    t0 = time.monotonic()
+    n = replay_readings(cfg.bootstrap, cfg.readings_topic, engine.ingest)
+    log.info("replayed %d readings (%d counted, %d duplicates) in %.1f s; %d QHs in memory", n,
+             engine.windows.counted, engine.windows.duplicates, time.monotonic() - t0, len(engine.windows.buckets))
+    log.info("%d QHs await claims", claimer.load_unclaimed())
+    data_dir = settings.resolved_run_dir() / "oracle"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_faust_app(cfg, engine, str(data_dir))
+    log.info("oracle running: notary %s on chain %d, grace %d s, claims every %d s", deployment.notary,
+             deployment.chainId, cfg.grace_s, settings.oracle_claim_interval_s)
+    faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False).execute_from_commandline()

@@ -63,33 +63,19 @@ def leaf_rows(c: QhCommitment, version: int) -> list[LeafRow]:
 
 
 def params_in_force(client: Any, community_id: str, qh: int) -> tuple[int, RewardParams | None]:
-    """(version, params) in force for the QH, (0, None) when the community has none yet."""
-    try:
-        version, params = client.params_for(community_id, qh)
-    except Exception as exc:  # the contract reverts NoParams(communityId, qh) when none applies
-        if "NoParams" in f"{type(exc).__name__} {exc}" or "no param" in str(exc).lower():
-            return 0, None
-        raise
-    return (version, params) if version else (0, None)
+    """(version, params) in force for the QH as read from the chain; (0, None) when none applies."""
+    version = client.params_version_at(community_id, qh)
+    return (version, client.params_version(community_id, version)) if version else (0, None)
 
 
-class Anchorer:
-    """Turns AnchorJobs into anchors; every dependency is passed in (chain client, lake, secrets)."""
+class LeafBuilder:
+    """Builds one QH's commitment: leaves with salts and owning wallets, params from the chain."""
 
-    def __init__(self, client: Any, lake: OracleLake, secrets: Any, snapshot: Callable[[], Any], *,
-                 chain_id: int, notary: str, publish: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+    def __init__(self, client: Any, secrets: Any, snapshot: Callable[[], Any]) -> None:
         self.client = client
-        self.lake = lake
         self.secrets = secrets
         self.snapshot = snapshot
-        self.chain_id = chain_id
-        self.notary = notary
-        self.publish = publish
-        self._secret_cache: dict[str, bytes] = {}
-        self.known: dict[tuple[str, int], tuple[int, Content]] = {
-            key: (int(r["version"]), content_of_record(r)) for key, r in lake.latest_anchors().items()}
-        self.anchored = 0
-        self.unchanged = 0
+        self._secret_cache: dict[str, bytes] = {}  # in memory only, never logged
 
     def _secrets_for(self, device_ids: set[str]) -> dict[str, bytes]:
         missing = [d for d in device_ids if d not in self._secret_cache]
@@ -118,13 +104,30 @@ class Anchorer:
         version, params = params_in_force(self.client, job.community_id, job.qh)
         return commit(job.community_id, job.qh, leaves, params, version)
 
+
+class Anchorer:
+    """Turns AnchorJobs into anchors; every dependency is passed in (chain client, lake, secrets)."""
+
+    def __init__(self, client: Any, lake: OracleLake, secrets: Any, snapshot: Callable[[], Any], *,
+                 chain_id: int, notary: str, publish: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        self.client = client
+        self.lake = lake
+        self.builder = LeafBuilder(client, secrets, snapshot)
+        self.chain_id = chain_id
+        self.notary = notary
+        self.publish = publish
+        self.known: dict[tuple[str, int], tuple[int, Content]] = {
+            key: (int(r["version"]), content_of_record(r)) for key, r in lake.latest_anchors().items()}
+        self.anchored = 0
+        self.unchanged = 0
+
     def run(self, jobs: list[AnchorJob]) -> tuple[list[tuple[AnchorJob, QhCommitment | None, int]], int]:
         """Anchor what changed. Returns (settled jobs with their commitment and version, anchors sent)."""
         settled: list[tuple[AnchorJob, QhCommitment | None, int]] = []
         to_send: list[tuple[AnchorJob, QhCommitment, AnchorData]] = []
         backfill: list[tuple[QhCommitment, int]] = []
         for job in jobs:
-            c = self.build(job)
+            c = self.builder.build(job)
             if c is None:
                 settled.append((job, None, 0))
                 continue

@@ -69,6 +69,11 @@ class Claimer:
         """Claim everything pending, one transaction per community and batch. Returns claims sent."""
         by_community: dict[str, list[tuple[int, int, list[ClaimItem]]]] = {}
         for (cid, qh), (version, items) in sorted(self.pending.items()):
+            if self.client.latest_version(cid, qh) != version:
+                # a newer version exists (its own entry comes with it): claims prove against the latest
+                log.info("%s qh %d version %d superseded on chain; not claimed", cid, qh, version)
+                del self.pending[(cid, qh)]
+                continue
             by_community.setdefault(cid, []).append((qh, version, items))
         sent = 0
         for cid, entries in by_community.items():

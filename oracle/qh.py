@@ -18,8 +18,12 @@ QH_S = 900
 ACCOUNTING = (1, 2)
 
 
-def parse_ts(value: str) -> int:
-    """ISO-8601 UTC ('2024-01-01T00:00:00Z') to unix seconds."""
+def parse_ts(value: str | datetime | int) -> int:
+    """ISO-8601 UTC ('2024-01-01T00:00:00Z'), an aware datetime (lake rows) or unix seconds."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        return int(value.timestamp())
     return int(datetime.fromisoformat(value).timestamp())
 
 
