@@ -89,13 +89,12 @@ def main() -> None:
     """`python -m lakehouse.cli ...`: the lakehouse commands alone (same functions as `lec lake ...`)."""
     from lec.errors import LecError
 
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    register(app)
+    standalone = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    register(standalone)
     try:
-        app()
+        standalone()
     except LecError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise SystemExit(f"error: {exc}") from exc
 
 
 if __name__ == "__main__":

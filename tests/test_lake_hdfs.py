@@ -1,0 +1,106 @@
+"""The sink, maintenance and erasure against a real HDFS (NameNode + DataNode started here)."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lakehouse.gdpr import erase_from_table
+from lakehouse.maintenance import maintain_table
+from lakehouse.sink import DeltaSink
+from lakehouse.sink_config import SinkConfig
+from lakehouse.sink_sample import produce, sample_anomaly, sample_readings
+from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, list_tables, open_table, query, table_uri
+from lec.procs import ManagedProcess
+from tests.support.hdfs import hdfs_cluster
+
+FAST = SinkConfig(commit_interval_s=0.3, commit_rows=4000, maintain_interval_s=0)
+
+
+@pytest.fixture(scope="module")
+def hdfs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with hdfs_cluster(tmp_path_factory.mktemp("hdfs")) as url:
+        yield url
+
+
+def _specs() -> tuple:
+    tag = uuid.uuid4().hex[:8]
+    return tuple(replace(s, topic=f"{s.topic}.{tag}") for s in (READINGS, DEADLETTER, ANOMALIES))
+
+
+def _count(uri: str, where: str = "true") -> int:
+    dt = open_table(uri)
+    return 0 if dt is None else query(f"SELECT count(*) n FROM t WHERE {where}", {"t": dt}).column("n")[0].as_py()
+
+
+def test_sink_to_hdfs_resume_and_maintain(kafka_bootstrap: str, hdfs_url: str) -> None:
+    readings, dead, anomalies = specs = _specs()
+    root = f"{hdfs_url}/lake-{uuid.uuid4().hex[:6]}"
+    produce(kafka_bootstrap, sample_readings(20_000, devices=20, days=2), readings.topic)
+    produce(kafka_bootstrap, [sample_anomaly(i) for i in range(3)], anomalies.topic)
+    DeltaSink(kafka_bootstrap, root, FAST, tables=specs).run(max_idle_s=2.0)
+    uri = table_uri("readings", root=root)
+    assert root.startswith("hdfs://") and _count(uri) == 20_000
+    assert list_tables(root) == ["anomalies", "readings"]
+    dt = open_table(uri)
+    assert dt.metadata().partition_columns == ["community_id", "date"]
+    assert any("community_id=cer-a/date=2024-01-02" in f for f in dt.file_uris())
+
+    produce(kafka_bootstrap, sample_readings(1000, start=20_000), readings.topic)
+    DeltaSink(kafka_bootstrap, root, replace(FAST, group_id="another"), tables=specs).run(max_idle_s=2.0)
+    rows = query("SELECT count(*) n, count(DISTINCT message_id) m FROM t", {"t": open_table(uri)}).to_pylist()
+    assert rows == [{"n": 21_000, "m": 21_000}]
+
+    files_before = len(open_table(uri).file_uris())
+    report = maintain_table(uri, retention_hours=0)
+    assert len(open_table(uri).file_uris()) < files_before and report["files_vacuumed"] > 0
+    assert _count(uri) == 21_000
+
+
+def test_erase_device_on_hdfs_removes_old_versions(kafka_bootstrap: str, hdfs_url: str) -> None:
+    readings, *_ = specs = _specs()
+    root = f"{hdfs_url}/lake-{uuid.uuid4().hex[:6]}"
+    produce(kafka_bootstrap, sample_readings(2000, devices=10), readings.topic)
+    DeltaSink(kafka_bootstrap, root, FAST, tables=specs).run(max_idle_s=2.0)
+    uri = table_uri("readings", root=root)
+    first_version = open_table(uri).version()
+    assert _count(uri, "device_id = 'dev-0003'") == 200
+    assert erase_from_table(uri, ["dev-0003"], []) == 200
+    assert _count(uri, "device_id = 'dev-0003'") == 0 and _count(uri) == 1800
+    with pytest.raises(Exception):  # the old version's files (or log entries) are gone
+        old = open_table(uri, version=first_version)
+        query("SELECT count(*) n FROM t WHERE device_id = 'dev-0003'", {"t": old})
+
+
+def test_sink_subprocess_killed_on_hdfs(fresh_kafka: tuple, hdfs_url: str, tmp_path: Path) -> None:
+    """`lec lake sink` writing to hdfs://, SIGKILLed mid-ingest, restarted, SIGTERMed: exactly once."""
+    _, bootstrap = fresh_kafka
+    root = f"{hdfs_url}/lake-{uuid.uuid4().hex[:6]}"
+    total = 60_000
+    produce(bootstrap, sample_readings(total))
+    env = {"LEC_KAFKA_BOOTSTRAP": bootstrap, "LEC_LAKE_URI": root, "LEC_RUN_DIR": str(tmp_path / "run"),
+           "LEC_LAKE_COMMIT_INTERVAL_S": "0.5", "LEC_LAKE_COMMIT_ROWS": "8000", "LEC_LAKE_MAINTAIN_INTERVAL_S": "0"}
+    argv = [sys.executable, "-m", "lakehouse.cli", "lake", "sink"]
+    uri = table_uri("readings", root=root)
+    counts = []
+    for i in range(3):
+        proc = ManagedProcess(f"sink-{i}", argv, tmp_path / f"sink-{i}.log", env=env)
+        time.sleep(3.0 + i)
+        proc.kill()
+        counts.append(_count(uri))
+    assert any(0 < n < total for n in counts), counts
+    final = {**env, "LEC_LAKE_COMMIT_INTERVAL_S": "3600", "LEC_LAKE_COMMIT_ROWS": "100000000"}
+    for i in range(4):  # commits only on SIGTERM: the final commit takes in what was buffered
+        proc = ManagedProcess(f"final-{i}", argv, tmp_path / f"final-{i}.log", env=final)
+        time.sleep(6)
+        assert proc.stop(timeout=60) == 0
+        if _count(uri) >= total:
+            break
+    ids = query("SELECT message_id FROM t", {"t": open_table(uri)}).column("message_id").to_pylist()
+    assert len(ids) == total and set(ids) == {f"m{i:010d}:0" for i in range(total)}
