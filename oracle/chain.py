@@ -65,6 +65,7 @@ from oracle.chain_tx import (
     TxFailedError,
     TxSender,
     artifact,
+    call_encoder,
     connect,
     revert_reason,
 )
@@ -228,8 +229,7 @@ def deploy(rpc_url: str, deployer_key: str, *, oracle_address: str, community_id
                                      gas=120_000, label=f"grant {role} on {cid}"))
         steps.append(sender.send(notary_addr, notary.encode_abi("registerCommunity", [community_key(cid), token_addr]),
                                  gas=120_000, label=f"register community {cid}"))
-    for p in steps:
-        sender.wait(p)
+    sender.wait_many(steps)
     deployment = Deployment(chainId=sender.chain_id, notary=notary_addr, tokens=tokens, deployer=me,
                             block=int(notary_receipt["blockNumber"]), oracle=oracle)
     if welcome_bonus or params is not None:
@@ -259,6 +259,7 @@ class NotaryClient:
         self.notary = _contract(self.w3, "Notary", deployment.notary)
         self.max_anchors_per_tx = max(1, max_anchors_per_tx)
         self._params_cache: dict[tuple[str, int], RewardParams] = {}
+        self._encode_anchor_batch = call_encoder("Notary", "anchorBatch")
 
     def __repr__(self) -> str:
         return f"NotaryClient(notary={self.deployment.notary}, signer={self.address})"
@@ -402,22 +403,15 @@ class NotaryClient:
         fees = self._sender.fee_fields() if to_send else {}
         for start in range(0, len(to_send), self.max_anchors_per_tx):
             idx = to_send[start:start + self.max_anchors_per_tx]
-            data = self.notary.encode_abi("anchorBatch", [[self._anchor_tuple(anchors[i]) for i in idx]])
+            data = self._encode_anchor_batch([self._anchor_tuple(anchors[i]) for i in idx])
             gas = ANCHOR_TX_BASE_GAS + ANCHOR_GAS_EACH * len(idx)
             pending.append((idx, self._sender.send(self.deployment.notary, data, gas=gas, fees=fees,
                                                    label=f"anchorBatch of {len(idx)}")))
-        failure: TxFailedError | None = None
-        for idx, p in pending:
-            try:
-                receipt = self._sender.wait(p)
-            except TxFailedError as exc:
-                failure = failure or exc
-                continue
+        receipts = self._sender.wait_many([p for _, p in pending])  # raises on the first revert
+        for (idx, p), receipt in zip(pending, receipts):
             tx = TxResult(txHash=p.tx_hash, blockNumber=int(receipt["blockNumber"]))
             for i in idx:
                 results[i] = tx
-        if failure is not None:
-            raise failure
         return [r for r in results if r is not None]
 
     def anchor_tx(self, community_id: str, qh: int, version: int) -> TxResult:
@@ -481,6 +475,5 @@ class NotaryClient:
         fees = self._sender.fee_fields() if new else {}
         pending = [self._sender.send(token.address, token.encode_abi("addMember", [w]), gas=200_000, fees=fees,
                                      label=f"addMember {community_id}") for w in new]
-        for p in pending:
-            self._sender.wait(p)
+        self._sender.wait_many(pending)
         return len(new)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lec.errors import LecError
 
@@ -97,6 +97,34 @@ def revert_reason(exc: Exception) -> str | None:
         data = exc.data if isinstance(exc.data, str) else None
         return decode_revert(data) if data and len(data) > 10 else (exc.message or str(exc))
     return None
+
+
+def call_encoder(contract: str, function: str) -> Callable[..., str]:
+    """A fast calldata encoder for one function (eth_abi directly: ~10x cheaper than web3's encode_abi,
+    which matters when hundreds of anchor transactions are pipelined)."""
+    from eth_abi import encode
+    from eth_utils.abi import collapse_if_tuple, function_abi_to_4byte_selector
+
+    items = [i for i in artifact(contract)["abi"] if i.get("type") == "function" and i["name"] == function]
+    if len(items) != 1:
+        raise ChainError(f"{contract}.{function} is missing or overloaded in the artifact")
+    types = [collapse_if_tuple(i) for i in items[0]["inputs"]]
+    selector = function_abi_to_4byte_selector(items[0])
+
+    def encoder(*args: Any) -> str:
+        return "0x" + (selector + encode(types, list(args))).hex()
+    return encoder
+
+
+def _receipt_from_json(raw: dict[str, Any]) -> dict[str, Any]:
+    """The receipt fields we use, from a raw JSON-RPC receipt (hex quantities)."""
+    from eth_utils import to_checksum_address
+    from hexbytes import HexBytes
+
+    contract = raw.get("contractAddress")
+    return {"status": int(raw["status"], 16), "blockNumber": int(raw["blockNumber"], 16),
+            "transactionHash": HexBytes(raw["transactionHash"]), "gasUsed": int(raw["gasUsed"], 16),
+            "contractAddress": to_checksum_address(contract) if contract else None, "logs": raw.get("logs", [])}
 
 
 @dataclass
@@ -211,25 +239,39 @@ class TxSender:
 
     def wait(self, pending: PendingTx) -> dict[str, Any]:
         """The receipt of a sent transaction; a revert becomes TxFailedError with its reason."""
-        from web3.exceptions import TransactionNotFound
+        return self.wait_many([pending])[0]
 
+    def wait_many(self, pending: list[PendingTx]) -> list[dict[str, Any]]:
+        """Receipts of many sent transactions, polled with JSON-RPC batch requests; the first
+        revert (in nonce order) raises TxFailedError after every receipt is in."""
+        receipts: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + self.RECEIPT_TIMEOUT_S
-        delay = 0.01
+        delay = 0.005
         while True:
-            try:
-                receipt = self.w3.eth.get_transaction_receipt(pending.tx_hash)
+            missing = [p.tx_hash for p in pending if p.tx_hash not in receipts]
+            for start in range(0, len(missing), 200):
+                chunk = missing[start:start + 200]
+                answers = self.w3.provider.make_batch_request([("eth_getTransactionReceipt", [h]) for h in chunk])
+                if isinstance(answers, dict):  # the node refused the batch as a whole
+                    raise ChainError(f"receipt query failed: {answers.get('error')}")
+                for h, answer in zip(chunk, answers):
+                    if answer.get("error"):
+                        raise ChainError(f"receipt query for {h} failed: {answer['error']}")
+                    if answer.get("result"):
+                        receipts[h] = _receipt_from_json(answer["result"])
+            if len(receipts) == len(pending):
                 break
-            except TransactionNotFound:
-                if time.monotonic() > deadline:
-                    raise ChainError(f"{pending.label} {pending.tx_hash} not mined after "
-                                     f"{self.RECEIPT_TIMEOUT_S:.0f} s: is the chain producing blocks?") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        if receipt["status"] != 1:
-            reason = self._replay_reason(pending, receipt["blockNumber"])
-            raise TxFailedError(f"{pending.label} {pending.tx_hash} reverted: {reason}",
-                                reason=reason, tx_hash=pending.tx_hash)
-        return dict(receipt)
+            if time.monotonic() > deadline:
+                raise ChainError(f"{len(pending) - len(receipts)} transactions not mined after "
+                                 f"{self.RECEIPT_TIMEOUT_S:.0f} s: is the chain producing blocks?")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        out = [receipts[p.tx_hash] for p in pending]
+        for p, receipt in zip(pending, out):
+            if receipt["status"] != 1:
+                reason = self._replay_reason(p, receipt["blockNumber"])
+                raise TxFailedError(f"{p.label} {p.tx_hash} reverted: {reason}", reason=reason, tx_hash=p.tx_hash)
+        return out
 
     def _replay_reason(self, pending: PendingTx, block: int) -> str:
         call = {k: pending.tx[k] for k in ("from", "to", "data", "value") if k in pending.tx}
