@@ -1,0 +1,196 @@
+"""Parse one raw item's bytes into source rows (dicts of source field -> value), by declared syntax.
+
+Pure functions: no registry, no Kafka. Hostile input (garbage bytes, wrong encodings, deep nesting,
+huge strings, XML entities, CSV formula injection) raises :class:`Reject`, never anything else.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from typing import Any
+from xml.etree import ElementTree
+
+import orjson
+
+from streams.errors import Reject
+
+Row = dict[str, Any]
+MAX_ROWS_PER_ITEM = 200_000
+MAX_FIELD_CHARS = 4096
+_FORMULA_START = ("=", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+
+
+def decode_text(payload: bytes, encoding: str = "utf-8") -> str:
+    try:
+        text = payload.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise Reject("encoding_invalid", f"the payload is not valid {encoding} text ({exc.__class__.__name__} at "
+                     f"byte {getattr(exc, 'start', '?')}); send {encoding} or declare the encoding in the flow's "
+                     "syntax_options.encoding") from None
+    text = text.removeprefix("\ufeff")
+    if "\x00" in text:
+        raise Reject("encoding_invalid", "the payload contains NUL bytes: it is binary, not text")
+    return text
+
+
+def parse_rows(payload: bytes, syntax: str, options: dict[str, Any] | None = None, header: str | None = None,
+               max_bytes: int = 1024 * 1024) -> list[Row]:
+    """Rows of one item. CSV rows carry ``_line`` (1-based line within the chunk, header excluded)."""
+    options = options or {}
+    if len(payload) > max_bytes:
+        raise Reject("payload_too_large", f"the message is {len(payload)} bytes, more than the limit of {max_bytes}; "
+                     "split it into smaller messages")
+    if not payload.strip():
+        raise Reject("empty_payload", "the message is empty")
+    if syntax == "json":
+        return parse_json(payload, options)
+    if syntax == "csv":
+        return parse_csv(decode_text(payload, options.get("encoding", "utf-8")), options, header)
+    if syntax == "xml":
+        return parse_xml(payload, options)
+    raise Reject("syntax_unknown", f"the flow declares syntax '{syntax}', which is not json, csv or xml")
+
+
+def parse_json(payload: bytes, options: dict[str, Any]) -> list[Row]:
+    """An object (one reading), an array of objects, or an object with a readings array.
+
+    Top-level fields of a batch object (e.g. ``device``) are inherited by each of its readings.
+    """
+    if options.get("encoding", "utf-8").lower() not in ("utf-8", "utf8"):
+        payload = decode_text(payload, options["encoding"]).encode()
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)[:200]
+        raise Reject("json_invalid", f"the payload is not valid JSON: {msg}") from None
+    key = options.get("readings_key", "readings")
+    if isinstance(doc, list):
+        return [r if isinstance(r, dict) else {"_not_object": r} for r in _bounded(doc)]
+    if isinstance(doc, dict):
+        batch = doc.get(key)
+        if isinstance(batch, list):
+            common = {k: v for k, v in doc.items() if k != key and not isinstance(v, (dict, list))}
+            return [({**common, **r} if isinstance(r, dict) else {"_not_object": r}) for r in _bounded(batch)]
+        return [doc]
+    raise Reject("json_shape", f"the JSON payload is a {type(doc).__name__}; send an object, an array of objects or "
+                 f"an object with a '{key}' array")
+
+
+def _bounded(rows: list[Any]) -> list[Any]:
+    if len(rows) > MAX_ROWS_PER_ITEM:
+        raise Reject("too_many_readings", f"the message holds {len(rows)} readings, more than {MAX_ROWS_PER_ITEM}")
+    return rows
+
+
+def csv_header(options: dict[str, Any], header: str | None, delimiter: str) -> list[str] | None:
+    cols = options.get("columns")
+    if isinstance(cols, list):
+        return [str(c) for c in cols]
+    if header:
+        return next(csv.reader([header.strip("\r\n")], delimiter=delimiter))
+    return None
+
+
+def parse_csv(text: str, options: dict[str, Any], header: str | None = None) -> list[Row]:
+    """CSV lines into rows keyed by header columns; a bad line becomes a row carrying ``_error``."""
+    delimiter = str(options.get("delimiter", ","))[:1] or ","
+    lines = text.splitlines()
+    cols = csv_header(options, header, delimiter)
+    offset = 0
+    if cols is None and options.get("has_header", True):
+        if not lines:
+            raise Reject("csv_no_header", "the CSV chunk has no header line and the flow declares no columns")
+        cols = next(csv.reader([lines[0]], delimiter=delimiter))
+        lines, offset = lines[1:], 1
+    if not cols:
+        raise Reject("csv_no_header", "the CSV has no header: send one, or declare syntax_options.columns in the flow")
+    cols = [c.strip() for c in cols]
+    _bounded(lines)
+    rows: list[Row] = []
+    for i, line in enumerate(lines):
+        lineno = i + 1 + offset
+        if not line.strip():
+            continue
+        try:
+            cells = next(csv.reader([line], delimiter=delimiter))
+        except csv.Error as exc:
+            rows.append({"_line": lineno, "_raw": line, "_error": ("csv_invalid", f"line {lineno} is not valid CSV: {exc}")})
+            continue
+        if len(cells) != len(cols):
+            rows.append({"_line": lineno, "_raw": line, "_error": (
+                "csv_columns", f"line {lineno} has {len(cells)} fields, the header has {len(cols)}")})
+            continue
+        bad = next((c for c in cells if _is_formula(c)), None)
+        if bad is not None:
+            rows.append({"_line": lineno, "_raw": line, "_error": (
+                "csv_formula", (f"line {lineno} has a cell starting like a spreadsheet formula ({bad[:20]!r}); "
+                "formulas are refused"))})
+            continue
+        row: Row = dict(zip(cols, cells))
+        row["_line"] = lineno
+        row["_raw"] = line
+        rows.append(row)
+    return rows
+
+
+def _is_formula(cell: str) -> bool:
+    if not cell:
+        return False
+    c = cell.lstrip(" ")
+    if c[:1] in _FORMULA_START:
+        return True
+    return c[:1] in "+-" and not _NUMBER.match(c.strip())
+
+
+_XML_FORBIDDEN = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def parse_xml(payload: bytes, options: dict[str, Any]) -> list[Row]:
+    """Records at ``syntax_options.record_path`` (ElementTree path, default: the root's children).
+
+    A record's fields are its attributes and its child elements' text. DTDs and entities are refused
+    (no entity expansion, no external resources).
+    """
+    if _XML_FORBIDDEN.search(payload):
+        raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety")
+    try:
+        root = ElementTree.fromstring(payload)
+    except (ElementTree.ParseError, ValueError) as exc:
+        raise Reject("xml_invalid", f"the payload is not well-formed XML: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise Reject("xml_invalid", "the XML is nested too deeply") from None
+    path = options.get("record_path")
+    try:
+        records = root.findall(path) if path else (list(root) if len(root) and len(root[0]) else [root])
+    except (SyntaxError, KeyError) as exc:
+        raise Reject("xml_record_path", f"the flow's syntax_options.record_path '{path}' is invalid: {exc}") from None
+    _bounded(records)
+    rows = []
+    for rec in records:
+        row: Row = {_local(k): v for k, v in rec.attrib.items()}
+        for child in rec:
+            row[_local(child.tag)] = (child.text or "").strip()
+        if not len(rec) and rec.text and rec.text.strip() and "value" not in row:
+            row["value"] = rec.text.strip()
+        rows.append(row)
+    return rows
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def field(row: Row, name: str) -> Any:
+    """A (possibly dotted, for nested JSON) source field of a row; None when absent."""
+    if name in row:
+        return row[name]
+    if "." in name:
+        cur: Any = row
+        for part in name.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                return None
+            cur = cur[part]
+        return cur
+    return None

@@ -1,0 +1,647 @@
+"""From raw envelopes to canonical readings, dead letters, feedback and anomalies (no Kafka here).
+
+:class:`Processor` is the whole pipeline for one worker: parse (``parse``), validate
+(``validate``), normalise (``normalise``), sign-convert (``sign``), deduplicate (``state``).
+It never raises on input: every failure of an item or a reading becomes a dead letter and a
+feedback error; exactly one feedback record is produced per raw item.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from lec.records import CHANNELS, RAW_SCHEMA, READING_SCHEMA, utc_now_iso
+from lec.registry.snapshot import Device, Flow, RegistrySnapshot
+from streams.errors import Reject
+from streams.normalise import (
+    DEFAULT_ENERGY_UNIT,
+    QUANTITIES,
+    energy_to_mwh,
+    iso_to_epoch,
+    iso_z,
+    local_to_epoch,
+    parse_ts,
+    power_to_mwh,
+    quantity_to_si,
+    snap,
+    to_decimal,
+    zone,
+)
+from streams.parse import Row, parse_rows
+from streams.parse import field as row_field
+from streams.sign import apply_sign
+from streams.state import FlowState, StreamState
+from streams.validate import check_flow, check_limits, check_supplier, check_time
+
+log = logging.getLogger("lec.streams")
+
+DEADLETTER_SCHEMA = "lec.deadletter/1"
+FEEDBACK_SCHEMA = "lec.feedback/1"
+ANOMALY_SCHEMA = "lec.anomaly/1"
+MAX_DEADLETTER_PAYLOAD = 64 * 1024
+SMALL_ITEM = 4 * 1024          # per-reading dead letters carry the whole item up to this size
+MAX_FEEDBACK_ERRORS = 100
+DEFAULT_STUCK_READINGS = {"cumulative": 96, "interval": 8, "instant": 8}
+SOURCE_KEYS = {"mqtt_topic": str, "file": str, "line_start": int, "line_end": int, "file_sha256": str,
+               "header": str, "batch_id": str, "index": int, "integration": str}
+CONTENT_SYNTAX = {"json": "json", "csv": "csv", "xml": "xml"}
+DEFAULT_MAPPING = {"ts": "ts", "energy": "energy", "power": "power", "reactive": "reactive", "current": "current",
+                   "voltage": "voltage", "charge": "charge"}
+VALUE_QUANTITIES = ("energy", "power", "reactive", "current", "voltage", "charge")
+
+
+class Duplicate(Exception):
+    """A reading already seen with the same key and values: dropped once, counted in feedback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Output:
+    """Encoded records to send: lists of (key, value) bytes per topic."""
+
+    readings: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadletters: list[tuple[bytes, bytes]] = field(default_factory=list)
+    feedback: list[tuple[bytes, bytes]] = field(default_factory=list)
+    anomalies: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.readings += other.readings
+        self.deadletters += other.deadletters
+        self.feedback += other.feedback
+        self.anomalies += other.anomalies
+
+
+def anomaly_id(kind: str, flow_id: str, *parts: Any) -> str:
+    h = hashlib.sha256("|".join([kind, flow_id, *map(str, parts)]).encode())
+    return h.hexdigest()[:32]
+
+
+def anomaly_record(kind: str, flow: Flow, ts: int | None, detail: str, value: float | None, *key: Any) -> dict:
+    return {"schema": ANOMALY_SCHEMA, "anomaly_id": anomaly_id(kind, flow.id, ts, *key), "kind": kind,
+            "community_id": flow.community_id, "device_id": flow.device_id, "flow_id": flow.id,
+            "ts": iso_z(ts) if ts is not None else None, "detected_ts": utc_now_iso(), "detail": detail[:2000],
+            "value": value}
+
+
+def clean_source(source: Any) -> dict[str, Any]:
+    """Only the known coordinates, with the right types (the dead-letter schema is closed)."""
+    if not isinstance(source, dict):
+        return {}
+    out = {}
+    for k, typ in SOURCE_KEYS.items():
+        v = source.get(k)
+        if isinstance(v, typ) and not isinstance(v, bool):
+            out[k] = v[:4096] if isinstance(v, str) else v
+    return out
+
+
+def capped_payload(payload: bytes) -> dict[str, Any]:
+    if len(payload) <= MAX_DEADLETTER_PAYLOAD:
+        return {"payload_b64": base64.b64encode(payload).decode()}
+    return {"payload_b64": base64.b64encode(payload[:MAX_DEADLETTER_PAYLOAD]).decode(),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(), "payload_truncated": True}
+
+
+class ItemContext:
+    """Per-item working set: staged dedup keys/registers committed only if the item is accepted."""
+
+    __slots__ = (
+        "ambiguous_seen",
+        "anomalies",
+        "channel",
+        "community_id",
+        "devices",
+        "env",
+        "ingest_ts",
+        "item",
+        "message_id",
+        "payload",
+        "received_epoch",
+        "source",
+        "staged_keys",
+        "staged_registers",
+        "staged_source_ids",
+        "supplier_id",
+    )
+
+    def __init__(self, env: dict, item: dict, payload: bytes, received_epoch: float) -> None:
+        self.env = env
+        self.item = item
+        self.channel = env["channel"]
+        self.supplier_id = env["supplier_id"]
+        self.community_id = env["community_id"]
+        self.message_id = item["message_id"]
+        self.received_epoch = received_epoch
+        self.ingest_ts = item["received_ts"]
+        self.source = clean_source(item.get("source"))
+        self.payload = payload
+        self.staged_keys: dict[tuple[str, int], tuple[tuple[Any, ...], str]] = {}
+        self.staged_registers: dict[str, dict[int, int]] = {}
+        self.staged_source_ids: set[tuple[str, str]] = set()
+        self.ambiguous_seen: set[tuple[str, datetime]] = set()
+        self.anomalies: list[dict] = []
+        self.devices: dict[str, Device | Reject] = {}
+
+
+class Processor:
+    """The pipeline of one worker over a registry snapshot and bounded state."""
+
+    def __init__(self, snapshot: RegistrySnapshot, *, clock_skew_s: int = 300,
+                 max_payload_bytes: int = 1024 * 1024) -> None:
+        self.state = StreamState()
+        self.clock_skew_s = clock_skew_s
+        self.max_payload_bytes = max_payload_bytes
+        self.set_snapshot(snapshot)
+
+    def set_snapshot(self, snapshot: RegistrySnapshot) -> None:
+        self.snapshot = snapshot
+        self._candidates: dict[tuple[str, str, str], list[Flow]] = {}
+
+    # -- envelopes --------------------------------------------------------------------------
+    def process_batch(self, values: list[tuple[bytes | None, bytes]]) -> Output:
+        out = Output()
+        for key, value in values:
+            out.extend(self.process_envelope(value, key))
+        return out
+
+    def process_envelope(self, value: bytes, key: bytes | None = None) -> Output:
+        out = Output()
+        try:
+            env = self._envelope(value)
+        except Reject as rej:
+            self._bad_envelope(out, value, key, rej)
+            return out
+        for item in env["items"]:
+            try:
+                self._item(out, env, item)
+            except Exception as exc:  # never let one item stop the partition
+                log.exception("internal error on item %s", item.get("message_id") if isinstance(item, dict) else "?")
+                rej = Reject("internal_error", f"the platform failed to process this message ({type(exc).__name__}); "
+                             "it was kept and operators were alerted")
+                self._reject_item(out, env, item if isinstance(item, dict) else {}, rej)
+        return out
+
+    def _envelope(self, value: bytes) -> dict:
+        try:
+            env = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise Reject("envelope_invalid", "the raw record is not JSON (expected a lec.raw/1 envelope)") from None
+        if not isinstance(env, dict) or env.get("schema") != RAW_SCHEMA:
+            raise Reject("envelope_invalid", f"the raw record is not a {RAW_SCHEMA} envelope")
+        for name in ("supplier_id", "community_id", "channel"):
+            if not isinstance(env.get(name), str) or not env[name]:
+                raise Reject("envelope_invalid", f"the envelope has no '{name}'")
+        if env["channel"] not in CHANNELS:
+            raise Reject("envelope_invalid", f"the envelope's channel '{env['channel'][:20]}' is unknown")
+        if not isinstance(env.get("items"), list):
+            raise Reject("envelope_invalid", "the envelope has no 'items' list")
+        return env
+
+    def _bad_envelope(self, out: Output, value: bytes, key: bytes | None, rej: Reject) -> None:
+        supplier = "unknown"
+        channel = "camel"   # not from one of our connectors: treat as an external integration
+        try:
+            env = orjson.loads(value)
+            if isinstance(env, dict):
+                supplier = str(env.get("supplier_id") or supplier)[:128]
+                channel = env.get("channel") if env.get("channel") in CHANNELS else channel
+        except orjson.JSONDecodeError:
+            if key:
+                supplier = key.decode("utf-8", "replace")[:128]
+        mid = hashlib.sha256(value).hexdigest()[:32]
+        base = {"channel": channel, "community_id": None, "supplier_id": supplier, "message_id": mid}
+        out.deadletters.append(self._dead(base, rej, value, None, None, {}, None))
+        out.feedback.append(self._feedback(base, 0, 1, 0, [self._error(None, None, rej)], {}))
+
+    # -- items ------------------------------------------------------------------------------
+    def _item(self, out: Output, env: dict, item: Any) -> None:
+        if not isinstance(item, dict) or not isinstance(item.get("message_id"), str) or not item["message_id"] \
+                or len(item["message_id"]) > 128:
+            self._reject_item(out, env, item if isinstance(item, dict) else {},
+                              Reject("item_invalid", "the item has no valid 'message_id'"))
+            return
+        mid = item["message_id"]
+        if mid in self.state.items:
+            n = self.state.items[mid]
+            base = self._base(env, item)
+            out.feedback.append(self._feedback(base, 0, 0, max(n, 1), [], clean_source(item.get("source")),
+                                               status="duplicate"))
+            return
+        try:
+            payload = base64.b64decode(item.get("payload_b64") or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            self._reject_item(out, env, item, Reject("payload_invalid", "the item's payload_b64 is not base64"))
+            return
+        try:
+            received_epoch = iso_to_epoch(item["received_ts"])
+        except (KeyError, TypeError, ValueError):
+            received_epoch = time.time()
+            item = {**item, "received_ts": utc_now_iso()}
+        ctx = ItemContext(env, item, payload, received_epoch)
+        try:
+            check_supplier(self.snapshot, ctx.supplier_id, ctx.community_id)
+            fixed, syntax_flow = self._resolve_item_flow(ctx)
+            header = ctx.source.get("header")
+            rows = parse_rows(payload, syntax_flow.syntax, syntax_flow.syntax_options, header, self.max_payload_bytes)
+            if not rows:
+                raise Reject("no_readings", "the message holds no readings")
+        except Reject as rej:
+            self._reject_item(out, env, item, rej, payload)
+            self.state.remember_item(mid, 0)
+            return
+        self._rows(out, ctx, rows, fixed, syntax_flow)
+
+    def _rows(self, out: Output, ctx: ItemContext, rows: list[Row], fixed: Flow | None, syntax_flow: Flow) -> None:
+        readings: list[tuple[Flow, dict]] = []
+        rejects: list[tuple[int, Row, Flow | None, Reject]] = []
+        dups: list[tuple[int, Row, str]] = []
+        for n, row in enumerate(rows):
+            flow = fixed
+            try:
+                if flow is None:
+                    flow = self._row_flow(ctx, row, syntax_flow)
+                readings.append((flow, self._reading(ctx, flow, row, n)))
+            except Duplicate as dup:
+                dups.append((n, row, dup.message))
+            except Reject as rej:
+                rejects.append((n, row, flow, rej))
+                if rej.anomaly and flow is not None:
+                    ts = row.get("_epoch")
+                    ctx.anomalies.append(anomaly_record(rej.anomaly, flow, ts, rej.message, rej.value,
+                                                        ctx.message_id, n))
+        batch_flow = fixed or syntax_flow
+        if rejects and readings and batch_flow.on_error == "reject_batch":
+            first = rejects[0][3].reason_code
+            for flow, rd in readings:
+                n = int(rd["message_id"].rsplit(":", 1)[1])
+                rejects.append((n, rows[n], flow, Reject("batch_rejected", f"the flow rejects whole messages on "
+                                                         f"error and reading {rejects[0][0]} failed ({first})")))
+            readings = []
+            ctx.anomalies = [a for a in ctx.anomalies if a["kind"] != "conflict"]
+        if readings:
+            self._commit(ctx, readings)
+        for flow, rd in readings:
+            out.readings.append((rd["device_id"].encode(), orjson.dumps(rd)))
+        errors = []
+        small = len(ctx.payload) <= SMALL_ITEM
+        for n, row, flow, rej in sorted(rejects, key=lambda r: r[0]):
+            line = self._file_line(ctx, row)
+            source = dict(ctx.source)
+            if line is not None:
+                source["line_start"] = source["line_end"] = line
+            base = self._base(ctx.env, ctx.item, flow)
+            out.deadletters.append(self._dead(base, rej, ctx.payload if small else self._row_bytes(row),
+                                              n, flow, source, None if small else ctx.payload))
+            if len(errors) < MAX_FEEDBACK_ERRORS:
+                errors.append(self._error(n, line, rej))
+        for n, row, msg in dups:
+            if len(errors) < MAX_FEEDBACK_ERRORS:
+                errors.append({"index": n, "line": self._file_line(ctx, row), "reason_code": "duplicate",
+                               "message": msg})
+        for a in ctx.anomalies:
+            out.anomalies.append((a["device_id"].encode(), orjson.dumps(a)))
+        out.feedback.append(self._feedback(self._base(ctx.env, ctx.item, fixed), len(readings), len(rejects),
+                                           len(dups), errors, ctx.source))
+        self.state.remember_item(ctx.message_id, len(readings))
+
+    # -- flow resolution --------------------------------------------------------------------
+    def _resolve_item_flow(self, ctx: ItemContext) -> tuple[Flow | None, Flow]:
+        """(the item's flow if it names one, the flow whose syntax parses the item)."""
+        flow_id, device_id = ctx.item.get("flow_id"), ctx.item.get("device_id")
+        if flow_id:
+            flow = self.snapshot.flows.get(flow_id)
+            if flow is None:
+                raise Reject("unknown_flow", f"flow '{str(flow_id)[:128]}' is not in the registry")
+            self._device(ctx, flow, device_id)
+            return flow, flow
+        cands = self._candidate_flows(ctx)
+        if device_id:
+            mine = [f for f in cands if f.device_id == device_id]
+            if len(mine) == 1:
+                self._device(ctx, mine[0], device_id)
+                return mine[0], mine[0]
+            if not mine:
+                self._unknown_device(ctx, str(device_id))
+            cands = mine
+        if not cands:
+            raise Reject("no_flow", f"supplier '{ctx.supplier_id}' has no flow on channel '{ctx.channel}' in "
+                         f"community '{ctx.community_id}'; register one or name the flow")
+        want = next((s for k, s in CONTENT_SYNTAX.items() if k in str(ctx.item.get("content_type", ""))), None)
+        group = [f for f in cands if f.syntax == want] or cands
+        shapes = {(f.syntax, orjson.dumps(f.syntax_options, option=orjson.OPT_SORT_KEYS)) for f in group}
+        if len(shapes) > 1:
+            raise Reject("flow_ambiguous", "several of your flows could match this message with different formats; "
+                         "name the flow (flow_id) or the device in the message")
+        return None, group[0]
+
+    def _candidate_flows(self, ctx: ItemContext) -> list[Flow]:
+        key = (ctx.supplier_id, ctx.community_id, ctx.channel)
+        cands = self._candidates.get(key)
+        if cands is None:
+            cands = sorted((f for f in self.snapshot.flows.values() if f.supplier_id == ctx.supplier_id
+                            and f.community_id == ctx.community_id and f.channel == ctx.channel), key=lambda f: f.id)
+            self._candidates[key] = cands
+        return cands
+
+    def _row_flow(self, ctx: ItemContext, row: Row, syntax_flow: Flow) -> Flow:
+        """A batch without device/flow: each reading names its flow or device (mapping 'flow'/'device')."""
+        if "_error" in row:
+            raise Reject(*row["_error"])
+        m = syntax_flow.mapping
+        flow_ref = row_field(row, m.get("flow", "flow_id")) or row.get("flow")
+        if flow_ref:
+            flow = self.snapshot.flows.get(str(flow_ref))
+            if flow is None:
+                raise Reject("unknown_flow", f"flow '{str(flow_ref)[:128]}' is not in the registry")
+            return flow
+        dev_ref = row_field(row, m.get("device", "device_id")) or row.get("device")
+        if not dev_ref:
+            raise Reject("missing_field", "the reading names no device or flow; add a 'device_id' or 'flow_id' "
+                         "field (or the columns your flow's mapping declares as 'device'/'flow')")
+        mine = [f for f in self._candidate_flows(ctx) if f.device_id == str(dev_ref)]
+        if len(mine) == 1:
+            return mine[0]
+        if not mine:
+            self._unknown_device(ctx, str(dev_ref))
+        raise Reject("flow_ambiguous", f"device '{dev_ref}' has several flows on this channel; name the flow")
+
+    def _unknown_device(self, ctx: ItemContext, device_id: str) -> None:
+        dev = self.snapshot.devices.get(device_id)
+        if dev is not None and dev.supplier_id != ctx.supplier_id:
+            raise Reject("not_your_device", f"supplier '{ctx.supplier_id}' does not supply device '{device_id}'; "
+                         "you may only send data for your own devices")
+        if dev is None:
+            raise Reject("unknown_device", f"device '{device_id[:128]}' is not in the registry")
+        raise Reject("no_flow", f"device '{device_id}' has no flow of yours on channel '{ctx.channel}'")
+
+    def _device(self, ctx: ItemContext, flow: Flow, device_id: str | None = None) -> Device:
+        got = ctx.devices.get(flow.id)
+        if got is None:
+            try:
+                got = check_flow(self.snapshot, flow, ctx.supplier_id, ctx.community_id, device_id or None)
+            except Reject as rej:
+                got = rej
+            ctx.devices[flow.id] = got
+        if isinstance(got, Reject):
+            raise got
+        return got
+
+    # -- one reading ------------------------------------------------------------------------
+    def _reading(self, ctx: ItemContext, flow: Flow, row: Row, n: int) -> dict[str, Any]:
+        if "_error" in row:
+            raise Reject(*row["_error"])
+        if "_not_object" in row:
+            raise Reject("reading_not_object", f"reading {n} is a {type(row['_not_object']).__name__}, not an object")
+        dev = self._device(ctx, flow)
+        m = flow.mapping or DEFAULT_MAPPING
+        opts = flow.syntax_options
+        epoch, naive, ambiguous = parse_ts(row_field(row, m.get("ts", "ts")), flow.ts_format, flow.timezone)
+        if ambiguous:
+            epoch = self._resolve_ambiguous(ctx, flow, naive, epoch)
+        if opts.get("ts_marks") == "end" and flow.value_kind == "interval":
+            epoch -= flow.interval_s
+        row["_epoch"] = epoch
+        check_time(flow, dev, epoch, ctx.received_epoch, self.clock_skew_s)
+        units = flow.units
+        comma = bool(opts.get("decimal_comma"))
+        values: dict[str, Decimal] = {}
+        for q in VALUE_QUANTITIES:
+            src = m.get(q)
+            if src:
+                v = row_field(row, src)
+                if v is not None and v != "":
+                    values[q] = to_decimal(v, f"{q} ('{src}')", comma)
+        if not values:
+            wanted = ", ".join(f"'{m[q]}'" for q in VALUE_QUANTITIES if q in m) or "none declared"
+            raise Reject("missing_value", f"the reading has no value (fields mapped for this flow: {wanted})")
+        instant = snap(epoch, flow.interval_s)
+        rd: dict[str, Any] = {
+            "schema": READING_SCHEMA, "community_id": flow.community_id, "supplier_id": ctx.supplier_id,
+            "device_id": flow.device_id, "flow_id": flow.id, "channel": ctx.channel,
+            "message_id": f"{ctx.message_id}:{n}", "ts": None, "interval_s": 0, "ingest_ts": ctx.ingest_ts,
+            "current_a": None, "voltage_v": None, "power_active_w": None, "power_reactive_var": None,
+            "energy_mwh": None, "charge_pct": None, "measurement": flow.measurement, "account": flow.account,
+            "estimated": False, "interpolated": instant != epoch, "late": False, "conflict": False,
+        }
+        for q, d in values.items():
+            if q != "energy":
+                rd[QUANTITIES[q][0]] = quantity_to_si(q, d, units.get(q))
+        energy = energy_to_mwh(values["energy"], units.get("energy", DEFAULT_ENERGY_UNIT)) if "energy" in values \
+            else None
+        signature = (energy, rd["power_active_w"], rd["power_reactive_var"], rd["current_a"], rd["voltage_v"],
+                     rd["charge_pct"])
+        fst = self.state.flow(flow.id)
+        self._check_duplicate(ctx, flow, fst, row, instant, signature, rd)
+        start, interval_s = instant, (flow.interval_s if flow.value_kind == "interval" else 0)
+        if flow.value_kind == "cumulative" and energy is not None:
+            start, interval_s, energy = self._delta(ctx, flow, fst, instant, energy, rd)
+        if energy is None and "power" in values and flow.value_kind != "cumulative" and flow.interval_s > 0:
+            power_w = values["power"] * int(QUANTITIES["power"][2][units.get("power", "W")])
+            energy = power_to_mwh(power_w, flow.interval_s)
+            interval_s = flow.interval_s
+            rd["estimated"] = True
+        if energy is not None and interval_s == 0 and flow.value_kind == "instant":
+            interval_s = flow.interval_s
+        rd["energy_mwh"] = energy
+        rd["ts"] = iso_z(start)
+        rd["interval_s"] = interval_s
+        apply_sign(rd, flow.sign_factor)
+        check_limits(rd, flow.limits)
+        grace = (flow.send_frequency_s or flow.interval_s) + flow.derogation_s
+        rd["late"] = ctx.received_epoch > start + interval_s + grace
+        self._stage(ctx, flow, row, instant, signature)
+        self._stuck(ctx, flow, fst, instant, energy if flow.value_kind != "cumulative" else signature[0], rd)
+        return rd
+
+    def _resolve_ambiguous(self, ctx: ItemContext, flow: Flow, naive: datetime, first_epoch: int) -> int:
+        """Fall-back hour: the second time a wall time appears (in this message, or in another message
+        of the flow already holding the first instant) it is the later (standard-time) instant."""
+        key = (flow.id, naive)
+        taken = ctx.staged_keys.get((flow.id, snap(first_epoch, flow.interval_s)))
+        prior = self.state.flow(flow.id).keys.get(snap(first_epoch, flow.interval_s))
+        if key in ctx.ambiguous_seen or (taken is None and prior is not None and prior[1] != ctx.message_id):
+            return local_to_epoch(naive, zone(flow.timezone), second_occurrence=True)[0]
+        ctx.ambiguous_seen.add(key)
+        return first_epoch
+
+    def _check_duplicate(self, ctx: ItemContext, flow: Flow, fst: FlowState, row: Row, instant: int,
+                         signature: tuple[Any, ...], rd: dict) -> None:
+        src_key = flow.mapping.get("message_id")
+        if src_key:
+            sid = row_field(row, src_key)
+            if sid is not None and ((flow.id, str(sid)) in ctx.staged_source_ids or str(sid) in fst.source_ids):
+                raise Duplicate(f"reading id '{str(sid)[:64]}' of flow '{flow.id}' was already received")
+        prev = ctx.staged_keys.get((flow.id, instant)) or fst.keys.get(instant)
+        if prev is None:
+            return
+        if prev[0] == signature:
+            raise Duplicate(f"flow '{flow.id}' already has this reading at {iso_z(instant)} with the same values")
+        rd["conflict"] = True
+        ctx.anomalies.append(anomaly_record(
+            "conflict", flow, instant, f"a reading of flow '{flow.id}' at {iso_z(instant)} has values {signature} "
+            f"differing from the earlier {prev[0]} (message {prev[1]}); both kept", None, ctx.message_id))
+
+    def _stage(self, ctx: ItemContext, flow: Flow, row: Row, instant: int, signature: tuple[Any, ...]) -> None:
+        ctx.staged_keys[(flow.id, instant)] = (signature, ctx.message_id)
+        src_key = flow.mapping.get("message_id")
+        if src_key and row_field(row, src_key) is not None:
+            ctx.staged_source_ids.add((flow.id, str(row_field(row, src_key))))
+
+    def _delta(self, ctx: ItemContext, flow: Flow, fst: FlowState, instant: int, register: int,
+               rd: dict) -> tuple[int, int, int | None]:
+        """Cumulative register -> energy since the previous register, with rollover and reset."""
+        staged = ctx.staged_registers.setdefault(flow.id, {})
+        staged[instant] = register
+        earlier = [t for t in staged if t < instant]
+        prev = fst.register_before(instant)
+        if earlier and (prev is None or max(earlier) > prev[0]):
+            t = max(earlier)
+            prev = (t, staged[t])
+        if prev is None:
+            return instant, 0, None          # the first register of a flow is the baseline
+        prev_ts, prev_reg = prev
+        delta = register - prev_reg
+        cmax = flow.counter_max_mwh
+        if delta < 0:
+            if cmax and prev_reg > cmax // 2 and register < cmax // 2:
+                delta = register + cmax - prev_reg        # the register wrapped at counter_max_mwh back to 0
+            else:
+                ctx.anomalies.append(anomaly_record(
+                    "counter_reset", flow, instant, f"register of flow '{flow.id}' went from {prev_reg} to {register} "
+                    "mWh: meter reset or replaced; energy since the reset assumed to start at 0",
+                    float(register), ctx.message_id))
+                delta = register
+                rd["estimated"] = True
+        return prev_ts, instant - prev_ts, delta
+
+    def _stuck(self, ctx: ItemContext, flow: Flow, fst: FlowState, instant: int, value: Any, rd: dict) -> None:
+        """The same non-zero value (or an unchanged register) for N readings in a row."""
+        if value is None or (value == 0 and flow.value_kind != "cumulative"):
+            fst.stuck_run, fst.stuck_value, fst.stuck_reported = 0, None, False
+            return
+        if value == fst.stuck_value:
+            fst.stuck_run += 1
+        else:
+            fst.stuck_value, fst.stuck_run, fst.stuck_reported = value, 1, False
+        limit = int(flow.syntax_options.get("stuck_readings", DEFAULT_STUCK_READINGS.get(flow.value_kind, 8)))
+        if fst.stuck_run >= limit and not fst.stuck_reported:
+            fst.stuck_reported = True
+            ctx.anomalies.append(anomaly_record(
+                "stuck_meter", flow, instant, f"flow '{flow.id}' sent the same value {value} in {limit} readings in a "
+                "row: the meter may be stuck", float(value), "run"))
+
+    def _commit(self, ctx: ItemContext, readings: list[tuple[Flow, dict]]) -> None:
+        for (flow_id, instant), (sig, mid) in ctx.staged_keys.items():
+            self.state.flow(flow_id).put_key(instant, sig, mid)
+        for flow_id, regs in ctx.staged_registers.items():
+            fst = self.state.flow(flow_id)
+            for instant, reg in regs.items():
+                fst.put_register(instant, reg)
+        for flow_id, sid in ctx.staged_source_ids:
+            self.state.flow(flow_id).put_source_id(sid)
+        now = time.time()
+        for flow_id in {flow.id for flow, _ in readings}:
+            self.state.flow(flow_id).last_seen = now
+
+    # -- silence ----------------------------------------------------------------------------
+    def silent_flows(self, now: float | None = None) -> Output:
+        """Flows that sent before but not within send frequency + derogation (one anomaly per silence)."""
+        now = time.time() if now is None else now
+        out = Output()
+        for flow_id, fst in self.state.flows.items():
+            flow = self.snapshot.flows.get(flow_id)
+            if flow is None or fst.last_seen is None or not flow.send_frequency_s or not flow.active:
+                continue
+            allowed = flow.send_frequency_s + flow.derogation_s
+            if now - fst.last_seen > allowed and fst.silent_reported != fst.last_seen:
+                fst.silent_reported = fst.last_seen
+                a = anomaly_record("silent_flow", flow, None, f"flow '{flow.id}' sent nothing for "
+                                   f"{int(now - fst.last_seen)} s, more than its send frequency {flow.send_frequency_s} "
+                                   f"s + derogation {flow.derogation_s} s", None, fst.last_seen)
+                out.anomalies.append((flow.device_id.encode(), orjson.dumps(a)))
+        return out
+
+    # -- records ----------------------------------------------------------------------------
+    def _base(self, env: dict, item: dict, flow: Flow | None = None) -> dict[str, Any]:
+        return {"channel": env["channel"], "community_id": str(env["community_id"])[:128],
+                "supplier_id": str(env["supplier_id"])[:128], "message_id": str(item.get("message_id") or "")[:128],
+                "device_id": flow.device_id if flow else _str_or_none(item.get("device_id")),
+                "flow_id": flow.id if flow else _str_or_none(item.get("flow_id"))}
+
+    def _reject_item(self, out: Output, env: dict, item: dict, rej: Reject, payload: bytes | None = None) -> None:
+        if payload is None:
+            try:
+                payload = base64.b64decode(item.get("payload_b64") or "")
+            except (binascii.Error, ValueError, TypeError):
+                payload = orjson.dumps(item.get("payload_b64")) if "payload_b64" in item else b""
+        base = self._base(env, item)
+        source = clean_source(item.get("source"))
+        out.deadletters.append(self._dead(base, rej, payload, None, None, source, None))
+        out.feedback.append(self._feedback(base, 0, 1, 0, [self._error(None, None, rej)], source))
+
+    def _dead(self, base: dict, rej: Reject, payload: bytes, index: int | None, flow: Flow | None,
+              source: dict, whole: bytes | None) -> tuple[bytes, bytes]:
+        rec = {"schema": DEADLETTER_SCHEMA, "reason_code": rej.reason_code, "message": rej.message[:2000],
+               "channel": base["channel"], "community_id": base["community_id"], "supplier_id": base["supplier_id"],
+               "device_id": base.get("device_id"), "flow_id": base.get("flow_id"), "message_id": base["message_id"],
+               "reading_index": index, **capped_payload(payload), "source": source, "rejected_ts": utc_now_iso()}
+        if whole is not None:      # a large item: this reading's own bytes, plus the hash of the whole item
+            rec["payload_sha256"] = hashlib.sha256(whole).hexdigest()
+            rec["payload_truncated"] = True
+        return base["supplier_id"].encode(), orjson.dumps(rec)
+
+    @staticmethod
+    def _row_bytes(row: Row) -> bytes:
+        if "_raw" in row:
+            return str(row["_raw"]).encode()
+        clean = {k: v for k, v in row.items() if not k.startswith("_")}
+        if "_not_object" in row:
+            clean = row["_not_object"]
+        return orjson.dumps(clean, default=str)
+
+    @staticmethod
+    def _file_line(ctx: ItemContext, row: Row) -> int | None:
+        n = row.get("_line")
+        if n is None:
+            return None
+        start = ctx.source.get("line_start")
+        return start + n - 1 if isinstance(start, int) else n
+
+    @staticmethod
+    def _error(index: int | None, line: int | None, rej: Reject) -> dict[str, Any]:
+        return {"index": index, "line": line, "reason_code": rej.reason_code, "message": rej.message[:2000]}
+
+    def _feedback(self, base: dict, accepted: int, rejected: int, duplicates: int, errors: list[dict],
+                  source: dict, status: str | None = None) -> tuple[bytes, bytes]:
+        if status is None:
+            if accepted and rejected:
+                status = "partial"
+            elif accepted:
+                status = "accepted"
+            elif rejected:
+                status = "rejected"
+            else:
+                status = "duplicate"
+        batch_id = source.get("batch_id")
+        rec = {"schema": FEEDBACK_SCHEMA, "supplier_id": base["supplier_id"], "community_id": base["community_id"],
+               "channel": base["channel"], "message_id": base["message_id"], "batch_id": batch_id,
+               "status": status, "accepted": accepted, "rejected": rejected, "duplicates": duplicates,
+               "errors": errors[:MAX_FEEDBACK_ERRORS], "source": source, "ts": utc_now_iso()}
+        return base["supplier_id"].encode(), orjson.dumps(rec)
+
+
+def _str_or_none(v: Any) -> str | None:
+    return str(v)[:128] if isinstance(v, str) and v else None
