@@ -1,0 +1,109 @@
+"""`lec connectors camel render|apply|delete|status`: Camel K Integrations for the registry's camel flows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+NAMESPACE = typer.Option("lec", "--namespace", "-n", help="Kubernetes namespace of the Integrations.")
+KUBECONFIG = typer.Option(None, help="kubeconfig file (default $KUBECONFIG, then ~/.kube/config).")
+CONTEXT = typer.Option(None, help="kubeconfig context (default: current-context).")
+SERVER = typer.Option(None, help="API server URL, used with --token instead of a kubeconfig.")
+TOKEN = typer.Option(None, envvar="LEC_KUBE_TOKEN", help="Bearer token for --server (env LEC_KUBE_TOKEN).")
+BROKERS = typer.Option(None, help="Kafka brokers as seen from the cluster (default LEC_KAFKA_BOOTSTRAP).")
+
+
+def _client(kubeconfig: Optional[Path], context: Optional[str], server: Optional[str], token: Optional[str]) -> Any:
+    from connectors.camel_kube import KubeClient
+
+    if server:
+        return KubeClient(server, token=token)
+    path = kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else
+                          Path.home() / ".kube" / "config")
+    if path.exists():
+        return KubeClient.from_kubeconfig(path, context)
+    return KubeClient.in_cluster()
+
+
+def _rendered(namespace: str, brokers: Optional[str], flow: Optional[str]) -> list[dict[str, Any]]:
+    from connectors.camel_k import CamelError, render_all
+    from lec.config import settings as current
+    from lec.registry import open_registry
+
+    s = current()
+    kafka = brokers or s.kafka_bootstrap
+    if not kafka:
+        raise CamelError("pass --brokers (Kafka as seen from the cluster) or set LEC_KAFKA_BOOTSTRAP")
+    items = render_all(open_registry(s).snapshot(), namespace=namespace, kafka_brokers=kafka,
+                       max_payload_bytes=s.max_payload_bytes)
+    if flow:
+        items = [i for i in items if i["metadata"]["labels"]["lec.flow"] == flow]
+        if not items:
+            raise CamelError(f"no active camel flow '{flow}' in the registry")
+    return items
+
+
+def camel_app() -> typer.Typer:
+    app = typer.Typer(help="Camel K Integrations for external sources (flows with channel 'camel').",
+                      no_args_is_help=True)
+
+    @app.command("render")
+    def render(namespace: str = NAMESPACE, brokers: Optional[str] = BROKERS,
+               flow: Optional[str] = typer.Option(None, help="Only this flow."),
+               out: Optional[Path] = typer.Option(None, help="Write one YAML file per Integration here.")) -> None:
+        """Print (or write) the Integration resources, as YAML, without touching a cluster."""
+        import yaml
+
+        items = _rendered(namespace, brokers, flow)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            for item in items:
+                path = out / f"{item['metadata']['name']}.yaml"
+                path.write_text(yaml.safe_dump(item, sort_keys=False))
+                typer.echo(str(path))
+        else:
+            typer.echo(yaml.safe_dump_all(items, sort_keys=False), nl=False)
+
+    @app.command("apply")
+    def apply(namespace: str = NAMESPACE, brokers: Optional[str] = BROKERS, kubeconfig: Optional[Path] = KUBECONFIG,
+              context: Optional[str] = CONTEXT, server: Optional[str] = SERVER, token: Optional[str] = TOKEN,
+              flow: Optional[str] = typer.Option(None, help="Only this flow."),
+              prune: bool = typer.Option(True, help="Delete lec-managed Integrations whose flow is gone.")) -> None:
+        """Create or update the Integrations of the registry's camel flows."""
+        client = _client(kubeconfig, context, server, token)
+        items = _rendered(namespace, brokers, flow)
+        for item in items:
+            typer.echo(f"{client.apply(item)}\t{item['metadata']['name']}")
+        if prune and not flow:
+            wanted = {i["metadata"]["name"] for i in items}
+            for existing in client.list_managed(namespace):
+                name = existing["metadata"]["name"]
+                if name not in wanted and client.delete(namespace, name):
+                    typer.echo(f"deleted\t{name}")
+
+    @app.command("delete")
+    def delete(names: list[str] = typer.Argument(None, help="Integration names (default: every lec-managed one)."),
+               namespace: str = NAMESPACE, kubeconfig: Optional[Path] = KUBECONFIG, context: Optional[str] = CONTEXT,
+               server: Optional[str] = SERVER, token: Optional[str] = TOKEN) -> None:
+        """Delete Integrations."""
+        client = _client(kubeconfig, context, server, token)
+        targets = names or [i["metadata"]["name"] for i in client.list_managed(namespace)]
+        for name in targets:
+            typer.echo(f"{'deleted' if client.delete(namespace, name) else 'absent'}\t{name}")
+
+    @app.command("status")
+    def status(namespace: str = NAMESPACE, kubeconfig: Optional[Path] = KUBECONFIG, context: Optional[str] = CONTEXT,
+               server: Optional[str] = SERVER, token: Optional[str] = TOKEN) -> None:
+        """Phase and readiness of every lec-managed Integration."""
+        from connectors.camel_kube import status_row
+
+        client = _client(kubeconfig, context, server, token)
+        typer.echo("NAME\tFLOW\tPHASE\tREADY\tMESSAGE")
+        for item in client.list_managed(namespace):
+            row = status_row(item)
+            typer.echo(f"{row['name']}\t{row['flow']}\t{row['phase']}\t{row['ready']}\t{row['message']}")
+
+    return app

@@ -1,0 +1,164 @@
+"""Camel K ``Integration`` resources for external sources described in the registry (seed §4.3.3).
+
+A flow with ``channel: camel`` describes its source in ``syntax_options.camel``::
+
+    camel:
+      kind: http-poll            # GET a supplier's HTTP API every ``period`` ms
+      url: https://api.example/readings
+      period: 60000
+      headers: {Authorization: "Bearer {{lec.sup-b.token}}"}   # optional; {{...}} = Camel property
+      secret: sup-b-api          # optional Kubernetes Secret mounted as Camel properties
+
+    camel:
+      kind: ftp-poll             # take files from an FTP/SFTP folder (moved to .done after reading)
+      url: sftp://ftp.example:22/out
+      period: 300000
+      username: lec
+      password: "{{lec.sup-b.ftp-password}}"
+      secret: sup-b-ftp
+
+Each flow becomes one Integration whose YAML DSL route polls the source, wraps the response or
+file into the platform's raw envelope (``lec.raw/1``, channel ``camel``, one item whose
+message_id is ``records.message_id_for("camel", supplier, flow, sha256(payload))``, so polling
+the same content twice gives the same id) and sends it to the raw topic keyed by device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from lec import topics
+from lec.errors import LecError
+from lec.records import RAW_SCHEMA
+from lec.registry import Flow, RegistrySnapshot
+
+API_VERSION = "camel.apache.org/v1"
+MANAGED_BY = "lec"
+KINDS = ("http-poll", "ftp-poll")
+CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
+
+
+class CamelError(LecError):
+    """A Camel source description or a Kubernetes call is wrong."""
+
+
+def integration_name(flow_id: str) -> str:
+    """A DNS-1123 name for the flow's Integration."""
+    name = re.sub(r"[^a-z0-9-]", "-", f"lec-{flow_id}".lower()).strip("-")[:63].rstrip("-")
+    return name
+
+
+# Groovy, run by Camel for each polled body: the same id scheme as lec.records.message_id_for.
+ENVELOPE_GROOVY = """\
+import java.security.MessageDigest
+import java.time.ZoneOffset
+import java.time.ZonedDateTime
+import java.time.format.DateTimeFormatter
+def sha = { List parts ->
+    def md = MessageDigest.getInstance('SHA-256')
+    parts.each { p -> md.update(p instanceof byte[] ? p : p.toString().getBytes('UTF-8')); md.update((byte) 0) }
+    md.digest().encodeHex().toString()
+}
+byte[] payload = exchange.message.getBody(byte[].class) ?: new byte[0]
+if (payload.length > MAX_PAYLOAD) {
+    throw new IllegalArgumentException("source message of ${payload.length} bytes exceeds the MAX_PAYLOAD-byte bound")
+}
+def payloadSha = MessageDigest.getInstance('SHA-256').digest(payload).encodeHex().toString()
+def file = exchange.message.getHeader('CamelFileName')
+def idParts = ['camel', SUPPLIER, FLOW, payloadSha] + (file ? [file] : [])
+def messageId = sha(idParts).substring(0, 32)
+def source = [integration: INTEGRATION]
+if (file) { source.file = file.toString(); source.file_sha256 = payloadSha }
+def item = [message_id: messageId,
+            received_ts: ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")),
+            device_id: DEVICE, flow_id: FLOW, content_type: CONTENT_TYPE,
+            payload_b64: payload.encodeBase64().toString(), source: source]
+def envelope = [schema: RAW_SCHEMA, envelope_id: sha(['camel', SUPPLIER, messageId]).substring(0, 32),
+                channel: 'camel', community_id: COMMUNITY, supplier_id: SUPPLIER, items: [item]]
+groovy.json.JsonOutput.toJson(envelope)
+"""
+
+
+def _groovy_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def envelope_script(flow: Flow, integration: str, max_payload_bytes: int) -> str:
+    consts = {"SUPPLIER": flow.supplier_id, "FLOW": flow.id, "DEVICE": flow.device_id,
+              "COMMUNITY": flow.community_id, "INTEGRATION": integration, "RAW_SCHEMA": RAW_SCHEMA,
+              "CONTENT_TYPE": CONTENT_TYPES.get(flow.syntax, "application/octet-stream")}
+    head = "".join(f"def {k} = {_groovy_string(v)}\n" for k, v in consts.items())
+    return head + f"def MAX_PAYLOAD = {int(max_payload_bytes)}\n" + ENVELOPE_GROOVY
+
+
+def _source_steps(flow: Flow, spec: dict[str, Any], name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    kind = spec.get("kind")
+    url = spec.get("url")
+    period = int(spec.get("period", 60000))
+    if kind not in KINDS:
+        raise CamelError(f"flow {flow.id}: syntax_options.camel.kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if not isinstance(url, str) or not url:
+        raise CamelError(f"flow {flow.id}: syntax_options.camel.url is required")
+    if period < 1000:
+        raise CamelError(f"flow {flow.id}: syntax_options.camel.period is in milliseconds and must be >= 1000")
+    if kind == "http-poll":
+        if not url.startswith(("http://", "https://")):
+            raise CamelError(f"flow {flow.id}: an http-poll url must start with http:// or https://")
+        steps: list[dict[str, Any]] = [{"setHeader": {"name": "CamelHttpMethod", "constant": "GET"}}]
+        for header, value in sorted((spec.get("headers") or {}).items()):
+            steps.append({"setHeader": {"name": str(header), "constant": str(value)}})
+        steps.append({"to": {"uri": url, "parameters": {"throwExceptionOnFailure": True}}})
+        return {"uri": f"timer:{name}", "parameters": {"period": period}}, steps
+    if not url.startswith(("ftp://", "ftps://", "sftp://")):
+        raise CamelError(f"flow {flow.id}: an ftp-poll url must start with ftp://, ftps:// or sftp://")
+    params: dict[str, Any] = {"delay": period, "move": ".done", "moveFailed": ".failed", "readLock": "changed",
+                              "binary": True, "passiveMode": True, "maxMessagesPerPoll": 100}
+    for key in ("username", "password"):
+        if spec.get(key):
+            params[key] = str(spec[key])
+    return {"uri": url, "parameters": params}, []
+
+
+def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_payload_bytes: int = 1024 * 1024,
+                       raw_topic: str = topics.RAW) -> dict[str, Any]:
+    """The Integration resource for one camel flow."""
+    spec = flow.syntax_options.get("camel")
+    if not isinstance(spec, dict):
+        raise CamelError(f"flow {flow.id} has channel 'camel' but no syntax_options.camel mapping")
+    name = integration_name(flow.id)
+    source, steps = _source_steps(flow, spec, name)
+    steps += [
+        {"setHeader": {"name": "kafka.KEY", "constant": flow.device_id}},
+        {"setBody": {"expression": {"groovy": {"expression": envelope_script(flow, name, max_payload_bytes)}}}},
+        {"to": {"uri": f"kafka:{raw_topic}",
+                "parameters": {"brokers": kafka_brokers, "requestRequiredAcks": "all",
+                               "enableIdempotence": True}}},
+    ]
+    integration: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "Integration",
+        "metadata": {
+            "name": name, "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "lec.flow": flow.id,
+                       "lec.supplier": flow.supplier_id, "lec.community": flow.community_id},
+        },
+        "spec": {"flows": [{"route": {"id": name, "from": {**source, "steps": steps}}}]},
+    }
+    if spec.get("secret"):
+        integration["spec"]["traits"] = {"mount": {"configs": [f"secret:{spec['secret']}"]}}
+    digest = hashlib.sha256(json.dumps(integration["spec"], sort_keys=True).encode()).hexdigest()[:16]
+    integration["metadata"]["annotations"] = {"lec/spec-sha256": digest}
+    return integration
+
+
+def camel_flows(snapshot: RegistrySnapshot) -> list[Flow]:
+    return sorted((f for f in snapshot.flows.values() if f.channel == "camel" and f.active), key=lambda f: f.id)
+
+
+def render_all(snapshot: RegistrySnapshot, *, namespace: str, kafka_brokers: str,
+               max_payload_bytes: int = 1024 * 1024) -> list[dict[str, Any]]:
+    return [render_integration(f, namespace=namespace, kafka_brokers=kafka_brokers,
+                               max_payload_bytes=max_payload_bytes) for f in camel_flows(snapshot)]

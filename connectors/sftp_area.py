@@ -1,0 +1,83 @@
+"""The SFTP triage area: one space per supplier, one folder per flow (seed §4.3.7.1).
+
+Layout under the SFTP root (``Settings.resolved_sftp_root()``)::
+
+    <root>/<supplier_id>/                 the supplier's chroot: it sees this as "/"
+        inbox/<flow_id>/                  uploads go here (the only writable folders)
+        processed/<flow_id>/              files whose every chunk Kafka acknowledged
+        failed/<flow_id>/                 rejected files, each with <name>.report.txt beside it
+
+The same layout serves the embedded asyncssh server and production OpenSSH (``sftp-config``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from lec.errors import LecError
+from lec.registry import RegistrySnapshot
+
+INBOX, PROCESSED, FAILED = "inbox", "processed", "failed"
+SECTIONS = (INBOX, PROCESSED, FAILED)
+PART_SUFFIX = ".part"          # uploads in progress: renamed to the final name when complete
+REPORT_SUFFIX = ".report.txt"  # written beside a failed file
+
+
+class SftpError(LecError):
+    """The SFTP area, server or watcher cannot do what was asked."""
+
+
+def sftp_flows(snapshot: RegistrySnapshot) -> dict[str, set[str]]:
+    """Supplier id -> ids of its active flows delivered over SFTP."""
+    owned: dict[str, set[str]] = {}
+    for flow in snapshot.flows.values():
+        supplier = snapshot.suppliers.get(flow.supplier_id)
+        if flow.channel == "sftp" and flow.active and supplier is not None and supplier.active:
+            owned.setdefault(flow.supplier_id, set()).add(flow.id)
+    return owned
+
+
+@dataclass(frozen=True)
+class VirtualPath:
+    """A path as a supplier sees it inside its own space, split into section/flow/name."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, path: str) -> "VirtualPath":
+        """Normalise a client path: '..' cannot climb above the space's root, relative = from '/'."""
+        norm = posixpath.normpath(posixpath.join("/", path))
+        return cls(tuple(p for p in norm.split("/") if p))
+
+    @property
+    def text(self) -> str:
+        return "/" + "/".join(self.parts)
+
+    def is_upload_target(self, own_flows: set[str]) -> bool:
+        """Writable: a file directly inside inbox/<flow>/ of a flow the supplier owns."""
+        return (len(self.parts) == 3 and self.parts[0] == INBOX and self.parts[1] in own_flows
+                and self.parts[2] not in (".", ".."))
+
+
+class SftpArea:
+    """Paths of the triage area on the local disk, and creation of its folder tree."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def space(self, supplier_id: str) -> Path:
+        return self.root / supplier_id
+
+    def folder(self, supplier_id: str, section: str, flow_id: str) -> Path:
+        return self.root / supplier_id / section / flow_id
+
+    def ensure(self, snapshot: RegistrySnapshot) -> dict[str, set[str]]:
+        """Create every supplier's space and flow folders (idempotent); returns supplier -> flows."""
+        owned = sftp_flows(snapshot)
+        for supplier_id, flows in owned.items():
+            for section in SECTIONS:
+                for flow_id in flows:
+                    self.folder(supplier_id, section, flow_id).mkdir(parents=True, exist_ok=True)
+        return owned

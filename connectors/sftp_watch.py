@@ -1,0 +1,346 @@
+"""The SFTP watcher: completed uploads -> chunked raw records on ``lec.raw`` -> processed/ or failed/.
+
+Completed uploads: files named ``*.part`` (or starting with '.') are uploads in progress and are
+never read; any other file is taken once its size and modification time have not changed for
+``settle_s`` seconds (so clients that cannot rename are covered too).
+
+Nothing is lost: a file is moved out of ``inbox/`` only after Kafka acknowledged every chunk
+(producer flush), and its SHA-256 is recorded first. Killed mid-file, the file is still in the
+inbox at restart and is sent again with the same deterministic message ids (at-least-once with
+identical ids; streams deduplicate on message_id). A file whose checksum was already ingested
+for the flow is not sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, time as dtime
+from pathlib import Path
+from typing import Any
+
+from connectors.sftp_area import FAILED, INBOX, PART_SUFFIX, PROCESSED, REPORT_SUFFIX, SftpArea, SftpError
+from connectors.sftp_chunks import FileScan, Problem, chunks, read_header, scan
+from connectors.sftp_state import IngestedFiles
+from lec import topics
+from lec.records import encode, message_id_for, raw_envelope, raw_item, utc_now_iso
+from lec.registry import Flow, Registry, RegistrySnapshot
+
+log = logging.getLogger("lec.connectors.sftp_watch")
+
+CONTENT_TYPES = {"csv": "text/csv", "json": "application/x-ndjson", "xml": "application/xml"}
+DEADLETTER_PAYLOAD_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    chunk_bytes: int = 256 * 1024     # bytes of one raw item (bounded by Settings.max_payload_bytes)
+    chunk_lines: int = 10_000         # lines of one raw item
+    max_line_bytes: int = 64 * 1024   # a longer line fails the file (a missing line end, usually)
+    settle_s: float = 2.0             # unchanged for this long = upload complete
+    poll_s: float = 1.0
+    registry_refresh_s: float = 30.0
+
+
+class Window:
+    """When ingestion may run: 'immediate' (always) or an off-peak 'HH:MM-HH:MM' in local time."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec.strip()
+        self.bounds: tuple[dtime, dtime] | None = None
+        if self.spec.lower() in ("", "immediate"):
+            return
+        try:
+            start, end = (dtime.fromisoformat(p.strip()) for p in self.spec.split("-"))
+        except ValueError as exc:
+            raise SftpError(f"LEC_SFTP_SCHEDULE must be 'immediate' or 'HH:MM-HH:MM', not {spec!r}") from exc
+        self.bounds = (start, end)
+
+    def is_open(self, now: datetime | None = None) -> bool:
+        if self.bounds is None:
+            return True
+        t = (now or datetime.now()).time()
+        start, end = self.bounds
+        return start <= t < end if start <= end else (t >= start or t < end)  # may wrap midnight
+
+
+@dataclass(frozen=True)
+class Outcome:
+    file: str            # path inside the supplier's space, as the supplier sees it
+    status: str          # processed | duplicate | failed | interrupted
+    chunks: int = 0
+    lines: int = 0
+    problem: Problem | None = None
+
+
+class DeliveryTracker:
+    """Counts Kafka acknowledgements and remembers the first delivery error."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        if err is not None and self.error is None:
+            self.error = str(err)
+
+
+class SftpWatcher:
+    def __init__(self, registry: Registry, area: SftpArea, state: IngestedFiles, producer: Any,
+                 options: WatchOptions = WatchOptions(), *, max_payload_bytes: int = 1024 * 1024,
+                 window: Window = Window("immediate"), raw_topic: str = topics.RAW,
+                 deadletter_topic: str = topics.DEADLETTER) -> None:
+        if options.chunk_bytes > max_payload_bytes:
+            raise SftpError(f"chunk size {options.chunk_bytes} exceeds LEC_MAX_PAYLOAD_BYTES {max_payload_bytes}")
+        if options.max_line_bytes >= options.chunk_bytes:
+            raise SftpError("the line bound must be smaller than the chunk size")
+        self.registry, self.area, self.state, self.producer = registry, area, state, producer
+        self.options, self.window = options, window
+        self.raw_topic, self.deadletter_topic = raw_topic, deadletter_topic
+        self.stop_requested = threading.Event()
+        self._seen: dict[Path, tuple[int, int, float]] = {}
+        self._snapshot: RegistrySnapshot | None = None
+        self._snapshot_at = 0.0
+
+    # -- registry ------------------------------------------------------------------------
+    def snapshot(self) -> RegistrySnapshot:
+        if self._snapshot is None or time.monotonic() - self._snapshot_at > self.options.registry_refresh_s:
+            self._snapshot = self.registry.snapshot()
+            self._snapshot_at = time.monotonic()
+            self.area.ensure(self._snapshot)
+        return self._snapshot
+
+    # -- discovery -----------------------------------------------------------------------
+    def ready_files(self) -> Iterator[tuple[str, str, Path]]:
+        """(supplier, flow folder, path) of uploads that look complete, oldest first."""
+        found: list[tuple[int, str, str, Path]] = []
+        now = time.monotonic()
+        current: set[Path] = set()
+        if not self.area.root.is_dir():
+            return iter(())
+        for space in sorted(self.area.root.iterdir()):
+            inbox = space / INBOX
+            if space.is_symlink() or not inbox.is_dir() or inbox.is_symlink():
+                continue
+            for folder in sorted(inbox.iterdir()):
+                if folder.is_symlink() or not folder.is_dir():
+                    continue
+                for entry in os.scandir(folder):
+                    if entry.name.endswith(PART_SUFFIX) or entry.name.startswith("."):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        continue
+                    path = Path(entry.path)
+                    current.add(path)
+                    key = (st.st_size, st.st_mtime_ns)
+                    prev = self._seen.get(path)
+                    if prev is None or prev[:2] != key:
+                        self._seen[path] = (*key, now)
+                        if self.options.settle_s > 0:
+                            continue
+                    elif now - prev[2] < self.options.settle_s:
+                        continue
+                    found.append((st.st_mtime_ns, space.name, folder.name, path))
+        for gone in set(self._seen) - current:
+            del self._seen[gone]
+        return ((s, f, p) for _, s, f, p in sorted(found))
+
+    def scan_once(self) -> list[Outcome]:
+        """Ingest every complete upload present now (if the schedule allows)."""
+        if not self.window.is_open():
+            return []
+        snap = self.snapshot()
+        outcomes = []
+        for supplier_id, flow_folder, path in list(self.ready_files()):
+            if self.stop_requested.is_set():
+                break
+            outcomes.append(self.ingest(snap, supplier_id, flow_folder, path))
+            self._seen.pop(path, None)
+        return outcomes
+
+    def run(self) -> None:
+        log.info("SFTP watcher on %s (schedule %s)", self.area.root, self.window.spec or "immediate")
+        while not self.stop_requested.is_set():
+            try:
+                self.scan_once()
+            except SftpError as exc:
+                log.error("%s", exc)
+            self.stop_requested.wait(self.options.poll_s)
+        log.info("SFTP watcher stopped")
+
+    # -- one file ------------------------------------------------------------------------
+    def ingest(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, path: Path) -> Outcome:
+        shown = f"{INBOX}/{flow_folder}/{path.name}"
+        flow = snap.flows.get(flow_folder)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:  # a symlink (ELOOP) or something that is not a plain file
+            problem = Problem("not_a_regular_file", None,
+                              f"{shown} is not a regular file ({exc.strerror}); upload plain files only")
+            return self._fail(snap, supplier_id, flow_folder, path, shown, problem, None, flow)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                problem = Problem("not_a_regular_file", None, f"{shown} is not a regular file; upload plain files only")
+                return self._fail(snap, supplier_id, flow_folder, path, shown, problem, None, flow)
+            if flow is None or flow.supplier_id != supplier_id or flow.channel != "sftp" or not flow.active:
+                problem = Problem("flow_not_owned", None,
+                                  f"flow '{flow_folder}' is not an active SFTP flow of supplier '{supplier_id}'; "
+                                  f"upload into inbox/<flow>/ of one of your own flows")
+                return self._fail(snap, supplier_id, flow_folder, path, shown, problem, None, flow)
+            return self._ingest_fd(snap, supplier_id, flow, path, shown, fd)
+        finally:
+            os.close(fd)
+
+    def _ingest_fd(self, snap: RegistrySnapshot, supplier_id: str, flow: Flow, path: Path, shown: str,
+                   fd: int) -> Outcome:
+        before = os.fstat(fd)
+        encoding = str(flow.syntax_options.get("encoding", "utf-8"))
+        try:
+            result = scan(fd, max_line_bytes=self.options.max_line_bytes, encoding=encoding)
+        except LookupError:
+            result = FileScan("", before.st_size, 0, Problem(
+                "unknown_encoding", None, f"flow {flow.id} declares unknown encoding {encoding!r}"))
+        if result.problem is not None:
+            return self._fail(snap, supplier_id, flow.id, path, shown, result.problem, result, flow)
+        done = self.state.find(supplier_id, flow.id, result.sha256)
+        if done is not None:
+            note = (f"identical content (sha256 {result.sha256}) was already ingested from {done.path} "
+                    f"at {done.ingested_ts}; not sent again\n")
+            dest = self._move(path, supplier_id, PROCESSED, flow.id)
+            if done.path != shown or dest.name != path.name:
+                (dest.parent / (dest.name + ".duplicate.txt")).write_text(note)
+            log.info("%s/%s: duplicate of %s, not sent again", supplier_id, shown, done.path)
+            return Outcome(shown, "duplicate", 0, result.lines)
+        if flow.syntax == "xml" and result.size > self.options.chunk_bytes:
+            problem = Problem("file_too_large", None,
+                              f"an XML file is sent whole and must be at most {self.options.chunk_bytes} bytes; "
+                              f"this one is {result.size}: split it into smaller documents")
+            return self._fail(snap, supplier_id, flow.id, path, shown, problem, result, flow)
+        sent = self._send(snap, supplier_id, flow, shown, fd, result)
+        if sent is None:
+            return Outcome(shown, "interrupted", 0, result.lines)
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            log.warning("%s/%s changed while being read: it will be read again when stable", supplier_id, shown)
+            return Outcome(shown, "interrupted", sent, result.lines)
+        self.state.record(supplier_id, flow.id, result.sha256, shown, result.lines, sent)
+        self._move(path, supplier_id, PROCESSED, flow.id)
+        log.info("%s/%s: %d lines in %d chunks acknowledged, moved to processed/", supplier_id, shown,
+                 result.lines, sent)
+        return Outcome(shown, "processed", sent, result.lines)
+
+    def _send(self, snap: RegistrySnapshot, supplier_id: str, flow: Flow, shown: str, fd: int,
+              result: FileScan) -> int | None:
+        """Produce every chunk and wait for Kafka's acknowledgements; None if stopped or failed."""
+        has_header = flow.syntax == "csv" and bool(flow.syntax_options.get("header", True))
+        header = read_header(fd, self.options.max_line_bytes) if has_header else None
+        whole = flow.syntax == "xml" or (flow.syntax == "json" and not flow.syntax_options.get("json_lines", True))
+        limit = result.size + 1 if whole else self.options.chunk_bytes
+        lines_limit = max(result.lines, 1) if whole else self.options.chunk_lines
+        tracker = DeliveryTracker()
+        sent = 0
+        content_type = CONTENT_TYPES.get(flow.syntax, "application/octet-stream")
+        for chunk in chunks(fd, chunk_bytes=limit, chunk_lines=lines_limit, skip_header=has_header):
+            if self.stop_requested.is_set():
+                self.producer.flush(30)
+                return None
+            source: dict[str, Any] = {"file": shown, "line_start": chunk.line_start, "line_end": chunk.line_end,
+                                      "file_sha256": result.sha256}
+            if header is not None:
+                source["header"] = header
+            item = raw_item(chunk.payload, source=source,  # type: ignore[arg-type]
+                            message_id=message_id_for("sftp", supplier_id, result.sha256, flow.id,
+                                                      str(chunk.line_start)),
+                            device_id=flow.device_id, flow_id=flow.id, content_type=content_type)
+            envelope = raw_envelope("sftp", flow.community_id, supplier_id, [item])
+            self._produce(self.raw_topic, flow.device_id, encode(envelope), tracker)
+            sent += 1
+        remaining = self.producer.flush(120)
+        if remaining or tracker.error:
+            log.error("%s/%s: Kafka did not acknowledge every chunk (%s); the file stays in the inbox and is "
+                      "retried", supplier_id, shown, tracker.error or f"{remaining} pending")
+            return None
+        return sent
+
+    def _produce(self, topic: str, key: str, value: bytes, on_delivery: Callable[..., None]) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
+                self.producer.poll(0)
+                return
+            except BufferError:  # local queue full: let deliveries drain (bounded memory)
+                self.producer.poll(0.1)
+
+    # -- failures ------------------------------------------------------------------------
+    def _fail(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, path: Path, shown: str,
+              problem: Problem, result: FileScan | None, flow: Flow | None) -> Outcome:
+        """Move to failed/ with a report beside it, and publish a dead letter with the file's first bytes."""
+        dest = self._move(path, supplier_id, FAILED, flow_folder)
+        report = [f"file: {shown}", f"reason: {problem.reason_code}"]
+        if problem.line is not None:
+            report.append(f"line: {problem.line}")
+        if result is not None and result.sha256:
+            report.append(f"sha256: {result.sha256}")
+        report += [f"message: {problem.message}", f"rejected: {utc_now_iso()}"]
+        (dest.parent / (dest.name + REPORT_SUFFIX)).write_text("\n".join(report) + "\n")
+        self._deadletter(snap, supplier_id, flow_folder, dest, shown, problem, flow)
+        log.warning("%s/%s rejected: %s", supplier_id, shown, problem.message)
+        return Outcome(shown, "failed", 0, result.lines if result else 0, problem)
+
+    def _deadletter(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, dest: Path, shown: str,
+                    problem: Problem, flow: Flow | None) -> None:
+        head, sha, size = b"", hashlib.sha256(), 0
+        if dest.is_file() and not dest.is_symlink():
+            with open(dest, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    if len(head) < DEADLETTER_PAYLOAD_MAX:
+                        head += block[:DEADLETTER_PAYLOAD_MAX - len(head)]
+                    sha.update(block)
+                    size += len(block)
+        supplier = snap.suppliers.get(supplier_id)
+        community = flow.community_id if flow else (supplier.communities[0] if supplier and supplier.communities
+                                                     else "")
+        record: dict[str, Any] = {
+            "schema": "lec.deadletter/1", "reason_code": problem.reason_code, "message": problem.message,
+            "channel": "sftp", "community_id": community, "supplier_id": supplier_id,
+            "device_id": flow.device_id if flow else None, "flow_id": flow_folder,
+            "message_id": message_id_for("sftp", supplier_id, sha.hexdigest(), flow_folder, "file"),
+            "reading_index": None, "payload_b64": base64.b64encode(head).decode(),
+            "source": {"file": shown, "file_sha256": sha.hexdigest(),
+                       **({"line_start": problem.line} if problem.line else {})},
+            "rejected_ts": utc_now_iso()}
+        if size > DEADLETTER_PAYLOAD_MAX:
+            record.update(payload_sha256=sha.hexdigest(), payload_truncated=True)
+        tracker = DeliveryTracker()
+        self._produce(self.deadletter_topic, supplier_id, encode(record), tracker)
+        self.producer.flush(30)
+
+    def _move(self, path: Path, supplier_id: str, section: str, flow_folder: str) -> Path:
+        folder = self.area.folder(supplier_id, section, flow_folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / path.name
+        if dest.exists() or dest.is_symlink():
+            dest = folder / f"{path.name}.{datetime.now().strftime('%Y%m%dT%H%M%S%f')}"
+        os.rename(path, dest)
+        return dest
+
+
+def kafka_producer(bootstrap: str) -> Any:
+    """An idempotent producer with a bounded local queue (constant memory for any file size)."""
+    from confluent_kafka import Producer
+
+    from lec.kafka import producer_config
+
+    return Producer(producer_config(bootstrap, **{"queue.buffering.max.kbytes": 65536,
+                                                  "message.max.bytes": 4 * 1024 * 1024}))
+
+
+def state_path(run_dir: Path) -> Path:
+    return run_dir / "sftp-watch" / "ingested-files.sqlite"
