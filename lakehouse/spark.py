@@ -212,7 +212,7 @@ def search_index_to_delta(client: Any, index: str, lake_uri: str, table: str, ke
     """Process 2 for search indices: copy an index's documents into a Delta table (new keys only)."""
     import pandas as pd
     from deltalake import DeltaTable, write_deltalake
-    from elasticsearch.helpers import scan
+    from opensearchpy.helpers import scan
 
     docs = [hit["_source"] for hit in scan(client, index=index, query={"query": {"match_all": {}}})]
     if not docs:
