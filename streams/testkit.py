@@ -75,3 +75,91 @@ def start_worker(run_dir: Path, bootstrap: str, name: str = "streams", *args: st
 
 def log_contains(proc: ManagedProcess, text: str) -> bool:
     return proc.log.exists() and text in proc.log.read_text(errors="replace")
+
+
+# A community exercising every normalisation rule (tests and benchmark load it into a registry).
+TEST_COMMUNITY = """
+community: {id: cer-test, name: CER Test, timezone: Europe/Rome}
+users:
+  - {id: u-a, name: A, wallet: "0x2000000000000000000000000000000000000001"}
+  - {id: u-b, name: B, wallet: "0x2000000000000000000000000000000000000002"}
+suppliers:
+  - {id: sup-a, name: Vendor A}
+  - {id: sup-b, name: Vendor B}
+devices:
+  - {id: DEV-LOAD, user: u-a, supplier: sup-a}
+  - {id: DEV-PV, user: u-a, supplier: sup-a}
+  - {id: DEV-PV2, user: u-a, supplier: sup-a}
+  - {id: DEV-GRID, user: u-a, supplier: sup-a}
+  - {id: DEV-GRID2, user: u-a, supplier: sup-a}
+  - {id: DEV-BAT, user: u-a, supplier: sup-a}
+  - {id: DEV-BAT2, user: u-a, supplier: sup-a}
+  - {id: DEV-CUM, user: u-a, supplier: sup-a}
+  - {id: DEV-ROME, user: u-a, supplier: sup-a}
+  - {id: DEV-POW, user: u-a, supplier: sup-a}
+  - {id: DEV-XML, user: u-a, supplier: sup-a}
+  - {id: DEV-OLD, user: u-a, supplier: sup-a, end: "2024-06-01T00:00:00Z"}
+  - {id: DEV-B, user: u-b, supplier: sup-b}
+flows:
+  - {id: f-load, device: DEV-LOAD, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
+     account: consumption, units: {energy: Wh, power: W}, mapping: {ts: ts, energy: e, power: p, message_id: id},
+     limits: {energy_mwh: [0, 10000000]}, send_frequency: 15m, derogation_s: 60,
+     start: "2023-01-01T00:00:00Z"}
+  - {id: f-pv, device: DEV-PV, supplier: sup-a, channel: mqtt, syntax: json, measurement: production,
+     account: production, sign_convention: generator, units: {energy: kWh}, mapping: {ts: ts, energy: e}}
+  - {id: f-pv2, device: DEV-PV2, supplier: sup-a, channel: mqtt, syntax: json, measurement: production,
+     sign_convention: consumer, units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+  - {id: f-grid, device: DEV-GRID, supplier: sup-a, channel: mqtt, syntax: json, measurement: grid,
+     sign_convention: consumer, units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+  - {id: f-grid2, device: DEV-GRID2, supplier: sup-a, channel: mqtt, syntax: json, measurement: grid,
+     sign_convention: generator, units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+  - {id: f-bat, device: DEV-BAT, supplier: sup-a, channel: mqtt, syntax: json, measurement: storage,
+     sign_convention: consumer, units: {energy: Wh, charge: pct}, mapping: {ts: ts, energy: e, charge: soc}}
+  - {id: f-bat2, device: DEV-BAT2, supplier: sup-a, channel: mqtt, syntax: json, measurement: storage,
+     sign_convention: generator, units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+  - {id: f-cum, device: DEV-CUM, supplier: sup-a, channel: http, syntax: json, measurement: load,
+     account: consumption, value_kind: cumulative, counter_max_mwh: 100000000, units: {energy: Wh},
+     mapping: {ts: t, energy: reg}, ts_format: epoch_s}
+  - {id: f-rome, device: DEV-ROME, supplier: sup-a, channel: sftp, syntax: csv, measurement: load,
+     account: consumption, units: {energy: kWh}, mapping: {ts: datetime, energy: kwh},
+     ts_format: "%d/%m/%Y %H:%M", timezone: Europe/Rome, syntax_options: {delimiter: ";", decimal_comma: true}}
+  - {id: f-pow, device: DEV-POW, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
+     value_kind: instant, units: {power: kW, voltage: V, current: A}, mapping: {ts: ts, power: kw, voltage: v, current: i},
+     ts_format: epoch_ms}
+  - {id: f-xml, device: DEV-XML, supplier: sup-a, channel: http, syntax: xml, measurement: load,
+     units: {energy: Wh}, mapping: {ts: time, energy: wh}, syntax_options: {record_path: ".//reading"}}
+  - {id: f-old, device: DEV-OLD, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
+     units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+  - {id: f-b, device: DEV-B, supplier: sup-b, channel: mqtt, syntax: json, measurement: load,
+     units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+"""
+
+
+def load_test_registry(settings: Any) -> Any:
+    """A registry (SQLite in the settings' run dir) holding TEST_COMMUNITY; returns the Registry."""
+    from lec.registry import Registry, SecretStore
+
+    path = settings.resolved_run_dir() / "community-test.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TEST_COMMUNITY)
+    reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
+    reg.migrate()
+    reg.load_file(path)
+    return reg
+
+
+def envelope(items: list[dict], *, channel: str = "mqtt", supplier: str = "sup-a",
+             community: str = "cer-test") -> bytes:
+    from lec.records import raw_envelope
+
+    return orjson.dumps(raw_envelope(channel, community, supplier, items))
+
+
+def item(payload: bytes | dict | list, message_id: str, *, device: str | None = None, flow: str | None = None,
+         source: dict | None = None, content_type: str = "application/json",
+         received_ts: str = "2026-01-01T00:00:00.000Z") -> dict:
+    from lec.records import raw_item
+
+    data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    return dict(raw_item(data, message_id=message_id, source=source or {"mqtt_topic": "t"}, device_id=device,
+                         flow_id=flow, content_type=content_type, received_ts=received_ts))
