@@ -87,6 +87,8 @@ def deploy_cmd(
     members: bool = typer.Option(True, "--members/--no-members", help="Register the registry's member wallets on chain."),
     out: Optional[Path] = typer.Option(None, "--out", help=DEPLOYMENT_HELP),
     force: bool = typer.Option(False, "--force", help="Deploy again even if the record points at live contracts."),
+    if_missing: bool = typer.Option(False, "--if-missing",
+                                    help="If the record points at live contracts, print it and succeed (for `lec up`)."),
 ) -> None:
     """Deploy the notary and one token per community; record the addresses as JSON."""
     from lec.errors import ConfigError
@@ -100,6 +102,10 @@ def deploy_cmd(
         existing = load_deployment(path)
         w3 = connect(url)
         if w3.eth.chain_id == existing.chainId and len(w3.eth.get_code(existing.notary)) > 0:
+            if if_missing:
+                typer.echo(f"live deployment already recorded at {path}", err=True)
+                _echo_json(existing.to_json())
+                return
             raise ConfigError(f"{path} already records a live deployment (notary {existing.notary}): "
                               f"use it, or pass --force to deploy anew")
     key = _key(key_env, key_file, dev, url)

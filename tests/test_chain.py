@@ -159,6 +159,17 @@ def test_members_claims_and_balances(admin_client: NotaryClient, oracle_client: 
     assert not oracle_client.is_member("c-one", bob) and oracle_client.balance_of("c-one", bob) == 0
 
 
+def test_a_mined_revert_is_reported_with_its_reason(admin_client: NotaryClient) -> None:
+    # Anchors are sent without a gas estimate (pipelining): the admin lacks ORACLE_ROLE, the
+    # transaction is mined as reverted and the reason is recovered by replaying it.
+    with pytest.raises(TxFailedError, match="AccessControlUnauthorizedAccount") as err:
+        admin_client.submit_anchors([anchor("c-two", QH0 + 900 * 70)])
+    assert err.value.tx_hash.startswith("0x")
+    receipt = admin_client.w3.eth.get_transaction_receipt(err.value.tx_hash)
+    assert receipt["status"] == 0
+    assert admin_client.latest_version("c-two", QH0 + 900 * 70) == 0
+
+
 def test_read_only_client_and_connection_errors(anvil_rpc: str, deployed: Deployment) -> None:
     reader = NotaryClient(anvil_rpc, deployed, None)
     assert reader.params_count("c-one") == 1
@@ -221,6 +232,10 @@ def test_cli_deploy_and_info(tmp_path: Path, anvil_rpc: str) -> None:
         again = runner.invoke(_cli(), ["chain", "deploy", "--key-env", "DEPLOYER_KEY"], env=env)
         assert again.exit_code != 0 and isinstance(again.exception, LecError)
         assert "already records a live deployment" in str(again.exception)
+
+        kept = runner.invoke(_cli(), ["chain", "deploy", "--if-missing", "--dev"], env=env)
+        assert kept.exit_code == 0, kept.output
+        assert json.loads(kept.stdout) == d.to_json() and load_deployment(record) == d
 
         info = runner.invoke(_cli(), ["chain", "info", "--rpc", anvil_rpc], env=env)
         assert info.exit_code == 0, info.output
