@@ -231,6 +231,7 @@ class MqttBridge:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.2, 5)
 
     # paho network thread ---------------------------------------------------------------------
@@ -241,8 +242,14 @@ class MqttBridge:
         with self.lock:
             self.generation += 1
         client.subscribe(SHARED_FILTER if self.shared else BRIDGE_FILTER, qos=1)
+        log.info("connected to MQTT broker")
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("the broker refused the bridge's subscription: %s", reasons)
+            return
         self.connected.set()
-        log.info("connected to MQTT broker, subscribed to %s", SHARED_FILTER if self.shared else BRIDGE_FILTER)
+        log.info("subscribed to %s", SHARED_FILTER if self.shared else BRIDGE_FILTER)
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self.lock:  # acks of the old connection's message ids must never reach the next one

@@ -90,6 +90,26 @@ def refresh_users(settings: Any) -> None:
     _users.update(users)
 
 
+def lossless_broker_class() -> type:
+    """amqtt's Broker, fixed so that QoS 1 messages it already acknowledged are never dropped.
+
+    amqtt 0.12 PUBACKs a message when it enters the publisher's session queue, but abandons what
+    is still queued there when that publisher disconnects; drain and route it instead.
+    """
+    from amqtt.broker import Broker
+
+    class LosslessBroker(Broker):
+        async def _client_message_loop(self, client_session: Any, handler: Any) -> None:
+            await super()._client_message_loop(client_session, handler)
+            queue = client_session.delivered_message_queue
+            while not queue.empty():
+                delivered = asyncio.get_running_loop().create_future()
+                delivered.set_result(queue.get_nowait())
+                await self._handle_message_delivery(client_session, handler, delivered)
+
+    return LosslessBroker
+
+
 def broker_config(host: str, port: int) -> dict[str, Any]:
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 1000}},
@@ -101,14 +121,12 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
 
 
 async def serve(settings: Any, stop: asyncio.Event, refresh_s: float = 30.0) -> None:
-    from amqtt.broker import Broker
-
     from lec.errors import ConfigError
 
     if not settings.mqtt_port:
         raise ConfigError("set LEC_MQTT_PORT: the port the embedded MQTT broker listens on")
     refresh_users(settings)
-    broker = Broker(broker_config(settings.mqtt_host, settings.mqtt_port))
+    broker = lossless_broker_class()(broker_config(settings.mqtt_host, settings.mqtt_port))
     await broker.start()
     log.info("embedded MQTT broker (MQTT 3.1.1) on %s:%d, %d accounts", settings.mqtt_host,
              settings.mqtt_port, len(_users))
