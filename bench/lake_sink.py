@@ -1,0 +1,173 @@
+"""Benchmark of the Delta sink: readings/s from Kafka into Delta, and latency to queryable.
+
+    .venv/bin/python bench/lake_sink.py [--readings 200000] [--commit-rows 50000] [--no-hdfs]
+
+For local disk and for a real HDFS (started here), it measures:
+- sink: `DeltaSink` consuming N canonical readings from a real Tansu broker into `readings`
+  (JSON parse, Arrow, partitioned Delta commits with txn offsets), from partition assignment
+  until all N are committed (commits by size: N is a multiple of --commit-rows);
+- ceiling: a plain `deltalake.write_deltalake` append of the same Arrow batches (no Kafka, no
+  parsing), in the same run: the ratio sink/ceiling is the figure to read;
+- latency: one reading produced every 100 ms while the sink runs (commit interval 1 s); time
+  from produce to the reading being returned by a Delta query (p50/p95/max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lakehouse.sink import DeltaSink  # noqa: E402
+from lakehouse.sink_config import SinkConfig  # noqa: E402
+from lakehouse.sink_convert import KafkaRecord, convert  # noqa: E402
+from lakehouse.sink_sample import produce, sample_readings  # noqa: E402
+from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri  # noqa: E402
+
+
+def _specs() -> tuple:
+    tag = uuid.uuid4().hex[:8]
+    return tuple(replace(s, topic=f"{s.topic}.{tag}") for s in (READINGS, DEADLETTER, ANOMALIES))
+
+
+def sink_rate(bootstrap: str, root: str, n: int, commit_rows: int) -> tuple[float, int]:
+    specs = _specs()
+    produce(bootstrap, sample_readings(n, devices=200, days=2), specs[0].topic)
+    sink = DeltaSink(bootstrap, root, SinkConfig(commit_interval_s=1.0, commit_rows=commit_rows,
+                                                 maintain_interval_s=0), tables=specs)
+    worker = threading.Thread(target=sink.run)
+    worker.start()
+    while len(sink._assigned) < 12:  # start the clock once partitions are assigned (startup excluded)
+        time.sleep(0.001)
+    start = time.perf_counter()
+    while sink.stats.rows < n:
+        time.sleep(0.01)
+        if not worker.is_alive():
+            raise RuntimeError("sink stopped early")
+    elapsed = time.perf_counter() - start
+    sink.stop()
+    worker.join()
+    return n / elapsed, sink.stats.commits
+
+
+def ceiling_rate(root: str, n: int, commit_rows: int) -> float:
+    """The same Arrow batches appended with deltalake directly (conversion done beforehand)."""
+    from deltalake import write_deltalake
+
+    import orjson
+
+    values = [orjson.dumps(r) for r in sample_readings(n, devices=200, days=2)]
+    batches = []
+    for i in range(0, n, commit_rows):
+        recs = [KafkaRecord(0, j, v) for j, v in enumerate(values[i:i + commit_rows], start=i)]
+        table, _ = convert(READINGS, recs)
+        batches.append(table)
+    uri = f"{root}/ceiling-{uuid.uuid4().hex[:6]}"
+    start = time.perf_counter()
+    for b in batches:
+        write_deltalake(uri, b, mode="append", partition_by=list(READINGS.partition_by))
+    return n / (time.perf_counter() - start)
+
+
+def latency(bootstrap: str, root: str, count: int = 60) -> list[float]:
+    specs = _specs()
+    sink = DeltaSink(bootstrap, root, SinkConfig(commit_interval_s=1.0, commit_rows=100_000,
+                                                 maintain_interval_s=0), tables=specs)
+    worker = threading.Thread(target=sink.run)
+    worker.start()
+    produce(bootstrap, sample_readings(1, start=10**9), specs[0].topic)  # create the table first
+    uri = table_uri("readings", root=root)
+    while open_table(uri) is None:
+        time.sleep(0.05)
+    sent: dict[str, float] = {}
+
+    def producer() -> None:
+        from confluent_kafka import Producer
+
+        import orjson
+
+        from lec.kafka import producer_config
+
+        p = Producer(producer_config(bootstrap, **{"linger.ms": 0}))
+        for r in sample_readings(count):
+            sent[r["message_id"]] = time.perf_counter()
+            p.produce(specs[0].topic, orjson.dumps(r), key=r["device_id"].encode())
+            p.poll(0)
+            time.sleep(0.1)
+        p.flush(10)
+
+    feeder = threading.Thread(target=producer)
+    feeder.start()
+    seen: dict[str, float] = {}
+    dt = open_table(uri)
+    version = dt.version()
+    deadline = time.perf_counter() + count * 0.1 + 30
+    while len(seen) < count and time.perf_counter() < deadline:
+        dt.update_incremental()
+        if dt.version() != version:
+            version = dt.version()
+            now = time.perf_counter()
+            ids = query("SELECT message_id FROM t", {"t": dt}).column("message_id").to_pylist()
+            for mid in ids:
+                if mid in sent and mid not in seen:
+                    seen[mid] = now
+        time.sleep(0.02)
+    feeder.join()
+    sink.stop()
+    worker.join()
+    return [seen[m] - sent[m] for m in seen]
+
+
+def run(target: str, root: str, bootstrap: str, n: int, commit_rows: int) -> dict[str, object]:
+    ceiling = ceiling_rate(root, n, commit_rows)  # first: also warms up imports for both
+    rate, commits = sink_rate(bootstrap, root, n, commit_rows)
+    lat = sorted(latency(bootstrap, root))
+    return {"target": target, "sink": rate, "commits": commits, "ceiling": ceiling, "ratio": rate / ceiling,
+            "p50": statistics.median(lat), "p95": lat[int(len(lat) * 0.95) - 1], "max": lat[-1], "lat_n": len(lat)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--commit-rows", type=int, default=50_000)
+    parser.add_argument("--no-hdfs", action="store_true")
+    args = parser.parse_args()
+    if args.readings % args.commit_rows:
+        parser.error("--readings must be a multiple of --commit-rows (no wait for the commit interval)")
+    from lec.services import start_tansu
+
+    work = Path(tempfile.mkdtemp(prefix="lec-bench-lake-"))
+    kafka, bootstrap = start_tansu(work / "kafka")
+    results = []
+    try:
+        results.append(run("local disk", str(work / "lake"), bootstrap, args.readings, args.commit_rows))
+        if not args.no_hdfs:
+            from tests.support.hdfs import hdfs_cluster
+
+            with hdfs_cluster(work / "hdfs") as url:
+                results.append(run("HDFS (1 NameNode + 1 DataNode, loopback)", f"{url}/lake", bootstrap,
+                                   args.readings, args.commit_rows))
+    finally:
+        kafka.stop()
+    print(f"machine: {platform.node()} {platform.machine()} {platform.python_version()}; "
+          f"{args.readings} readings, commits of <= {args.commit_rows} rows")
+    print("| target | sink readings/s | commits | ceiling: plain deltalake append, readings/s | sink/ceiling "
+          "| latency to queryable p50 / p95 / max (s), commit interval 1 s |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['target']} | {r['sink']:,.0f} | {r['commits']} | {r['ceiling']:,.0f} | {r['ratio']:.2f} "
+              f"| {r['p50']:.2f} / {r['p95']:.2f} / {r['max']:.2f} (n={r['lat_n']}) |")
+
+
+if __name__ == "__main__":
+    main()
