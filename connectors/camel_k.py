@@ -128,6 +128,10 @@ def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_pa
     spec = flow.syntax_options.get("camel")
     if not isinstance(spec, dict):
         raise CamelError(f"flow {flow.id} has channel 'camel' but no syntax_options.camel mapping")
+    for ident in (flow.id, flow.supplier_id, flow.community_id):
+        if len(ident) > 63:
+            raise CamelError(f"'{ident}' is longer than the 63 characters of a Kubernetes label value; "
+                             f"use a shorter id for flows delivered by Camel K")
     name = integration_name(flow.id)
     source, steps = _source_steps(flow, spec, name)
     steps += [
