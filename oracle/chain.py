@@ -82,6 +82,9 @@ ZERO32 = b"\x00" * 32
 # estimated before version n is mined. Measured ~120k per new anchor (bench/chain_gas.py).
 ANCHOR_TX_BASE_GAS = 60_000
 ANCHOR_GAS_EACH = 200_000
+# Widths of the notary's packed anchor fields (Notary.AnchorInput).
+_ANCHOR_FIELD_BITS = {"version": 32, "leafCount": 32, "consumptionMwh": 96, "productionMwh": 96, "sharedMwh": 96,
+                      "rewardTotal": 160, "paramsVersion": 32}
 
 
 class UnknownCommunityError(ChainError):
@@ -355,8 +358,16 @@ class NotaryClient:
         if a.communityId and bytes(a.communityId) != community_key(a.community_id):
             raise ChainError(f"anchor of '{a.community_id}' qh {a.qh}: communityId is not keccak256(community_id)")
         self._cid(a.community_id)
-        if a.qh % 900:
-            raise ChainError(f"anchor qh {a.qh} is not a multiple of 900")
+        if a.qh % 900 or not 0 <= a.qh < 2**64:
+            raise ChainError(f"anchor qh {a.qh} is not a multiple of 900 within uint64")
+        for name, bits in _ANCHOR_FIELD_BITS.items():
+            value = getattr(a, name)
+            if not 0 <= value < 2**bits:
+                raise ChainError(f"anchor of '{a.community_id}' qh {a.qh}: {name}={value} does not fit the "
+                                 f"notary's uint{bits} field")
+        for name in ("readingsRoot", "rewardsRoot"):
+            if len(getattr(a, name) or ZERO32) != 32:
+                raise ChainError(f"anchor of '{a.community_id}' qh {a.qh}: {name} must be 32 bytes")
 
     def _latest_versions(self, anchors: Sequence[AnchorData]) -> list[int]:
         out: list[int] = []

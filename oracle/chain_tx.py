@@ -216,26 +216,42 @@ class TxSender:
                               "gas": gas, **(fees or self.fee_fields())}
         if to is not None:
             tx["to"] = to
+        signed = None
         for attempt in range(self.SEND_RETRIES):
-            tx["nonce"] = self._next_nonce()
-            signed = self._account.sign_transaction(tx)
+            if signed is None:
+                tx["nonce"] = self._next_nonce()
+                signed = self._account.sign_transaction(tx)
+            tx_hash = "0x" + bytes(signed.hash).hex()
             try:
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                return PendingTx("0x" + bytes(tx_hash).hex(), tx, label)
+                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                return PendingTx(tx_hash, tx, label)
             except Exception as exc:  # noqa: BLE001
                 message = str(exc).lower()
-                self.resync_nonce()
-                if "nonce" in message and attempt + 1 < self.SEND_RETRIES:
+                last = attempt + 1 == self.SEND_RETRIES
+                if "already known" in message or "known transaction" in message:
+                    return PendingTx(tx_hash, tx, label)  # an earlier attempt reached the node
+                if "nonce" in message and not last:
+                    if self._known(tx_hash):
+                        return PendingTx(tx_hash, tx, label)
                     log.warning("nonce out of step for %s (%s): resynchronising", label, exc)
+                    self.resync_nonce()
+                    signed = None  # another signer used that nonce: sign again with a fresh one
                     continue
-                if ("connection" in message or "timed out" in message) and attempt + 1 < self.SEND_RETRIES:
+                if ("connection" in message or "timed out" in message) and not last:
                     time.sleep(0.5 * (attempt + 1))
-                    continue
+                    continue  # resend the same signed transaction: never two with one intent
+                self.resync_nonce()
                 reason = revert_reason(exc)
                 if reason is not None:
                     raise TxFailedError(f"{label} refused: {reason}", reason=reason) from None
                 raise ChainError(f"{label} could not be sent: {exc}") from None
         raise ChainError(f"{label} could not be sent after {self.SEND_RETRIES} attempts")
+
+    def _known(self, tx_hash: str) -> bool:
+        try:
+            return self.w3.eth.get_transaction(tx_hash) is not None
+        except Exception:  # noqa: BLE001 - TransactionNotFound or a transport error: not known
+            return False
 
     def wait(self, pending: PendingTx) -> dict[str, Any]:
         """The receipt of a sent transaction; a revert becomes TxFailedError with its reason."""

@@ -131,6 +131,8 @@ def test_submit_anchors_refuses_conflicts_gaps_and_repeats(oracle_client: Notary
         oracle_client.submit_anchors([AnchorData(**{**same.__dict__, "version": 2})])
     with pytest.raises(ChainError, match="multiple of 900"):
         oracle_client.submit_anchors([anchor("c-one", qh + 5)])
+    with pytest.raises(ChainError, match="rewardTotal=.* uint160"):
+        oracle_client.submit_anchors([anchor("c-one", qh + 900, total=2**160)])
     with pytest.raises(NotAnchoredError):
         oracle_client.get_anchor("c-one", qh, 2)
     with pytest.raises(NotAnchoredError):
@@ -157,6 +159,17 @@ def test_members_claims_and_balances(admin_client: NotaryClient, oracle_client: 
         oracle_client.claim_batch("c-one", [(QH0 + 900, alice, 1000, proofs[0])])
     admin_client.remove_member("c-one", bob)
     assert not oracle_client.is_member("c-one", bob) and oracle_client.balance_of("c-one", bob) == 0
+
+
+def test_two_signers_sharing_a_key_resynchronise_nonces(anvil_rpc: str, deployed: Deployment,
+                                                        oracle_client: NotaryClient) -> None:
+    twin = NotaryClient(anvil_rpc, deployed, ORACLE)
+    qh = QH0 + 900 * 80
+    oracle_client.submit_anchors([anchor("c-two", qh)])
+    twin.submit_anchors([anchor("c-two", qh + 900), anchor("c-two", qh + 1800)])
+    # oracle_client's local nonce is now stale: the node says "nonce too low", it resyncs and sends.
+    oracle_client.submit_anchors([anchor("c-two", qh + 2700)])
+    assert [oracle_client.latest_version("c-two", qh + 900 * i) for i in range(4)] == [1, 1, 1, 1]
 
 
 def test_a_mined_revert_is_reported_with_its_reason(admin_client: NotaryClient) -> None:
