@@ -39,16 +39,20 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
 
 def read_topic(bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 60.0,
                decode: bool = True) -> list[Any]:
-    """All records of a topic from the beginning until ``until(records)`` or the timeout."""
-    from confluent_kafka import Consumer
+    """All records of a topic from the beginning until ``until(records)`` or the timeout (no group join)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    from lec.kafka import ensure_topics
+
+    ensure_topics(bootstrap, (topic,))
     c = Consumer(consumer_config(bootstrap, f"reader-{uuid.uuid4().hex}"))
-    c.subscribe([topic])
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     out: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and not until(out):
-            for msg in c.consume(10000, 0.5):
+            for msg in c.consume(10000, 0.2):
                 if msg.error():
                     continue
                 out.append(orjson.loads(msg.value()) if decode else msg.value())
@@ -163,3 +167,41 @@ def item(payload: bytes | dict | list, message_id: str, *, device: str | None = 
     data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return dict(raw_item(data, message_id=message_id, source=source or {"mqtt_topic": "t"}, device_id=device,
                          flow_id=flow, content_type=content_type, received_ts=received_ts))
+
+
+BULK_FLOWS = ("f-load", "f-grid", "f-grid2", "f-bat", "f-bat2", "f-pv2")
+BULK_DEVICES = {"f-load": "DEV-LOAD", "f-grid": "DEV-GRID", "f-grid2": "DEV-GRID2", "f-bat": "DEV-BAT",
+                "f-bat2": "DEV-BAT2", "f-pv2": "DEV-PV2"}
+
+
+def bulk_envelopes(envelopes: int, readings_per_item: int, items_per_envelope: int = 1, *,
+                   prefix: str = "bulk", flows: tuple[str, ...] = BULK_FLOWS) -> tuple[list[tuple[bytes, bytes]],
+                                                                                    set[str]]:
+    """Envelopes of TEST_COMMUNITY readings, each of one device (keyed by it), quarter-hours without
+    repeats; returns the records and the message ids of the readings they must produce."""
+    from lec.records import raw_envelope, raw_item
+
+    records, expected = [], set()
+    base = 1704067200  # 2024-01-01T00:00Z
+    counters = dict.fromkeys(flows, 0)
+    for e in range(envelopes):
+        flow = flows[e % len(flows)]
+        items = []
+        for i in range(items_per_envelope):
+            rows = []
+            for _ in range(readings_per_item):
+                t = base + 900 * counters[flow]
+                counters[flow] += 1
+                rows.append({"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), "e": 100 + counters[flow] % 7})
+            mid = f"{prefix}-{e}-{i}"
+            payload = orjson.dumps(rows[0] if readings_per_item == 1 else {"readings": rows})
+            items.append(raw_item(payload, message_id=mid, source={"mqtt_topic": f"lec/{flow}"},
+                                  device_id=BULK_DEVICES[flow], flow_id=flow, received_ts="2026-01-01T00:00:00.000Z"))
+            expected.update(f"{mid}:{n}" for n in range(readings_per_item))
+        records.append((BULK_DEVICES[flow].encode(), orjson.dumps(raw_envelope("mqtt", "cer-test", "sup-a", items))))
+    return records, expected
+
+
+def count_topic(bootstrap: str, topic: str, stop: Callable[[int], bool], timeout: float = 60.0) -> list[bytes]:
+    """Raw values of a topic until ``stop(count)``."""
+    return read_topic(bootstrap, topic, lambda out: stop(len(out)), timeout, decode=False)

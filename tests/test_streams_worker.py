@@ -1,0 +1,170 @@
+"""`lec streams worker` as a real subprocess against a real Tansu broker.
+
+End-to-end rules (Table 13, DST days, rollover, hostile input), the registry on its compacted
+topic, SIGKILL mid-batch with restart (no loss), and two workers sharing the partitions.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from lec import topics
+from lec.config import Settings
+from lec.kafka import ensure_topics
+from lec.procs import wait_until
+from streams.testkit import (
+    bulk_envelopes, cli, envelope, item, load_test_registry, log_contains, produce, read_topic, start_worker,
+)
+
+READY = "[^Worker]: Ready"
+
+
+def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -> None:
+    _, bootstrap = fresh_kafka
+    ensure_topics(bootstrap)
+    load_test_registry(settings)
+    worker = start_worker(settings.resolved_run_dir(), bootstrap, "streams")
+    try:
+        worker.wait_ready(lambda: log_contains(worker, READY), timeout=90)
+        ts = "2025-03-01T10:00:00Z"
+        table13 = [item({"ts": ts, "e": v}, f"t13-{flow}-{v}", flow=flow) for flow, v in [
+            ("f-load", 100), ("f-pv", 0.25), ("f-pv2", -250), ("f-grid", 40), ("f-grid2", 40), ("f-bat", 30),
+            ("f-bat2", 30)]] + [item({"ts": ts, "e": 100}, "dup", flow="f-load")]
+        fall = "\n".join(f"27/10/2024 {h:02d}:{m:02d};0,25" for h in [*range(0, 3), *range(2, 24)]
+                         for m in (0, 15, 30, 45)).encode()
+        spring = "\n".join(f"31/03/2024 {h:02d}:{m:02d};0,25" for h in [*range(0, 2), *range(3, 24)]
+                           for m in (0, 15, 30, 45)).encode()
+        csv_src = {"file": "day.csv", "header": "datetime;kwh", "line_start": 2}
+        regs = [{"t": 1740823200 + 900 * i, "reg": r} for i, r in enumerate([99_990, 99_999, 4, 10])]
+        records = [
+            (b"DEV-LOAD", envelope(table13)),
+            (b"DEV-ROME", envelope([item(fall, "fall", flow="f-rome", source=csv_src),
+                                    item(spring, "spring", flow="f-rome", source=csv_src)], channel="sftp")),
+            (b"DEV-CUM", envelope([item({"readings": regs}, "cum", flow="f-cum", source={"batch_id": "B"})],
+                                  channel="http")),
+            (b"sup-a", envelope([item(b"\x00\xff" * 1000, "garbage", flow="f-load"),
+                                 item({"ts": ts, "e": 1}, "theirs", device="DEV-B")])),
+            (b"junk", b"not an envelope at all"),
+        ]
+        produce(bootstrap, topics.RAW, records)
+        readings = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 7 + 100 + 92 + 4, timeout=90)
+        feedback = read_topic(bootstrap, topics.FEEDBACK, lambda o: len(o) >= 14, timeout=30)
+        dead = read_topic(bootstrap, topics.DEADLETTER, lambda o: len(o) >= 3, timeout=30)
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(timeout=30)
+        worker.stop()
+    assert code == 0 and log_contains(worker, "Closing event loop")     # SIGTERM: a clean stop
+    by_item = collections.defaultdict(list)
+    for r in readings:
+        by_item[r["message_id"].rsplit(":", 1)[0]].append(r)
+    assert sorted(r["energy_mwh"] for k, v in by_item.items() if k.startswith("t13") for r in v) == sorted(
+        [100_000, -250_000, -250_000, 40_000, -40_000, 30_000, -30_000])
+    assert len({r["ts"] for r in by_item["fall"]}) == 100 and len({r["ts"] for r in by_item["spring"]}) == 92
+    assert [r["energy_mwh"] for r in by_item["cum"]] == [None, 9_000, 5_000, 6_000]
+    assert len(readings) == 7 + 100 + 92 + 4
+    assert len(feedback) == 14 and len({f["message_id"] for f in feedback}) == 14
+    status = {f["message_id"]: f["status"] for f in feedback}
+    assert status["dup"] == "duplicate" and status["garbage"] == "rejected" and status["fall"] == "accepted"
+    assert sorted(d["reason_code"] for d in dead) == ["envelope_invalid", "json_invalid", "not_your_device"]
+
+
+def test_registry_reaches_workers_on_its_topic_and_refreshes(fresh_kafka, settings: Settings,
+                                                            tmp_path: Path) -> None:
+    _, bootstrap = fresh_kafka
+    ensure_topics(bootstrap)
+    reg = load_test_registry(settings)
+    env = {**os.environ, "LEC_RUN_DIR": str(settings.resolved_run_dir()), "LEC_KAFKA_BOOTSTRAP": bootstrap}
+    published = subprocess.run([*cli(), "publish-registry"], env=env, capture_output=True, text=True, timeout=120)
+    assert published.returncode == 0, published.stderr
+    assert "published registry snapshot" in published.stdout
+    # this worker has no registry database: it only knows what the topic tells it
+    worker = start_worker(tmp_path / "w", bootstrap, "streams-topic",
+                          env={"LEC_REGISTRY_URL": f"sqlite:///{tmp_path / 'nowhere' / 'none.db'}"})
+    try:
+        worker.wait_ready(lambda: log_contains(worker, READY) and log_contains(worker, "registry snapshot"), 90)
+        produce(bootstrap, topics.RAW, [(b"DEV-LOAD", envelope([item({"ts": "2025-03-01T10:00:00Z", "e": 1}, "a",
+                                                                     flow="f-load")]))])
+        first = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 1, timeout=60)
+        assert [r["flow_id"] for r in first] == ["f-load"]
+        # a new device and flow, loaded and published while the worker runs
+        extra = (tmp_path / "more.yaml")
+        from streams.testkit import TEST_COMMUNITY
+        extra.write_text((TEST_COMMUNITY + """  - {id: f-new, device: DEV-NEW, supplier: sup-a, channel: mqtt, syntax: json,
+     measurement: load, units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+""").replace("devices:\n", "devices:\n  - {id: DEV-NEW, user: u-a, supplier: sup-a}\n"))
+        reg.load_file(extra)
+        assert subprocess.run([*cli(), "publish-registry"], env=env, capture_output=True, timeout=120).returncode == 0
+        wait_until(lambda: log_contains(worker, "14 flows"), 30, "refresh")
+        produce(bootstrap, topics.RAW, [(b"DEV-NEW", envelope([item({"ts": "2025-03-01T10:00:00Z", "e": 2}, "b",
+                                                                    flow="f-new")]))])
+        both = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 2, timeout=60)
+    finally:
+        worker.stop()
+    assert sorted(r["flow_id"] for r in both) == ["f-load", "f-new"]
+
+
+def test_sigkill_mid_batch_then_restart_loses_nothing(fresh_kafka, settings: Settings) -> None:
+    _, bootstrap = fresh_kafka
+    ensure_topics(bootstrap)
+    load_test_registry(settings)
+    records, expected = bulk_envelopes(600, 100, prefix="kill")          # 60,000 readings
+    produce(bootstrap, topics.RAW, records)
+    run_dir = settings.resolved_run_dir()
+    worker = start_worker(run_dir, bootstrap, "streams-1", "--batch-size", "20")
+    try:
+        worker.wait_ready(lambda: log_contains(worker, READY), timeout=90)
+        seen = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 4000, timeout=90, decode=False)
+        os.killpg(worker.pid, signal.SIGKILL)                           # mid-run: no clean shutdown
+        worker.proc.wait(timeout=10)
+    finally:
+        worker.stop()
+    assert 4000 <= len(seen) < len(expected), "the kill must land mid-run"
+    restarted = start_worker(run_dir, bootstrap, "streams-2", "--batch-size", "20")
+    try:
+        restarted.wait_ready(lambda: log_contains(restarted, READY), timeout=90)
+        out = read_topic(bootstrap, topics.READINGS,
+                         lambda o: len(o) >= len(expected) and {orjson.loads(v)["message_id"] for v in o} >= expected,
+                         timeout=180, decode=False)
+    finally:
+        restarted.stop()
+    ids = [orjson.loads(v)["message_id"] for v in out]
+    assert set(ids) == expected                                         # nothing lost, nothing invented
+    redelivered = len(ids) - len(expected)
+    assert redelivered >= 0
+    feedback = read_topic(bootstrap, topics.FEEDBACK, lambda o: {f["message_id"] for f in o} >= {
+        m.rsplit(":", 1)[0] for m in expected}, timeout=60)
+    assert {f["message_id"] for f in feedback} == {m.rsplit(":", 1)[0] for m in expected}
+
+
+def test_two_workers_share_partitions_each_reading_once(fresh_kafka, settings: Settings, tmp_path: Path) -> None:
+    _, bootstrap = fresh_kafka
+    ensure_topics(bootstrap)
+    load_test_registry(settings)
+    run_dir = settings.resolved_run_dir()
+    env = {"LEC_REGISTRY_URL": settings.resolved_registry_url()}
+    w1 = start_worker(run_dir, bootstrap, "streams-a", env=env)
+    w2 = start_worker(tmp_path / "b", bootstrap, "streams-b", env=env)
+    try:
+        for w in (w1, w2):
+            w.wait_ready(lambda w=w: log_contains(w, READY), timeout=120)
+        time.sleep(4)        # let the group settle after the second join before sending
+        records, expected = bulk_envelopes(120, 50, prefix="two")
+        produce(bootstrap, topics.RAW, records)
+        out = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= len(expected), timeout=120)
+        time.sleep(2)
+        out += read_topic(bootstrap, topics.READINGS, lambda o: False, timeout=2)[len(out):]
+        wait_until(lambda: log_contains(w1, "processed") and log_contains(w2, "processed"), 30, "stats")
+    finally:
+        w1.stop()
+        w2.stop()
+    ids = [r["message_id"] for r in out]
+    assert len(ids) == len(expected) and set(ids) == expected
