@@ -71,6 +71,7 @@ def test_every_admin_function_reverts_for_the_wrong_caller(chain: Chain) -> None
         (chain.notary, "anchor", (anchor_input("alpha", QH0, 1, b"\x00" * 32, 0),)),
         (chain.notary, "anchorBatch", ([anchor_input("alpha", QH0, 1, b"\x00" * 32, 0)],)),
         (chain.notary, "grantRole", (role("ORACLE_ROLE"), m.address)),
+        (chain.notary, "grantRole", (role("ORACLE_ADMIN_ROLE"), m.address)),
         (chain.token, "setWelcomeBonus", (1,)),
         (chain.token, "addMember", (m.address,)),
         (chain.token, "removeMember", (chain.who["alice"].address,)),
@@ -89,6 +90,8 @@ def test_every_admin_function_reverts_for_the_wrong_caller(chain: Chain) -> None
     assert oracle.reverts(chain.token, "addMember", m.address).startswith(unauthorized)
     # Membership is locked to addMember/removeMember: even the Platform Admin cannot grant it directly.
     assert chain.who["admin"].reverts(chain.token, "grantRole", role("MEMBER_ROLE"), m.address).startswith(unauthorized)
+    assert "CommunityExists" in chain.who["admin"].reverts(chain.notary, "registerCommunity", community_key("alpha"),
+                                                             chain.d.tokens["beta"])
     # A Community Admin of one community is not one of another.
     chain.who["admin"].call(chain.token, "grantRole", role("COMMUNITY_ADMIN_ROLE"), chain.who["dave"].address)
     assert chain.who["dave"].reverts(chain.other_token, "addMember", m.address).startswith(unauthorized)
