@@ -55,17 +55,17 @@ def camel_app() -> typer.Typer:
                flow: Optional[str] = typer.Option(None, help="Only this flow."),
                out: Optional[Path] = typer.Option(None, help="Write one YAML file per Integration here.")) -> None:
         """Print (or write) the Integration resources, as YAML, without touching a cluster."""
-        import yaml
+        from connectors.camel_k import to_yaml
 
         items = _rendered(namespace, brokers, flow)
         if out:
             out.mkdir(parents=True, exist_ok=True)
             for item in items:
                 path = out / f"{item['metadata']['name']}.yaml"
-                path.write_text(yaml.safe_dump(item, sort_keys=False))
+                path.write_text(to_yaml([item]))
                 typer.echo(str(path))
         else:
-            typer.echo(yaml.safe_dump_all(items, sort_keys=False), nl=False)
+            typer.echo(to_yaml(items), nl=False)
 
     @app.command("apply")
     def apply(namespace: str = NAMESPACE, brokers: Optional[str] = BROKERS, kubeconfig: Optional[Path] = KUBECONFIG,

@@ -30,6 +30,8 @@ import json
 import re
 from typing import Any
 
+import yaml
+
 from lec import topics
 from lec.errors import LecError
 from lec.records import RAW_SCHEMA
@@ -52,11 +54,13 @@ def integration_name(flow_id: str) -> str:
 
 
 # Groovy, run by Camel for each polled body: the same id scheme as lec.records.message_id_for.
-ENVELOPE_GROOVY = """\
+GROOVY_IMPORTS = """\
 import java.security.MessageDigest
 import java.time.ZoneOffset
 import java.time.ZonedDateTime
 import java.time.format.DateTimeFormatter
+"""
+ENVELOPE_GROOVY = """\
 def sha = { List parts ->
     def md = MessageDigest.getInstance('SHA-256')
     parts.each { p -> md.update(p instanceof byte[] ? p : p.toString().getBytes('UTF-8')); md.update((byte) 0) }
@@ -64,7 +68,7 @@ def sha = { List parts ->
 }
 byte[] payload = exchange.message.getBody(byte[].class) ?: new byte[0]
 if (payload.length > MAX_PAYLOAD) {
-    throw new IllegalArgumentException("source message of ${payload.length} bytes exceeds the MAX_PAYLOAD-byte bound")
+    throw new IllegalArgumentException("source message of ${payload.length} bytes exceeds the ${MAX_PAYLOAD}-byte bound")
 }
 def payloadSha = MessageDigest.getInstance('SHA-256').digest(payload).encodeHex().toString()
 def file = exchange.message.getHeader('CamelFileName')
@@ -91,7 +95,7 @@ def envelope_script(flow: Flow, integration: str, max_payload_bytes: int) -> str
               "COMMUNITY": flow.community_id, "INTEGRATION": integration, "RAW_SCHEMA": RAW_SCHEMA,
               "CONTENT_TYPE": CONTENT_TYPES.get(flow.syntax, "application/octet-stream")}
     head = "".join(f"def {k} = {_groovy_string(v)}\n" for k, v in consts.items())
-    return head + f"def MAX_PAYLOAD = {int(max_payload_bytes)}\n" + ENVELOPE_GROOVY
+    return GROOVY_IMPORTS + head + f"def MAX_PAYLOAD = {int(max_payload_bytes)}\n" + ENVELOPE_GROOVY
 
 
 def _source_steps(flow: Flow, spec: dict[str, Any], name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -156,6 +160,23 @@ def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_pa
     digest = hashlib.sha256(json.dumps(integration["spec"], sort_keys=True).encode()).hexdigest()[:16]
     integration["metadata"]["annotations"] = {"lec/spec-sha256": digest}
     return integration
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings (the Groovy transform) as readable literal blocks."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_LiteralDumper.add_representer(str, _str_presenter)
+
+
+def to_yaml(integrations: list[dict[str, Any]]) -> str:
+    """YAML documents as `kubectl apply -f` takes them."""
+    return yaml.dump_all(integrations, Dumper=_LiteralDumper, sort_keys=False)
 
 
 def camel_flows(snapshot: RegistrySnapshot) -> list[Flow]:

@@ -187,3 +187,15 @@ def test_cli_apply_status_delete_with_a_kubeconfig(registry, kube: dict[str, Any
     assert any(r.headers.get("Authorization") == "Bearer kubeconfig-token" for r in kube["emulator"])
     assert lec("delete", "-n", "cli-ns", "--kubeconfig", str(kubeconfig)).split() == ["deleted", "lec-f-b-camel"]
     assert "lec-f-b-camel" not in lec("status", "-n", "cli-ns", "--kubeconfig", str(kubeconfig))
+
+
+def test_infra_examples_parse_and_match_the_shape() -> None:
+    folder = REPO / "infra" / "camel-k"
+    integrations = [doc for path in sorted(folder.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+                    if doc and doc.get("kind") == "Integration"]
+    assert len(integrations) == 2
+    for integration in integrations:
+        jsonschema.validate(integration, SCHEMA)
+    rbac = list(yaml.safe_load_all((folder / "rbac.yaml").read_text()))
+    [role] = [d for d in rbac if d["kind"] == "Role"]
+    assert {"create", "patch", "delete", "list", "get"} <= set(role["rules"][0]["verbs"])
