@@ -47,11 +47,11 @@ def register_mqtt_http(group: typer.Typer) -> None:
         run_relay()
 
     @group.command("http-serve")
-    def http_serve() -> None:
+    def http_serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all).")) -> None:
         """HTTP ingest API (uvicorn) on LEC_HTTP_PORT: POST /v1/readings, GET /v1/batches/{id}."""
         from connectors.http_server import run_server
 
-        run_server()
+        run_server(host)
 
 
 

@@ -1,0 +1,82 @@
+"""`lec connectors http-serve`: the HTTP ingest API under uvicorn, in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from lec.config import Settings
+from lec.registry.snapshot import RegistrySnapshot
+
+log = logging.getLogger("lec.connectors.http")
+
+
+class SnapshotHolder:
+    """The registry snapshot, re-read every ``refresh_s`` seconds on a background thread."""
+
+    def __init__(self, settings: Settings, refresh_s: float = 30.0) -> None:
+        from lec.registry import open_registry
+
+        self.registry = open_registry(settings)
+        self.current: RegistrySnapshot = self.registry.snapshot()
+        self._stop = threading.Event()
+        self._refresh_s = refresh_s
+        threading.Thread(target=self._run, name="registry-refresh", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._refresh_s):
+            try:
+                self.current = self.registry.snapshot()
+            except Exception:  # keep serving with the last good snapshot
+                log.exception("could not refresh the registry snapshot")
+
+    def __call__(self) -> RegistrySnapshot:
+        return self.current
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_app(settings: Settings, bootstrap: str) -> tuple[Any, Any]:
+    """The FastAPI app and a function that stops its background parts."""
+    from connectors.http_app import KafkaSender, create_app
+    from connectors.http_batches import BatchStore, FeedbackWatcher
+    from connectors.tokens import TokenVerifier, jwks
+    from lec import topics
+    from lec.kafka import ensure_topics
+
+    ensure_topics(bootstrap, (topics.RAW, topics.FEEDBACK))
+    store = BatchStore()
+    watcher = FeedbackWatcher(bootstrap, store)
+    watcher.start()
+    sender = KafkaSender(bootstrap)
+    holder = SnapshotHolder(settings)
+    embedded = not settings.jwks_url
+    app = create_app(sender=sender, snapshot=holder, verifier=TokenVerifier(settings), store=store,
+                     max_body_bytes=settings.http_max_body_bytes, max_payload_bytes=settings.max_payload_bytes,
+                     jwks=(lambda: jwks(settings)) if embedded else None, remote_jwks=not embedded)
+    def close() -> None:
+        holder.stop()
+        watcher.stop()
+        sender.close()
+
+    return app, close
+
+
+def run_server(host: str = "127.0.0.1") -> None:
+    import uvicorn
+
+    from connectors.mqtt_bridge import resolve_bootstrap
+    from lec.config import settings as current
+    from lec.errors import ConfigError
+
+    s = current()
+    logging.basicConfig(level=s.log_level, format="%(asctime)s http %(levelname)s %(message)s")
+    if not s.http_port:
+        raise ConfigError("set LEC_HTTP_PORT: the port the HTTP ingest API listens on")
+    app, close = build_app(s, resolve_bootstrap(s))
+    try:  # uvicorn stops cleanly on SIGTERM/SIGINT
+        uvicorn.run(app, host=host, port=s.http_port, log_level=s.log_level.lower(), access_log=False)
+    finally:
+        close()
