@@ -37,6 +37,9 @@ Interface (stable; the oracle package uses it):
         remove_member(community_id, wallet) -> TxResult
         add_members(community_id, wallets) -> int     # pipelined; skips current members; count added
         set_welcome_bonus(community_id, amount) -> TxResult
+        grant_role(role, account, community_id=None) -> TxResult   # role names in NOTARY_ROLES / TOKEN_ROLES
+        configure_token(community_id, *, transfer_fee_bps=None, service_incentive_bps=None, sale_rate=None,
+                        welcome_bonus=None, fund_treasury=None) -> list[TxResult]   # Token/Community Admin
 
     default_deployment_path(settings=None) -> Path   # <run_dir>/chain/deployment.json (`lec chain deploy`)
 
@@ -85,6 +88,11 @@ ANCHOR_GAS_EACH = 200_000
 # Widths of the notary's packed anchor fields (Notary.AnchorInput).
 _ANCHOR_FIELD_BITS = {"version": 32, "leafCount": 32, "consumptionMwh": 96, "productionMwh": 96, "sharedMwh": 96,
                       "rewardTotal": 160, "paramsVersion": 32}
+
+
+# Role names a Platform/Oracle Admin can grant (grant_role, `lec chain grant`).
+NOTARY_ROLES = ("DEFAULT_ADMIN_ROLE", "ORACLE_ADMIN_ROLE", "ORACLE_ROLE")
+TOKEN_ROLES = ("DEFAULT_ADMIN_ROLE", "COMMUNITY_ADMIN_ROLE", "TOKEN_ADMIN_ROLE")
 
 
 class UnknownCommunityError(ChainError):
@@ -488,3 +496,34 @@ class NotaryClient:
                                      label=f"addMember {community_id}") for w in new]
         self._sender.wait_many(pending)
         return len(new)
+
+    def grant_role(self, role: str, account: str, community_id: str | None = None) -> TxResult:
+        """Grants a notary role (community_id None) or a community token role to ``account``."""
+        allowed = NOTARY_ROLES if community_id is None else TOKEN_ROLES
+        if role not in allowed:
+            where = "the notary" if community_id is None else "a community token"
+            raise ChainError(f"role {role} cannot be granted on {where}: choose one of {', '.join(allowed)}")
+        contract = self.notary if community_id is None else self._token(community_id)
+        role_id = b"\x00" * 32 if role == "DEFAULT_ADMIN_ROLE" else _role(role)
+        data = contract.encode_abi("grantRole", [role_id, self.w3.to_checksum_address(account)])
+        return self._transact(contract.address, data, f"grant {role}")
+
+    def configure_token(self, community_id: str, *, transfer_fee_bps: int | None = None,
+                        service_incentive_bps: int | None = None, sale_rate: int | None = None,
+                        welcome_bonus: int | None = None, fund_treasury: int | None = None) -> list[TxResult]:
+        """Token settings (Token Admin; the welcome bonus needs the Community Admin)."""
+        token = self._token(community_id)
+        calls = [("setTransferFeeBps", transfer_fee_bps), ("setServiceIncentiveBps", service_incentive_bps),
+                 ("setSaleRate", sale_rate), ("setWelcomeBonus", welcome_bonus), ("fundTreasury", fund_treasury)]
+        return [self._transact(token.address, token.encode_abi(fn, [value]), f"{fn} {community_id}")
+                for fn, value in calls if value is not None]
+
+    def token_settings(self, community_id: str) -> dict[str, Any]:
+        """The token's current settings and treasury balance."""
+        f = self._token(community_id).functions
+        return {"token": self.deployment.token_for(community_id),
+                "transferFeeBps": int(self._call(f.transferFeeBps())),
+                "serviceIncentiveBps": int(self._call(f.serviceIncentiveBps())),
+                "saleRate": int(self._call(f.saleRate())), "welcomeBonus": int(self._call(f.welcomeBonus())),
+                "treasury": int(self._call(f.balanceOf(self.deployment.token_for(community_id)))),
+                "totalSupply": int(self._call(f.totalSupply()))}

@@ -213,3 +213,41 @@ def params_set_cmd(
                           effective_from)
     version = client.set_params(community, params)
     _echo_json({"community_id": community, "version": version})
+
+
+@chain_app.command("grant")
+def grant_cmd(
+    role: str = typer.Option(..., "--role", help="ORACLE_ADMIN_ROLE, ORACLE_ROLE (notary) or COMMUNITY_ADMIN_ROLE, "
+                                                  "TOKEN_ADMIN_ROLE (with --community); DEFAULT_ADMIN_ROLE on either."),
+    account: str = typer.Option(..., "--to", help="Address receiving the role."),
+    community: Optional[str] = typer.Option(None, "--community", help="Grant on this community's token."),
+    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
+) -> None:
+    """Grant a role (the signer must hold the role's admin role)."""
+    tx = _signing_client(rpc, key_env, key_file, dev, deployment).grant_role(role, account, community)
+    _echo_json({"role": role, "to": account, "community_id": community, "txHash": tx.txHash})
+
+
+@chain_app.command("token")
+def token_cmd(
+    community: str = typer.Option(..., "--community", help="Community id."),
+    fee_bps: Optional[int] = typer.Option(None, "--fee-bps", help="Transfer fee to the treasury (Token Admin)."),
+    incentive_bps: Optional[int] = typer.Option(None, "--incentive-bps", help="Service-payment incentive (Token Admin)."),
+    sale_rate: Optional[int] = typer.Option(None, "--sale-rate", help="Token base units per wei; 0 closes the sale."),
+    welcome_bonus: Optional[int] = typer.Option(None, "--welcome-bonus", help="Base units (Community Admin)."),
+    fund: Optional[int] = typer.Option(None, "--fund", help="Mint this many base units into the treasury."),
+    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
+) -> None:
+    """Show a community token's settings, changing those given first."""
+    from oracle.chain import NotaryClient, load_deployment
+
+    changes = dict(transfer_fee_bps=fee_bps, service_incentive_bps=incentive_bps, sale_rate=sale_rate,
+                   welcome_bonus=welcome_bonus, fund_treasury=fund)
+    if any(v is not None for v in changes.values()):
+        client = _signing_client(rpc, key_env, key_file, dev, deployment)
+        client.configure_token(community, **changes)
+    else:
+        client = NotaryClient(_rpc(rpc), load_deployment(_deployment_path(deployment)), None)
+    _echo_json({"community_id": community, **client.token_settings(community)})

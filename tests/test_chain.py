@@ -267,6 +267,19 @@ def test_cli_deploy_and_info(tmp_path: Path, anvil_rpc: str) -> None:
         shown = json.loads(runner.invoke(_cli(), ["chain", "params", "--community", "cer-example", "--qh",
                                                   str(QH0 + 900)], env=env).stdout)
         assert shown["inForce"]["version"] == 1 and shown["versions"][0]["rateNoPeak"] == 9
+        newcomer = address_of(dev_key(8))
+        granted = runner.invoke(_cli(), ["chain", "grant", "--role", "TOKEN_ADMIN_ROLE", "--to", newcomer,
+                                         "--community", "cer-example", "--key-env", "DEPLOYER_KEY"], env=env)
+        assert granted.exit_code == 0, granted.output
+        env8 = {**env, "NEW_ADMIN_KEY": dev_key(8)}
+        tok = runner.invoke(_cli(), ["chain", "token", "--community", "cer-example", "--fee-bps", "125",
+                                     "--fund", "1000", "--key-env", "NEW_ADMIN_KEY"], env=env8)
+        assert tok.exit_code == 0, tok.output
+        shown_token = json.loads(tok.stdout)
+        assert shown_token["transferFeeBps"] == 125 and shown_token["treasury"] == 1000
+        bad_role = runner.invoke(_cli(), ["chain", "grant", "--role", "MINTER_ROLE", "--to", newcomer,
+                                          "--community", "cer-example", "--key-env", "DEPLOYER_KEY"], env=env)
+        assert isinstance(bad_role.exception, ChainError) and "cannot be granted" in str(bad_role.exception)
         no_key = runner.invoke(_cli(), ["chain", "deploy", "--force", "--key-env", "UNSET_VAR_Q"], env=env)
         assert isinstance(no_key.exception, ConfigError) and "UNSET_VAR_Q" in str(no_key.exception)
     finally:
