@@ -42,8 +42,8 @@ def start_up(env: dict[str, str], *args: str) -> subprocess.Popen:
     log = open(Path(env["LEC_RUN_DIR"]).parent / "up.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "lec.cli", "up", *args], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    state = Path(env["LEC_RUN_DIR"]) / "stack.pid"
-    wait_until(lambda: state.exists() and lec(env, "status").returncode == 0, 180, "lec up", proc,
+    state = Path(env["LEC_RUN_DIR"]) / "stack.json"
+    wait_until(lambda: state.exists() and json.loads(state.read_text()).get("ready"), 180, "lec up", proc,
                Path(env["LEC_RUN_DIR"]).parent / "up.log")
     return proc
 

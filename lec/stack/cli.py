@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
     def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean stop.")) -> None:
         """Stop a stack started with `lec up`."""
         from lec.config import settings
+        from lec.procs import pid_running
         from lec.stack.supervisor import PID_FILE
 
         pid_file = settings().resolved_run_dir() / PID_FILE
@@ -77,9 +78,7 @@ def register(app: typer.Typer) -> None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not pid_running(pid):
                 typer.echo("stack stopped")
                 return
             time.sleep(0.2)

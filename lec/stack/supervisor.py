@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lec.config import Settings
 from lec.errors import ServiceError
-from lec.procs import ManagedProcess, free_port, port_open
+from lec.procs import ManagedProcess, free_port, pid_running, port_open
 
 log = logging.getLogger("lec.stack")
 
@@ -62,6 +62,7 @@ class Stack:
         self.services: list[RunningService] = []
         self.ports: dict[str, int] = {}
         self.env: dict[str, str] = {}
+        self.ready = False  # every requested service started and answered once
 
     # -- plan -----------------------------------------------------------------------------
     def _assign_ports(self) -> None:
@@ -156,6 +157,8 @@ class Stack:
             self.start_servers()
             if self.with_workers:
                 self.start_workers()
+            self.ready = True
+            self.write_state()
         except BaseException:
             self.stop()
             raise
@@ -198,6 +201,7 @@ class Stack:
     def write_state(self) -> None:
         doc = {
             "running": True,
+            "ready": self.ready,
             "supervisor_pid": os.getpid(),
             "env": self.env,
             "services": {s.spec.name: {"pid": s.proc.pid, "port": s.spec.port, "restarts": s.restarts,
@@ -220,11 +224,7 @@ def service_status(run_dir: Path) -> dict[str, dict]:
         return {}
     out = {}
     for name, svc in state["services"].items():
-        try:
-            os.kill(svc["pid"], 0)
-            alive = state["running"]
-        except (ProcessLookupError, PermissionError):
-            alive = False
+        alive = bool(state["running"]) and pid_running(svc["pid"])
         answering = port_open(svc["port"]) if (alive and svc["port"]) else None
         out[name] = {"pid": svc["pid"], "port": svc["port"], "alive": alive, "answering": answering,
                      "restarts": svc["restarts"], "log": svc["log"]}
