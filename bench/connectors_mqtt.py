@@ -1,0 +1,134 @@
+"""MQTT bridge throughput (QoS 1, Kafka acknowledged) beside mosquitto's own C clients, same broker, same run.
+
+    .venv/bin/python bench/connectors_mqtt.py [--messages 30000] [--processes 1,2]
+
+Starts Tansu and Mosquitto (config generated from the example community), then measures:
+  baseline: mosquitto_pub -l (QoS 1) -> Mosquitto -> mosquitto_sub (QoS 1), msgs/s;
+  bridge:   mosquitto_pub -l -> Mosquitto -> `lec connectors mqtt-bridge --processes N` -> lec.raw,
+            timed until every message id is in Kafka (the bridge acks only after Kafka did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.mqtt_config import bridge_password  # noqa: E402
+from connectors.mqtt_topics import reading_topic  # noqa: E402
+from lec import topics  # noqa: E402
+from lec.config import Settings  # noqa: E402
+from lec.kafka import consumer_config, ensure_topics  # noqa: E402
+from lec.procs import ManagedProcess  # noqa: E402
+from lec.records import decode  # noqa: E402
+from lec.registry import Registry, SecretStore  # noqa: E402
+from lec.services import start_tansu  # noqa: E402
+from tests.support.mosquitto import mosquitto_broker, worker_env  # noqa: E402
+
+TOPIC = reading_topic("cer-example", "sup-home", "IT001E00000001", "f-anna-load")
+
+
+def lines(n: int, tag: str) -> bytes:
+    return b"".join(b'{"ts":"2024-01-01T00:00:00Z","e":%d,"p":%d,"tag":"%s"}\n' % (i, i % 3000, tag.encode())
+                    for i in range(n))
+
+
+def publish(port: int, data: bytes) -> subprocess.Popen:
+    return subprocess.Popen(["mosquitto_pub", "-p", str(port), "-u", "sup-home", "-P", "home-box-secret",
+                             "-q", "1", "-t", TOPIC, "-l", "-i", f"bench-pub-{uuid.uuid4().hex[:6]}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+
+def baseline(port: int, password: str, n: int) -> float:
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-u", "lec-bridge", "-P", password, "-q", "1",
+                            "-t", TOPIC, "-C", str(n), "-i", f"bench-sub-{uuid.uuid4().hex[:6]}"],
+                           stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    pub = publish(port, b"")
+    pub.communicate(lines(n, uuid.uuid4().hex))
+    sub.wait(300)
+    return n / (time.perf_counter() - t0)
+
+
+def count_in_kafka(bootstrap: str, tag: str, n: int, timeout: float = 600) -> float:
+    """Seconds until ``n`` items carrying ``tag`` are in lec.raw (timed from the call)."""
+    from confluent_kafka import Consumer
+
+    c = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}"))
+    c.subscribe([topics.RAW])
+    t0 = time.perf_counter()
+    seen: set[str] = set()
+    needle = tag.encode()
+    try:
+        while len(seen) < n and time.perf_counter() - t0 < timeout:
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    items = decode(m.value())["items"]
+                    if needle in base64.b64decode(items[0]["payload_b64"]):
+                        seen.update(i["message_id"] for i in items)
+    finally:
+        c.close()
+    return time.perf_counter() - t0
+
+
+def bridge_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path) -> float:
+    env = worker_env(settings, bootstrap, port)
+    proc = ManagedProcess(f"bridge{processes}", [sys.executable, "-m", "connectors.mqtt_http_cli", "mqtt-bridge",
+                                                 "--protocol", "5", "--processes", str(processes)],
+                          logs / f"bridge-{processes}.log", env=env, cwd=ROOT)
+    try:
+        proc.wait_ready(lambda: proc.log.read_text(errors="replace").count("subscribed to") >= processes, 120)
+        # warm-up, then the measured run
+        tag = uuid.uuid4().hex
+        data = lines(n, tag)
+        import threading
+
+        result: dict[str, float] = {}
+        t = threading.Thread(target=lambda: result.update(s=count_in_kafka(bootstrap, tag, n)))
+        t.start()
+        pub = publish(port, b"")
+        pub.communicate(data)
+        t.join()
+        return n / result["s"]
+    finally:
+        proc.stop(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=30000)
+    ap.add_argument("--processes", default="1,2")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
+        root = Path(tmp)
+        settings = Settings(run_dir=root / "run")
+        reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
+        reg.migrate()
+        reg.load_file(ROOT / "examples" / "community.yaml")
+        kafka, bootstrap = start_tansu(root)
+        try:
+            ensure_topics(bootstrap)
+            with mosquitto_broker(settings, reg.supplier_password_hashes(), root / "mosquitto") as port:
+                base = baseline(port, bridge_password(settings), args.messages)
+                print(f"baseline mosquitto_pub -> mosquitto -> mosquitto_sub (QoS 1): {base:,.0f} msg/s")
+                for p in [int(x) for x in args.processes.split(",")]:
+                    rate = bridge_rate(settings, bootstrap, port, args.messages, p, root)
+                    print(f"bridge --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
+                          f"= {rate / base:.2f} x baseline")
+        finally:
+            kafka.stop()
+    print(f"machine: {os.cpu_count()} cores; messages per run: {args.messages}")
+
+
+if __name__ == "__main__":
+    main()
