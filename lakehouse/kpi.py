@@ -151,17 +151,34 @@ def _periods_frame(spark: "SparkSession", req: KpiRequest) -> "DataFrame":
 
 def accounting_readings(spark: "SparkSession", readings: "DataFrame", req: KpiRequest,
                         read_start: datetime) -> "DataFrame":
-    """Accounting-flow readings of the community in [read_start, end), gaps filled if asked."""
+    """Accounting-flow energy per flow and quarter-hour in [read_start, end), gaps filled if asked.
+
+    Readings longer than a quarter-hour (e.g. hourly meters) are spread evenly over their
+    quarter-hours (whole mWh, the remainder on the last one, so totals stay exact); shorter ones
+    are summed into their quarter-hour. A quarter-hour counts as filled if any part was.
+    """
     from pyspark.sql import functions as F
 
     r = (readings.where((F.col("community_id") == req.community_id)
                         & (F.col("ts") >= F.lit(read_start.astimezone(timezone.utc)))
                         & (F.col("ts") < F.lit(req.end.astimezone(timezone.utc)))
-                        & F.col("account").isin(1, 2))
+                        & F.col("account").isin(1, 2) & F.col("energy_mwh").isNotNull())
          .select("flow_id", "device_id", "account", "ts", "energy_mwh",
-                 F.coalesce(F.col("interpolated"), F.lit(False)).alias("interpolated"), "ingest_ts"))
+                 F.coalesce(F.col("interpolated"), F.lit(False)).alias("interpolated"), "ingest_ts",
+                 F.greatest(F.floor(F.coalesce(F.col("interval_s"), F.lit(QH_S)) / QH_S), F.lit(1))
+                 .cast("long").alias("parts")))
+    part = F.floor(F.col("energy_mwh") / F.col("parts"))
+    spread = (r.withColumn("k", F.explode(F.sequence(F.lit(0).cast("long"), F.col("parts") - 1)))
+              .withColumn("ts", (F.col("ts").cast("long") + F.col("k") * QH_S).cast("timestamp"))
+              .withColumn("energy_mwh", (part + F.when(F.col("k") == F.col("parts") - 1,
+                                                       F.col("energy_mwh") - part * F.col("parts"))
+                                         .otherwise(0)).cast("long")))
+    per_qh = (spread.withColumn("ts", (F.floor(F.col("ts").cast("long") / QH_S) * QH_S).cast("timestamp"))
+              .groupBy("flow_id", "device_id", "account", "ts")
+              .agg(F.sum("energy_mwh").alias("energy_mwh"), F.max("interpolated").alias("interpolated"),
+                   F.max("ingest_ts").alias("ingest_ts")))
     if not req.fill_gaps:
-        return r.select("flow_id", "device_id", "account", "ts", "energy_mwh", "interpolated")
+        return per_qh.select("flow_id", "device_id", "account", "ts", "energy_mwh", "interpolated")
     max_gap = req.max_gap_s
 
     def fill(pdf: "pd.DataFrame") -> "pd.DataFrame":
@@ -169,7 +186,7 @@ def accounting_readings(spark: "SparkSession", readings: "DataFrame", req: KpiRe
         out["ts"] = out["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
         return out
 
-    filled = r.groupBy("flow_id").applyInPandas(fill, FILLED_SPARK_SCHEMA)
+    filled = per_qh.groupBy("flow_id").applyInPandas(fill, FILLED_SPARK_SCHEMA)
     return filled.where(~F.col("missing")).select("flow_id", "device_id", "account", "ts", "energy_mwh",
                                                   "interpolated")
 

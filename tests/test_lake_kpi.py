@@ -265,3 +265,24 @@ def test_bad_requests_are_refused_with_clear_errors() -> None:
         kpi.KpiRequest(CID, datetime(2024, 1, 1), datetime(2024, 1, 2), "1h")
     with pytest.raises(kpi.KpiRequestError, match="ISO-8601"):
         kpi.parse_day_or_time("yesterday", "Europe/Rome")
+
+
+def test_hourly_and_five_minute_flows_land_in_their_quarter_hours(spark, registry, settings) -> None:
+    from dataclasses import replace
+
+    uri = settings.resolved_lake_uri()
+    start = datetime(2024, 3, 6, 9, tzinfo=timezone.utc)
+    hourly = readings_table(CID, [(ANNA, start, 4_003)])                      # one hourly reading
+    hourly = hourly.set_column(hourly.schema.get_field_index("interval_s"), "interval_s", pa.array([3600]))
+    five = readings_table(CID, [(BRUNO, start + timedelta(minutes=5 * i), 100 * (i + 1)) for i in range(6)])
+    five = five.set_column(five.schema.get_field_index("interval_s"), "interval_s", pa.array([300] * 6))
+    write_readings(uri, hourly)
+    write_readings(uri, five)
+    req = kpi.KpiRequest(CID, start, start + timedelta(hours=1), "15m", levels=("member",))
+    df = kpi.compute_kpis(spark, read_delta(spark, uri, "readings"), registry_frames(spark, registry),
+                          replace(req, fill_gaps=True)).toPandas()
+    anna = df[df.member_id == "u-anna"].sort_values("period_start")
+    assert list(anna.consumption_kwh * 1e6) == pytest.approx([1000, 1000, 1000, 1003])  # exact total 4003
+    assert list(anna.present_readings) == [1, 1, 1, 1] and anna.completeness_pct.tolist() == [100.0] * 4
+    bruno = df[df.member_id == "u-bruno"].sort_values("period_start")
+    assert list(bruno.consumption_kwh * 1e6)[:2] == pytest.approx([100 + 200 + 300, 400 + 500 + 600])
