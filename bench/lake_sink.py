@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from lakehouse.sink import DeltaSink  # noqa: E402
 from lakehouse.sink_config import SinkConfig  # noqa: E402
-from lakehouse.sink_convert import KafkaRecord, convert  # noqa: E402
+from lakehouse.sink_convert import Batch, convert  # noqa: E402
 from lakehouse.sink_sample import produce, sample_readings  # noqa: E402
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri  # noqa: E402
 
@@ -69,8 +69,8 @@ def ceiling_rate(root: str, n: int, commit_rows: int) -> float:
     values = [orjson.dumps(r) for r in sample_readings(n, devices=200, days=2)]
     batches = []
     for i in range(0, n, commit_rows):
-        recs = [KafkaRecord(0, j, v) for j, v in enumerate(values[i:i + commit_rows], start=i)]
-        table, _ = convert(READINGS, recs)
+        chunk = values[i:i + commit_rows]
+        table, _ = convert(READINGS, Batch([0] * len(chunk), list(range(i, i + len(chunk))), chunk))
         batches.append(table)
     uri = f"{root}/ceiling-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()

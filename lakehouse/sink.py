@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_convert import KafkaRecord, Reject, convert, rejects_table
+from lakehouse.sink_convert import Batch, Reject, convert, rejects_table
 from lakehouse.tables import DEADLETTER, arrow_schema, SINK_TABLES, TableSpec, open_table, storage_options, table_uri
 from lec.errors import LecError
 
@@ -67,7 +67,7 @@ class DeltaSink:
         self._rejected: dict[tuple[str, int], int] = {}   # last reject offset in `deadletter`
         self._assigned: set[tuple[str, int]] = set()
         self._tables: dict[str, Any] = {}
-        self._buffer: dict[str, list[KafkaRecord]] = defaultdict(list)
+        self._buffer: dict[str, Batch] = defaultdict(Batch)
         self._buffered = 0
         self._first_buffered_at: float | None = None
         self._last_maintain = time.monotonic()
@@ -149,18 +149,23 @@ class DeltaSink:
             self._consumer.incremental_assign(new)
 
     def _take(self, msgs: list[Any]) -> None:
+        written = self._written
+        buffer = self._buffer
         for m in msgs:
             err = m.error()
             if err is not None:
                 log.warning("Kafka: %s", err)
                 continue
-            key = (m.topic(), m.partition())
-            if m.offset() <= self._written.get(key, -1):
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            if offset <= written.get((topic, partition), -1):
                 continue  # already in the table (a seek answered with older records)
-            self._buffer[m.topic()].append(KafkaRecord(m.partition(), m.offset(), m.value()))
-            self._buffered += 1
-            if self._first_buffered_at is None:
-                self._first_buffered_at = time.monotonic()
+            batch = buffer[topic]
+            batch.partitions.append(partition)
+            batch.offsets.append(offset)
+            batch.values.append(m.value())
+        self._buffered = sum(len(b) for b in buffer.values())
+        if self._buffered and self._first_buffered_at is None:
+            self._first_buffered_at = time.monotonic()
 
     def _room(self) -> int:
         """How many records to ask for: never far beyond the commit size."""
@@ -181,13 +186,14 @@ class DeltaSink:
         started = time.monotonic()
         converted: list[tuple[TableSpec, pa.Table | None, dict[int, int]]] = []
         rejects: list[Reject] = []
-        for topic, records in self._buffer.items():
+        for topic, batch in self._buffer.items():
             spec = self.by_topic[topic]
-            table, bad = convert(spec, records)
+            table, bad = convert(spec, batch)
             rejects.extend(bad)
             last: dict[int, int] = {}
-            for r in records:
-                last[r.partition] = max(last.get(r.partition, -1), r.offset)
+            for p, off in zip(batch.partitions, batch.offsets):
+                if off > last.get(p, -1):
+                    last[p] = off
             converted.append((spec, table, last))
         self._write_rejects(rejects)
         for spec, table, last in converted:

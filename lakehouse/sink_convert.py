@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
@@ -38,6 +38,33 @@ class KafkaRecord:
 
 
 @dataclass
+class Batch:
+    """Records of one topic, column-wise (cheap to append to in the consume loop)."""
+
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def add(self, partition: int, offset: int, value: bytes | None) -> None:
+        self.partitions.append(partition)
+        self.offsets.append(offset)
+        self.values.append(value)
+
+    def records(self) -> list[KafkaRecord]:
+        return [KafkaRecord(p, o, v) for p, o, v in zip(self.partitions, self.offsets, self.values)]
+
+    @classmethod
+    def of(cls, records: list[KafkaRecord]) -> "Batch":
+        b = cls()
+        for r in records:
+            b.add(r.partition, r.offset, r.value)
+        return b
+
+
+@dataclass
 class Reject:
     topic: str
     partition: int
@@ -46,28 +73,30 @@ class Reject:
     reason: str
 
 
-def convert(spec: TableSpec, records: list[KafkaRecord]) -> tuple[pa.Table | None, list[Reject]]:
+def convert(spec: TableSpec, batch: Batch | list[KafkaRecord]) -> tuple[pa.Table | None, list[Reject]]:
     """Parse the records of one topic into a table matching ``spec`` (plus inferred extra columns)."""
-    live = [r for r in records if r.value is not None]  # tombstones carry nothing to store
-    if not live:
+    if not isinstance(batch, Batch):
+        batch = Batch.of(batch)
+    if any(v is None for v in batch.values):  # tombstones carry nothing to store
+        batch = Batch.of([r for r in batch.records() if r.value is not None])
+    if not len(batch):
         return None, []
+    data = b"\n".join(batch.values) + b"\n"  # type: ignore[arg-type]
+    if data.count(b"\n") != len(batch) or b"\r" in data:  # pretty-printed JSON: one record per line
+        try:
+            data = b"\n".join(orjson.dumps(orjson.loads(v)) for v in batch.values) + b"\n"  # type: ignore[arg-type]
+        except orjson.JSONDecodeError:
+            return _convert_one_by_one(spec, batch.records())
     try:
-        table = _parse_lines(spec, [_one_line(r.value) for r in live])  # type: ignore[arg-type]
-        if table.num_rows != len(live):
+        table = _parse_data(spec, data)
+        if table.num_rows != len(batch):
             raise ValueError("record count mismatch")
-        return _finish(spec, table, live)
-    except (ValueError, pa.ArrowInvalid, orjson.JSONDecodeError):
-        return _convert_one_by_one(spec, live)
+        return _finish(spec, table, batch.partitions, batch.offsets, batch.values)
+    except (ValueError, pa.ArrowInvalid):
+        return _convert_one_by_one(spec, batch.records())
 
 
-def _one_line(value: bytes) -> bytes:
-    if b"\n" in value or b"\r" in value:  # pretty-printed JSON: re-encode compactly
-        return orjson.dumps(orjson.loads(value))
-    return value
-
-
-def _parse_lines(spec: TableSpec, lines: list[bytes]) -> pa.Table:
-    data = b"\n".join(lines) + b"\n"
+def _parse_data(spec: TableSpec, data: bytes) -> pa.Table:
     opts = pj.ParseOptions(explicit_schema=spec.record_schema, unexpected_field_behavior="infer")
     read = pj.ReadOptions(block_size=max(1 << 20, len(data) + 1), use_threads=False)
     table = pj.read_json(io.BytesIO(data), read_options=read, parse_options=opts)
@@ -91,7 +120,7 @@ def _convert_one_by_one(spec: TableSpec, live: list[KafkaRecord]) -> tuple[pa.Ta
             for key, val in obj.items():  # an object where text is declared: keep it as JSON text
                 if isinstance(val, (dict, list)) and pa.types.is_string(declared.get(key, pa.null())):
                     obj[key] = orjson.dumps(val).decode()
-            parts.append(_parse_lines(spec, [orjson.dumps(obj)]))
+            parts.append(_parse_data(spec, orjson.dumps(obj) + b"\n"))
             kept.append(rec)
         except (ValueError, pa.ArrowInvalid, orjson.JSONDecodeError) as exc:
             rejects.append(Reject(spec.topic, rec.partition, rec.offset, rec.value or b"",
@@ -103,7 +132,8 @@ def _convert_one_by_one(spec: TableSpec, live: list[KafkaRecord]) -> tuple[pa.Ta
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # a field changing type between records
         table, kept, more = _keep_first_type(parts, kept, spec)
         rejects.extend(more)
-    table, late = _finish(spec, table, kept)
+    table, late = _finish(spec, table, [r.partition for r in kept], [r.offset for r in kept],
+                          [r.value for r in kept])
     return table, rejects + late
 
 
@@ -123,10 +153,11 @@ def _keep_first_type(parts: list[pa.Table], kept: list[KafkaRecord], spec: Table
     return pa.concat_tables(good, promote_options="permissive"), good_recs, rejects
 
 
-def _finish(spec: TableSpec, table: pa.Table, live: list[KafkaRecord]) -> tuple[pa.Table | None, list[Reject]]:
+def _finish(spec: TableSpec, table: pa.Table, partitions: list[int], offsets: list[int],
+            values: list[bytes | None]) -> tuple[pa.Table | None, list[Reject]]:
     """Add derived and Kafka columns; move rows missing a required field to rejects."""
-    table = table.append_column(KAFKA_COLUMNS[0], pa.array([r.partition for r in live], pa.int32()))
-    table = table.append_column(KAFKA_COLUMNS[1], pa.array([r.offset for r in live], pa.int64()))
+    table = table.append_column(KAFKA_COLUMNS[0], pa.array(partitions, pa.int32()))
+    table = table.append_column(KAFKA_COLUMNS[1], pa.array(offsets, pa.int64()))
     if "date" in spec.derived:
         table = table.append_column("date", pc.cast(table.column("ts"), pa.date32()))
     rejects: list[Reject] = []
@@ -137,8 +168,7 @@ def _finish(spec: TableSpec, table: pa.Table, live: list[KafkaRecord]) -> tuple[
             ok = pc.and_(ok, pc.is_valid(table.column(c)))
         if not pc.all(ok).as_py():
             for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
-                rec = live[i]
-                rejects.append(Reject(spec.topic, rec.partition, rec.offset, rec.value or b"",
+                rejects.append(Reject(spec.topic, partitions[i], offsets[i], values[i] or b"",
                                       f"a {spec.topic} record needs {', '.join(required)} (one is missing or null)"))
             table = table.filter(ok)
     return (table if table.num_rows else None), rejects

@@ -91,7 +91,11 @@ def test_sink_subprocess_killed_on_hdfs(fresh_kafka: tuple, hdfs_url: str, tmp_p
     counts = []
     for i in range(3):
         proc = ManagedProcess(f"sink-{i}", argv, tmp_path / f"sink-{i}.log", env=env)
-        time.sleep(3.0 + i)
+        before = counts[-1] if counts else 0
+        deadline = time.monotonic() + 60
+        while _count(uri) <= before and time.monotonic() < deadline:  # until a new commit landed
+            time.sleep(0.2)
+        time.sleep(0.3 * i)
         proc.kill()
         counts.append(_count(uri))
     assert any(0 < n < total for n in counts), counts

@@ -26,6 +26,13 @@ def _count(root: Path) -> int:
     return 0 if dt is None else query("SELECT count(*) n FROM t", {"t": dt}).column("n")[0].as_py()
 
 
+def _wait_for_progress(root: Path, before: int, timeout: float = 60) -> None:
+    """Until the sink has committed something new (startup time varies a lot on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while _count(root) <= before and before < TOTAL and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _sink(tmp: Path, bootstrap: str, name: str, **env: str) -> ManagedProcess:
     base = {"LEC_KAFKA_BOOTSTRAP": bootstrap, "LEC_LAKE_URI": str(tmp / "lake"), "LEC_RUN_DIR": str(tmp / "run")}
     return ManagedProcess(name, SINK_ARGV, tmp / "logs" / f"{name}.log", env={**base, **env})
@@ -42,7 +49,8 @@ def test_sigkill_restarts_store_every_reading_exactly_once(fresh_kafka: tuple, t
         for i in range(6):
             proc = _sink(tmp_path, bootstrap, f"sink-{i}", LEC_LAKE_COMMIT_INTERVAL_S="0.3",
                          LEC_LAKE_COMMIT_ROWS="2500", LEC_LAKE_MAINTAIN_INTERVAL_S="2")
-            time.sleep(rng.uniform(1.2, 3.0))
+            _wait_for_progress(tmp_path / "lake", seen_mid_ingest[-1] if seen_mid_ingest else 0)
+            time.sleep(rng.uniform(0.0, 1.0))  # somewhere between, or inside, the next commits
             proc.kill()  # SIGKILL: no final commit, no cleanup
             n = _count(tmp_path / "lake")
             seen_mid_ingest.append(n)
