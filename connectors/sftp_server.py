@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import asyncssh
 
-from connectors.sftp_area import SftpArea, SftpError, VirtualPath, sftp_flows
+from connectors.sftp_area import SftpArea, SftpError, VirtualPath
 from lec.registry import Registry
 from lec.registry.passwords import verify_password
 
@@ -40,8 +40,10 @@ class SupplierDirectory:
     def authorized_keys(self, supplier_id: str) -> list[str]:
         return self.registry.supplier_ssh_keys().get(supplier_id, [])
 
-    def flows(self, supplier_id: str) -> set[str]:
-        return sftp_flows(self.registry.snapshot()).get(supplier_id, set())
+    def flows(self, supplier_id: str, area: SftpArea) -> set[str]:
+        """The supplier's SFTP flows; creates folders of flows added to the registry since start."""
+        owned = area.ensure(self.registry.snapshot())
+        return owned.get(supplier_id, set())
 
     def is_active(self, supplier_id: str) -> bool:
         sup = self.registry.snapshot().suppliers.get(supplier_id)
@@ -83,7 +85,7 @@ class SupplierSFTPServer(asyncssh.SFTPServer):
         self.supplier_id = chan.get_extra_info("username")
         self.space = area.space(self.supplier_id)
         self.space.mkdir(parents=True, exist_ok=True)
-        self.own_flows = directory.flows(self.supplier_id)
+        self.own_flows = directory.flows(self.supplier_id, area)
         super().__init__(chan, chroot=os.fsencode(self.space))
         self._root = os.fsencode(os.path.realpath(self.space))
 
