@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -24,21 +23,19 @@ from lec.records import CHANNELS, RAW_SCHEMA, READING_SCHEMA, utc_now_iso
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
 from streams.errors import Reject
 from streams.normalise import (
-    DEFAULT_ENERGY_UNIT,
-    QUANTITIES,
     energy_to_mwh,
     iso_to_epoch,
     iso_z,
     local_to_epoch,
     parse_ts,
     power_to_mwh,
-    quantity_to_si,
     snap,
     to_decimal,
     zone,
 )
 from streams.parse import Row, parse_rows
 from streams.parse import field as row_field
+from streams.plan import FlowPlan, build_plan
 from streams.sign import apply_sign
 from streams.state import FlowState, StreamState
 from streams.validate import check_flow, check_limits, check_supplier, check_time
@@ -51,12 +48,9 @@ ANOMALY_SCHEMA = "lec.anomaly/1"
 MAX_DEADLETTER_PAYLOAD = 64 * 1024
 SMALL_ITEM = 4 * 1024          # per-reading dead letters carry the whole item up to this size
 MAX_FEEDBACK_ERRORS = 100
-DEFAULT_STUCK_READINGS = {"cumulative": 96, "interval": 8, "instant": 8}
 SOURCE_KEYS = {"mqtt_topic": str, "file": str, "line_start": int, "line_end": int, "file_sha256": str,
                "header": str, "batch_id": str, "index": int, "integration": str}
 CONTENT_SYNTAX = {"json": "json", "csv": "csv", "xml": "xml"}
-DEFAULT_MAPPING = {"ts": "ts", "energy": "energy", "power": "power", "reactive": "reactive", "current": "current",
-                   "voltage": "voltage", "charge": "charge"}
 VALUE_QUANTITIES = ("energy", "power", "reactive", "current", "voltage", "charge")
 
 
@@ -169,6 +163,8 @@ class Processor:
     def set_snapshot(self, snapshot: RegistrySnapshot) -> None:
         self.snapshot = snapshot
         self._candidates: dict[tuple[str, str, str], list[Flow]] = {}
+        self._plans: dict[str, FlowPlan] = {}
+        self._now_iso = utc_now_iso()
 
     # -- envelopes --------------------------------------------------------------------------
     def process_batch(self, values: list[tuple[bytes | None, bytes]]) -> Output:
@@ -179,6 +175,7 @@ class Processor:
 
     def process_envelope(self, value: bytes, key: bytes | None = None) -> Output:
         out = Output()
+        self._now_iso = utc_now_iso()
         try:
             env = self._envelope(value)
         except Reject as rej:
@@ -406,27 +403,17 @@ class Processor:
         if "_not_object" in row:
             raise Reject("reading_not_object", f"reading {n} is a {type(row['_not_object']).__name__}, not an object")
         dev = self._device(ctx, flow)
-        m = flow.mapping or DEFAULT_MAPPING
-        opts = flow.syntax_options
-        epoch, naive, ambiguous = parse_ts(row_field(row, m.get("ts", "ts")), flow.ts_format, flow.timezone)
+        plan = self._plans.get(flow.id)
+        if plan is None:
+            plan = self._plans[flow.id] = build_plan(flow, dev)
+        epoch, naive, ambiguous = parse_ts(row_field(row, plan.ts_src), flow.ts_format, flow.timezone)
         if ambiguous:
             epoch = self._resolve_ambiguous(ctx, flow, naive, epoch)
-        if opts.get("ts_marks") == "end" and flow.value_kind == "interval":
+        if plan.ts_marks_end and flow.value_kind == "interval":
             epoch -= flow.interval_s
         row["_epoch"] = epoch
-        check_time(flow, dev, epoch, ctx.received_epoch, self.clock_skew_s)
-        units = flow.units
-        comma = bool(opts.get("decimal_comma"))
-        values: dict[str, Decimal] = {}
-        for q in VALUE_QUANTITIES:
-            src = m.get(q)
-            if src:
-                v = row_field(row, src)
-                if v is not None and v != "":
-                    values[q] = to_decimal(v, f"{q} ('{src}')", comma)
-        if not values:
-            wanted = ", ".join(f"'{m[q]}'" for q in VALUE_QUANTITIES if q in m) or "none declared"
-            raise Reject("missing_value", f"the reading has no value (fields mapped for this flow: {wanted})")
+        if not (plan.not_before <= epoch < plan.not_after and epoch <= ctx.received_epoch + self.clock_skew_s):
+            check_time(flow, dev, epoch, ctx.received_epoch, self.clock_skew_s)   # raises the precise reason
         instant = snap(epoch, flow.interval_s)
         rd: dict[str, Any] = {
             "schema": READING_SCHEMA, "community_id": flow.community_id, "supplier_id": ctx.supplier_id,
@@ -436,21 +423,36 @@ class Processor:
             "energy_mwh": None, "charge_pct": None, "measurement": flow.measurement, "account": flow.account,
             "estimated": False, "interpolated": instant != epoch, "late": False, "conflict": False,
         }
-        for q, d in values.items():
-            if q != "energy":
-                rd[QUANTITIES[q][0]] = quantity_to_si(q, d, units.get(q))
-        energy = energy_to_mwh(values["energy"], units.get("energy", DEFAULT_ENERGY_UNIT)) if "energy" in values \
-            else None
+        energy = power = None
+        found = False
+        if plan.energy_src:
+            v = row_field(row, plan.energy_src)
+            if v is not None and v != "":
+                found = True
+                energy = self._energy(v, plan)
+        for q, src, fname, factor, unit in plan.others:
+            v = row_field(row, src)
+            if v is None or v == "":
+                continue
+            found = True
+            if factor is None:
+                raise Reject("unit_unknown", f"{q} unit '{unit}' of flow '{flow.id}' is not known")
+            d = to_decimal(v, f"{q} ('{src}')", plan.decimal_comma)
+            rd[fname] = float(d) * factor
+            if q == "power":
+                power = d
+        if not found:
+            wanted = ", ".join(f"'{x}'" for x in (plan.energy_src, *(o[1] for o in plan.others)) if x) or "none"
+            raise Reject("missing_value", f"the reading has no value (fields mapped for this flow: {wanted})")
         signature = (energy, rd["power_active_w"], rd["power_reactive_var"], rd["current_a"], rd["voltage_v"],
                      rd["charge_pct"])
         fst = self.state.flow(flow.id)
-        self._check_duplicate(ctx, flow, fst, row, instant, signature, rd)
+        self._check_duplicate(ctx, flow, fst, row, instant, signature, rd, plan)
         start, interval_s = instant, (flow.interval_s if flow.value_kind == "interval" else 0)
         if flow.value_kind == "cumulative" and energy is not None:
             start, interval_s, energy = self._delta(ctx, flow, fst, instant, energy, rd)
-        if energy is None and "power" in values and flow.value_kind != "cumulative" and flow.interval_s > 0:
-            power_w = values["power"] * int(QUANTITIES["power"][2][units.get("power", "W")])
-            energy = power_to_mwh(power_w, flow.interval_s)
+        elif energy is None and power is not None and flow.value_kind != "cumulative" and flow.interval_s > 0:
+            energy = power_to_mwh(power * plan.power_w_factor, flow.interval_s)
             interval_s = flow.interval_s
             rd["estimated"] = True
         if energy is not None and interval_s == 0 and flow.value_kind == "instant":
@@ -458,13 +460,23 @@ class Processor:
         rd["energy_mwh"] = energy
         rd["ts"] = iso_z(start)
         rd["interval_s"] = interval_s
-        apply_sign(rd, flow.sign_factor)
-        check_limits(rd, flow.limits)
-        grace = (flow.send_frequency_s or flow.interval_s) + flow.derogation_s
-        rd["late"] = ctx.received_epoch > start + interval_s + grace
-        self._stage(ctx, flow, row, instant, signature)
-        self._stuck(ctx, flow, fst, instant, energy if flow.value_kind != "cumulative" else signature[0], rd)
+        if flow.sign_factor != 1:
+            apply_sign(rd, flow.sign_factor)
+        if plan.limits or rd["voltage_v"] is not None or rd["charge_pct"] is not None:
+            check_limits(rd, flow.limits)
+        rd["late"] = ctx.received_epoch > start + interval_s + plan.grace_s
+        self._stage(ctx, flow, row, instant, signature, plan)
+        self._stuck(ctx, flow, fst, instant, energy if flow.value_kind != "cumulative" else signature[0], plan)
         return rd
+
+    @staticmethod
+    def _energy(v: Any, plan: FlowPlan) -> int:
+        """Integer mWh: exact integer arithmetic for integers, Decimal half-even otherwise."""
+        if plan.energy_factor is None:
+            raise Reject("unit_unknown", f"energy unit '{plan.energy_unit}' is not one of mWh, Wh, kWh, MWh")
+        if type(v) is int:
+            return v * plan.energy_factor
+        return energy_to_mwh(to_decimal(v, f"energy ('{plan.energy_src}')", plan.decimal_comma), plan.energy_unit)
 
     def _resolve_ambiguous(self, ctx: ItemContext, flow: Flow, naive: datetime, first_epoch: int) -> int:
         """Fall-back hour: the second time a wall time appears (in this message, or in another message
@@ -478,8 +490,8 @@ class Processor:
         return first_epoch
 
     def _check_duplicate(self, ctx: ItemContext, flow: Flow, fst: FlowState, row: Row, instant: int,
-                         signature: tuple[Any, ...], rd: dict) -> None:
-        src_key = flow.mapping.get("message_id")
+                         signature: tuple[Any, ...], rd: dict, plan: FlowPlan) -> None:
+        src_key = plan.message_id_src
         if src_key:
             sid = row_field(row, src_key)
             if sid is not None and ((flow.id, str(sid)) in ctx.staged_source_ids or str(sid) in fst.source_ids):
@@ -494,9 +506,10 @@ class Processor:
             "conflict", flow, instant, f"a reading of flow '{flow.id}' at {iso_z(instant)} has values {signature} "
             f"differing from the earlier {prev[0]} (message {prev[1]}); both kept", None, ctx.message_id))
 
-    def _stage(self, ctx: ItemContext, flow: Flow, row: Row, instant: int, signature: tuple[Any, ...]) -> None:
+    def _stage(self, ctx: ItemContext, flow: Flow, row: Row, instant: int, signature: tuple[Any, ...],
+               plan: FlowPlan) -> None:
         ctx.staged_keys[(flow.id, instant)] = (signature, ctx.message_id)
-        src_key = flow.mapping.get("message_id")
+        src_key = plan.message_id_src
         if src_key and row_field(row, src_key) is not None:
             ctx.staged_source_ids.add((flow.id, str(row_field(row, src_key))))
 
@@ -527,7 +540,7 @@ class Processor:
                 rd["estimated"] = True
         return prev_ts, instant - prev_ts, delta
 
-    def _stuck(self, ctx: ItemContext, flow: Flow, fst: FlowState, instant: int, value: Any, rd: dict) -> None:
+    def _stuck(self, ctx: ItemContext, flow: Flow, fst: FlowState, instant: int, value: Any, plan: FlowPlan) -> None:
         """The same non-zero value (or an unchanged register) for N readings in a row."""
         if value is None or (value == 0 and flow.value_kind != "cumulative"):
             fst.stuck_run, fst.stuck_value, fst.stuck_reported = 0, None, False
@@ -536,7 +549,7 @@ class Processor:
             fst.stuck_run += 1
         else:
             fst.stuck_value, fst.stuck_run, fst.stuck_reported = value, 1, False
-        limit = int(flow.syntax_options.get("stuck_readings", DEFAULT_STUCK_READINGS.get(flow.value_kind, 8)))
+        limit = plan.stuck_limit
         if fst.stuck_run >= limit and not fst.stuck_reported:
             fst.stuck_reported = True
             ctx.anomalies.append(anomaly_record(
@@ -597,7 +610,7 @@ class Processor:
         rec = {"schema": DEADLETTER_SCHEMA, "reason_code": rej.reason_code, "message": rej.message[:2000],
                "channel": base["channel"], "community_id": base["community_id"], "supplier_id": base["supplier_id"],
                "device_id": base.get("device_id"), "flow_id": base.get("flow_id"), "message_id": base["message_id"],
-               "reading_index": index, **capped_payload(payload), "source": source, "rejected_ts": utc_now_iso()}
+               "reading_index": index, **capped_payload(payload), "source": source, "rejected_ts": self._now_iso}
         if whole is not None:      # a large item: this reading's own bytes, plus the hash of the whole item
             rec["payload_sha256"] = hashlib.sha256(whole).hexdigest()
             rec["payload_truncated"] = True
@@ -639,7 +652,7 @@ class Processor:
         rec = {"schema": FEEDBACK_SCHEMA, "supplier_id": base["supplier_id"], "community_id": base["community_id"],
                "channel": base["channel"], "message_id": base["message_id"], "batch_id": batch_id,
                "status": status, "accepted": accepted, "rejected": rejected, "duplicates": duplicates,
-               "errors": errors[:MAX_FEEDBACK_ERRORS], "source": source, "ts": utc_now_iso()}
+               "errors": errors[:MAX_FEEDBACK_ERRORS], "source": source, "ts": self._now_iso}
         return base["supplier_id"].encode(), orjson.dumps(rec)
 
 

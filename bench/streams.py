@@ -1,0 +1,124 @@
+"""Readings/s through the streams worker (validate-normalise-sign) beside a Faust pass-through.
+
+For each case it starts a fresh Tansu broker, loads the test community, starts `lec streams
+worker` (1 or 2 processes in one group) and, in the same run, `lec streams passthrough` (same
+Faust consumer, same fast producer, no processing) on the same input, produces the input, and
+times the outputs by their Kafka timestamps (first to last output record).
+
+Cases: (a) one reading per source message, 100 source messages packed per raw record (as the
+connectors pack them); (a1) one reading per raw record (Faust's per-record cost, for reference);
+(b) 1,000 readings per source message.
+
+    .venv/bin/python bench/streams.py [--scale 1.0] [--cases a,a1,b] [--workers 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
+
+from lec.config import Settings  # noqa: E402
+from lec.kafka import consumer_config, ensure_topics  # noqa: E402
+from lec.procs import ManagedProcess  # noqa: E402
+from lec.services import start_tansu  # noqa: E402
+from streams.testkit import bulk_envelopes, cli, load_test_registry, log_contains, produce  # noqa: E402
+
+CASES = {  # name: (raw records, source messages per record, readings per source message, batch size)
+    "a": (1000, 100, 1, 100),
+    "a1": (10000, 1, 1, 2000),
+    "b": (200, 1, 1000, 10),
+}
+
+
+def output_span(bootstrap: str, topic: str, expected: int, timeout: float) -> tuple[int, float]:
+    """(records seen, seconds between first and last output record timestamps)."""
+    c = Consumer(consumer_config(bootstrap, f"bench-{time.time_ns()}"))
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    n, first, last = 0, None, None
+    deadline = time.monotonic() + timeout
+    while n < expected and time.monotonic() < deadline:
+        for msg in c.consume(20000, 0.2):
+            if msg.error():
+                continue
+            n += 1
+            ts = msg.timestamp()[1]
+            first = ts if first is None else min(first, ts)
+            last = ts if last is None else max(last, ts)
+    c.close()
+    return n, ((last - first) / 1000.0 if first is not None else float("nan"))
+
+
+def start(kind: str, run_dir: Path, bootstrap: str, name: str, args: list[str]) -> ManagedProcess:
+    env = {"LEC_RUN_DIR": str(run_dir), "LEC_KAFKA_BOOTSTRAP": bootstrap}
+    return ManagedProcess(name, [*cli(), kind, *args], run_dir / "logs" / f"{name}.log", env=env)
+
+
+def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, float]:
+    records_n, items, per_item, batch = CASES[case]
+    records_n = max(workers * 4, int(records_n * scale))
+    work = root / f"{case}-{workers}"
+    kafka, bootstrap = start_tansu(work / "kafka")
+    procs: list[ManagedProcess] = []
+    try:
+        settings = Settings(run_dir=work / "run")
+        load_test_registry(settings)
+        raw_topic, out_topic, pass_in, pass_out = "bench.raw", "bench.readings", "bench.pass.raw", "bench.pass.out"
+        ensure_topics(bootstrap, (raw_topic, out_topic, pass_in, pass_out))
+        for w in range(workers):
+            procs.append(start("worker", work / "run", bootstrap, f"worker-{w}",
+                               ["--app-id", "bench-streams", "--raw-topic", raw_topic, "--readings-topic", out_topic,
+                                "--batch-size", str(batch)]))
+            procs.append(start("passthrough", work / "run", bootstrap, f"pass-{w}",
+                               ["--app-id", "bench-pass", "--raw-topic", pass_in, "--out-topic", pass_out,
+                                "--batch-size", str(batch)]))
+        for p in procs:
+            p.wait_ready(lambda p=p: log_contains(p, "[^Worker]: Ready"), timeout=180)
+        time.sleep(3 if workers > 1 else 0.5)
+        records, expected = bulk_envelopes(records_n, per_item, items, prefix=f"{case}{workers}")
+        readings = len(expected)
+        produce(bootstrap, pass_in, records)
+        n_pass, span_pass = output_span(bootstrap, pass_out, len(records), timeout=600)
+        produce(bootstrap, raw_topic, records)
+        n_out, span = output_span(bootstrap, out_topic, readings, timeout=600)
+        if n_out < readings or n_pass < len(records):
+            raise RuntimeError(f"{case}: got {n_out}/{readings} readings, {n_pass}/{len(records)} pass-through")
+        # a span of one flush is ~0 s: floor at 1 ms to keep the ratio finite
+        rate = readings / max(span, 1e-3)
+        pass_rate = readings / max(span_pass, 1e-3)
+        return rate, pass_rate
+    finally:
+        for p in procs:
+            p.stop()
+        kafka.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the number of raw records")
+    ap.add_argument("--cases", default="a,a1,b")
+    ap.add_argument("--workers", default="1,2")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'case':<5} {'workers':>7} {'readings/s':>12} {'pass-through readings/s':>24} {'ratio':>6}")
+    try:
+        for case in args.cases.split(","):
+            for workers in map(int, args.workers.split(",")):
+                rate, pass_rate = run_case(case, workers, args.scale, root)
+                print(f"{case:<5} {workers:>7} {rate:>12,.0f} {pass_rate:>24,.0f} {rate / pass_rate:>6.2f}", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
