@@ -260,3 +260,36 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
     assert len(got) == n_lines and [got[n] for n in range(2, n_lines + 2)] == body
     ids = {r[1]["items"][0]["message_id"] for r in records}
     assert len(ids) == n_lines and len(records) >= len(ids)
+
+
+def test_json_lines_flow_has_no_header_and_its_own_content_type(world: dict[str, Any]) -> None:
+    lines = [b'{"ts": "2024-01-01T00:00:00Z", "e": 1}', b'{"ts": "2024-01-01T00:15:00Z", "e": 2}']
+    (world["area"].folder("sup-a", "inbox", "f-a-json") / "r.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert [o.status for o in world["watcher"].scan_once()] == ["processed"]
+    [(key, env)] = consume_all(world["bootstrap"], world["topic"], expect=1)
+    item = env["items"][0]
+    assert key == b"DEV-A2" and item["content_type"] == "application/x-ndjson"
+    assert "header" not in item["source"] and (item["source"]["line_start"], item["source"]["line_end"]) == (1, 2)
+    assert base64.b64decode(item["payload_b64"]) == b"\n".join(lines) + b"\n"
+
+
+def test_sigterm_stops_the_worker_cleanly(tmp_path: Path, kafka_bootstrap: str) -> None:
+    run_dir = tmp_path / "run"
+    load_community(run_dir, make_keys(tmp_path / "keys"))
+    env = {**os.environ, "LEC_RUN_DIR": str(run_dir), "LEC_SFTP_ROOT": str(tmp_path / "sftp"),
+           "LEC_KAFKA_BOOTSTRAP": kafka_bootstrap, "LEC_REGISTRY_URL": f"sqlite:///{run_dir / 'registry.db'}",
+           "LEC_SECRETS_URL": f"sqlite:///{run_dir / 'secrets.db'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-watch"], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "sftp" / "sup-a" / "inbox" / "f-a").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the worker creates the flow folders once running
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b"SFTP watcher stopped" in out
