@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eth_utils import keccak  # noqa: E402
+from eth_utils import keccak
 
-from lec.services import start_anvil  # noqa: E402
-from oracle.chain import NotaryClient, community_key, deploy  # noqa: E402
-from oracle.chain_keys import address_of, dev_key  # noqa: E402
-from oracle.chain_tx import TxSender, artifact, connect  # noqa: E402
-from oracle.types import AnchorData, RewardParams  # noqa: E402
+from lec.services import start_anvil
+from oracle.chain import NotaryClient, community_key, deploy
+from oracle.chain_keys import address_of, dev_key
+from oracle.chain_tx import TxSender, artifact, connect
+from oracle.types import AnchorData, RewardParams
 
 QH0 = 1_704_067_200
 CID = "bench"

@@ -40,6 +40,8 @@ Interface (stable; the oracle package uses it):
         grant_role(role, account, community_id=None) -> TxResult   # role names in NOTARY_ROLES / TOKEN_ROLES
         configure_token(community_id, *, transfer_fee_bps=None, service_incentive_bps=None, sale_rate=None,
                         welcome_bonus=None, fund_treasury=None) -> list[TxResult]   # Token/Community Admin
+        token_settings(community_id) -> dict           # fee, incentive, sale rate, bonus, treasury, supply
+        w3, notary (web3 contract), deployment         # for event queries and receipts
 
     default_deployment_path(settings=None) -> Path   # <run_dir>/chain/deployment.json (`lec chain deploy`)
 
@@ -57,17 +59,18 @@ awaited (pipelined, local nonces).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from oracle.chain_token import NOTARY_ROLES, TOKEN_ROLES, TokenMixin, contract_at, role_id
 from oracle.chain_tx import (
     ChainConnectionError,
     ChainError,
     PendingTx,
     TxFailedError,
     TxSender,
-    artifact,
     call_encoder,
     connect,
     revert_reason,
@@ -75,9 +78,24 @@ from oracle.chain_tx import (
 from oracle.types import AnchorData, RewardParams, TxResult
 
 __all__ = [
-    "AnchorConflictError", "AnchorUnchangedError", "AnchorVersionError", "ChainConnectionError", "ChainError",
-    "Deployment", "NoParamsError", "NotAnchoredError", "NotaryClient", "TxFailedError", "UnknownCommunityError",
-    "community_key", "default_deployment_path", "deploy", "load_deployment", "save_deployment",
+    "NOTARY_ROLES",
+    "TOKEN_ROLES",
+    "AnchorConflictError",
+    "AnchorUnchangedError",
+    "AnchorVersionError",
+    "ChainConnectionError",
+    "ChainError",
+    "Deployment",
+    "NoParamsError",
+    "NotAnchoredError",
+    "NotaryClient",
+    "TxFailedError",
+    "UnknownCommunityError",
+    "community_key",
+    "default_deployment_path",
+    "deploy",
+    "load_deployment",
+    "save_deployment",
 ]
 
 ZERO32 = b"\x00" * 32
@@ -88,11 +106,6 @@ ANCHOR_GAS_EACH = 200_000
 # Widths of the notary's packed anchor fields (Notary.AnchorInput).
 _ANCHOR_FIELD_BITS = {"version": 32, "leafCount": 32, "consumptionMwh": 96, "productionMwh": 96, "sharedMwh": 96,
                       "rewardTotal": 160, "paramsVersion": 32}
-
-
-# Role names a Platform/Oracle Admin can grant (grant_role, `lec chain grant`).
-NOTARY_ROLES = ("DEFAULT_ADMIN_ROLE", "ORACLE_ADMIN_ROLE", "ORACLE_ROLE")
-TOKEN_ROLES = ("DEFAULT_ADMIN_ROLE", "COMMUNITY_ADMIN_ROLE", "TOKEN_ADMIN_ROLE")
 
 
 class UnknownCommunityError(ChainError):
@@ -147,7 +160,7 @@ class Deployment:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Deployment":
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
         try:
             return cls(chainId=int(data["chainId"]), notary=str(data["notary"]),
                        tokens={str(k): str(v) for k, v in dict(data["tokens"]).items()},
@@ -189,19 +202,6 @@ def _params_from(raw: Sequence[int]) -> RewardParams:
     return RewardParams(*(int(v) for v in raw))
 
 
-def _contract(w3, name: str, address: str | None = None):
-    art = artifact(name)
-    if address is None:
-        return w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    return w3.eth.contract(address=w3.to_checksum_address(address), abi=art["abi"])
-
-
-def _role(name: str) -> bytes:
-    from eth_utils import keccak
-
-    return keccak(text=name)
-
-
 def deploy(rpc_url: str, deployer_key: str, *, oracle_address: str, community_ids: list[str],
            welcome_bonus: int = 0, params: RewardParams | None = None,
            token_symbol: str = "LEC") -> Deployment:
@@ -215,8 +215,8 @@ def deploy(rpc_url: str, deployer_key: str, *, oracle_address: str, community_id
     me = sender.address
     oracle = w3.to_checksum_address(oracle_address)
 
-    notary_factory = _contract(w3, "Notary")
-    token_factory = _contract(w3, "CommunityToken")
+    notary_factory = contract_at(w3, "Notary")
+    token_factory = contract_at(w3, "CommunityToken")
     pend_notary = sender.send(None, notary_factory.constructor(me).data_in_transaction, label="deploy Notary")
     pend_tokens = [
         sender.send(None, token_factory.constructor(f"LEC {cid}", token_symbol, community_key(cid), me)
@@ -227,16 +227,16 @@ def deploy(rpc_url: str, deployer_key: str, *, oracle_address: str, community_id
     notary_addr = notary_receipt["contractAddress"]
     tokens = {cid: sender.wait(p)["contractAddress"] for cid, p in zip(community_ids, pend_tokens)}
 
-    notary = _contract(w3, "Notary", notary_addr)
+    notary = contract_at(w3, "Notary", notary_addr)
     steps: list[PendingTx] = []
-    steps.append(sender.send(notary_addr, notary.encode_abi("grantRole", [_role("ORACLE_ADMIN_ROLE"), me]),
+    steps.append(sender.send(notary_addr, notary.encode_abi("grantRole", [role_id("ORACLE_ADMIN_ROLE"), me]),
                              gas=120_000, label="grant ORACLE_ADMIN_ROLE"))
-    steps.append(sender.send(notary_addr, notary.encode_abi("grantRole", [_role("ORACLE_ROLE"), oracle]),
+    steps.append(sender.send(notary_addr, notary.encode_abi("grantRole", [role_id("ORACLE_ROLE"), oracle]),
                              gas=120_000, label="grant ORACLE_ROLE"))
     for cid, token_addr in tokens.items():
-        token = _contract(w3, "CommunityToken", token_addr)
+        token = contract_at(w3, "CommunityToken", token_addr)
         for role, who in (("COMMUNITY_ADMIN_ROLE", me), ("TOKEN_ADMIN_ROLE", me), ("MINTER_ROLE", notary_addr)):
-            steps.append(sender.send(token_addr, token.encode_abi("grantRole", [_role(role), who]),
+            steps.append(sender.send(token_addr, token.encode_abi("grantRole", [role_id(role), who]),
                                      gas=120_000, label=f"grant {role} on {cid}"))
         steps.append(sender.send(notary_addr, notary.encode_abi("registerCommunity", [community_key(cid), token_addr]),
                                  gas=120_000, label=f"register community {cid}"))
@@ -253,7 +253,7 @@ def deploy(rpc_url: str, deployer_key: str, *, oracle_address: str, community_id
     return deployment
 
 
-class NotaryClient:
+class NotaryClient(TokenMixin):
     """Reads and writes the notary and the community tokens as the holder of ``private_key``."""
 
     def __init__(self, rpc_url: str, deployment: Deployment, private_key: str | None, *,
@@ -267,7 +267,7 @@ class NotaryClient:
         # private_key None: a read-only client (every read works, every write raises ChainError).
         self._signer = TxSender(self.w3, private_key) if private_key else None
         self.address = self._signer.address if self._signer else ""
-        self.notary = _contract(self.w3, "Notary", deployment.notary)
+        self.notary = contract_at(self.w3, "Notary", deployment.notary)
         self.max_anchors_per_tx = max(1, max_anchors_per_tx)
         self._params_cache: dict[tuple[str, int], RewardParams] = {}
         self._encode_anchor_batch = call_encoder("Notary", "anchorBatch")
@@ -285,9 +285,6 @@ class NotaryClient:
 
     def params_count(self, community_id: str) -> int:
         return int(self._call(self.notary.functions.paramsCount(self._cid(community_id))))
-
-    def _token(self, community_id: str):
-        return _contract(self.w3, "CommunityToken", self.deployment.token_for(community_id))
 
     def _call(self, fn) -> Any:
         try:
@@ -460,70 +457,3 @@ class NotaryClient:
     def claimed(self, community_id: str, qh: int, wallet: str) -> int:
         return int(self._call(self.notary.functions.claimed(self._cid(community_id), qh,
                                                             self.w3.to_checksum_address(wallet))))
-
-    # ---- tokens ----------------------------------------------------------------------
-
-    def balance_of(self, community_id: str, wallet: str) -> int:
-        return int(self._call(self._token(community_id).functions.balanceOf(self.w3.to_checksum_address(wallet))))
-
-    def is_member(self, community_id: str, wallet: str) -> bool:
-        return bool(self._call(self._token(community_id).functions.isMember(self.w3.to_checksum_address(wallet))))
-
-    def add_member(self, community_id: str, wallet: str) -> TxResult:
-        token = self._token(community_id)
-        data = token.encode_abi("addMember", [self.w3.to_checksum_address(wallet)])
-        return self._transact(token.address, data, f"addMember {community_id}")
-
-    def remove_member(self, community_id: str, wallet: str) -> TxResult:
-        token = self._token(community_id)
-        data = token.encode_abi("removeMember", [self.w3.to_checksum_address(wallet)])
-        return self._transact(token.address, data, f"removeMember {community_id}")
-
-    def set_welcome_bonus(self, community_id: str, amount: int) -> TxResult:
-        token = self._token(community_id)
-        return self._transact(token.address, token.encode_abi("setWelcomeBonus", [amount]),
-                              f"setWelcomeBonus {community_id}")
-
-    def add_members(self, community_id: str, wallets: list[str]) -> int:
-        """Registers every wallet that is not a member yet (pipelined); returns how many were added."""
-        token = self._token(community_id)
-        new = []
-        for w in dict.fromkeys(self.w3.to_checksum_address(w) for w in wallets):
-            if not self._call(token.functions.isMember(w)) and w not in new:
-                new.append(w)
-        fees = self._sender.fee_fields() if new else {}
-        pending = [self._sender.send(token.address, token.encode_abi("addMember", [w]), gas=200_000, fees=fees,
-                                     label=f"addMember {community_id}") for w in new]
-        self._sender.wait_many(pending)
-        return len(new)
-
-    def grant_role(self, role: str, account: str, community_id: str | None = None) -> TxResult:
-        """Grants a notary role (community_id None) or a community token role to ``account``."""
-        allowed = NOTARY_ROLES if community_id is None else TOKEN_ROLES
-        if role not in allowed:
-            where = "the notary" if community_id is None else "a community token"
-            raise ChainError(f"role {role} cannot be granted on {where}: choose one of {', '.join(allowed)}")
-        contract = self.notary if community_id is None else self._token(community_id)
-        role_id = b"\x00" * 32 if role == "DEFAULT_ADMIN_ROLE" else _role(role)
-        data = contract.encode_abi("grantRole", [role_id, self.w3.to_checksum_address(account)])
-        return self._transact(contract.address, data, f"grant {role}")
-
-    def configure_token(self, community_id: str, *, transfer_fee_bps: int | None = None,
-                        service_incentive_bps: int | None = None, sale_rate: int | None = None,
-                        welcome_bonus: int | None = None, fund_treasury: int | None = None) -> list[TxResult]:
-        """Token settings (Token Admin; the welcome bonus needs the Community Admin)."""
-        token = self._token(community_id)
-        calls = [("setTransferFeeBps", transfer_fee_bps), ("setServiceIncentiveBps", service_incentive_bps),
-                 ("setSaleRate", sale_rate), ("setWelcomeBonus", welcome_bonus), ("fundTreasury", fund_treasury)]
-        return [self._transact(token.address, token.encode_abi(fn, [value]), f"{fn} {community_id}")
-                for fn, value in calls if value is not None]
-
-    def token_settings(self, community_id: str) -> dict[str, Any]:
-        """The token's current settings and treasury balance."""
-        f = self._token(community_id).functions
-        return {"token": self.deployment.token_for(community_id),
-                "transferFeeBps": int(self._call(f.transferFeeBps())),
-                "serviceIncentiveBps": int(self._call(f.serviceIncentiveBps())),
-                "saleRate": int(self._call(f.saleRate())), "welcomeBonus": int(self._call(f.welcomeBonus())),
-                "treasury": int(self._call(f.balanceOf(self.deployment.token_for(community_id)))),
-                "totalSupply": int(self._call(f.totalSupply()))}

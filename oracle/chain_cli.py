@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -64,7 +63,7 @@ DEPLOYMENT_OPT = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP)
 
 
 def _signing_client(rpc: str | None, key_env: str | None, key_file: Path | None, dev: bool,
-                    deployment: Path | None):  # noqa: ANN202 - NotaryClient, imported lazily
+                    deployment: Path | None):
     from oracle.chain import NotaryClient, load_deployment
 
     url = _rpc(rpc)
@@ -77,15 +76,15 @@ def _echo_json(data: object) -> None:
 
 @chain_app.command("deploy")
 def deploy_cmd(
-    rpc: Optional[str] = typer.Option(None, "--rpc", help=RPC_HELP),
-    key_env: Optional[str] = typer.Option(None, "--key-env", help=KEY_ENV_HELP + " Default LEC_CHAIN_KEY."),
-    key_file: Optional[Path] = typer.Option(None, "--key-file", help="File whose first line is the private key."),
+    rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
+    key_env: str | None = typer.Option(None, "--key-env", help=KEY_ENV_HELP + " Default LEC_CHAIN_KEY."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="File whose first line is the private key."),  # noqa: B008
     dev: bool = typer.Option(False, "--dev", help="Use anvil's public development account 0 (chain 31337 only)."),
-    oracle: Optional[str] = typer.Option(None, "--oracle", help="Address of the oracle service (default: the deployer)."),
-    community: list[str] = typer.Option([], "--community", help="Community id (repeatable; default: every registry community)."),
+    oracle: str | None = typer.Option(None, "--oracle", help="Address of the oracle service (default: the deployer)."),
+    community: list[str] = typer.Option([], "--community", help="Community id (repeatable; default: every registry community)."),  # noqa: B008
     welcome_bonus: int = typer.Option(0, "--welcome-bonus", help="Welcome bonus in token base units (18 decimals)."),
     members: bool = typer.Option(True, "--members/--no-members", help="Register the registry's member wallets on chain."),
-    out: Optional[Path] = typer.Option(None, "--out", help=DEPLOYMENT_HELP),
+    out: Path | None = typer.Option(None, "--out", help=DEPLOYMENT_HELP),  # noqa: B008
     force: bool = typer.Option(False, "--force", help="Deploy again even if the record points at live contracts."),
     if_missing: bool = typer.Option(False, "--if-missing",
                                     help="If the record points at live contracts, print it and succeed (for `lec up`)."),
@@ -134,8 +133,8 @@ def deploy_cmd(
 
 @chain_app.command("info")
 def info_cmd(
-    deployment: Optional[Path] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="Also check the contracts on this chain."),
+    deployment: Path | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),  # noqa: B008
+    rpc: str | None = typer.Option(None, "--rpc", help="Also check the contracts on this chain."),
 ) -> None:
     """Print the recorded deployment as JSON (with --rpc: whether the contracts are live)."""
     from oracle.chain import load_deployment
@@ -157,8 +156,8 @@ def info_cmd(
 @chain_app.command("members")
 def members_cmd(
     community: str = typer.Option(..., "--community", help="Community id."),
-    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
-    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
+    rpc: str | None = RPC_OPT, key_env: str | None = KEY_ENV_OPT, key_file: Path | None = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Path | None = DEPLOYMENT_OPT,
 ) -> None:
     """Register the registry's active member wallets of a community on chain (Community Admin)."""
     from lec.registry import open_registry
@@ -173,9 +172,9 @@ def members_cmd(
 @chain_app.command("params")
 def params_cmd(
     community: str = typer.Option(..., "--community", help="Community id."),
-    qh: Optional[int] = typer.Option(None, "--qh", help="Show the version in force at this qh (unix seconds)."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help=RPC_HELP),
-    deployment: Optional[Path] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+    qh: int | None = typer.Option(None, "--qh", help="Show the version in force at this qh (unix seconds)."),
+    rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
+    deployment: Path | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),  # noqa: B008
 ) -> None:
     """Print a community's reward-parameter versions (read-only: no key needed)."""
     from dataclasses import asdict
@@ -202,8 +201,8 @@ def params_set_cmd(
     peak_mwh: int = typer.Option(0, "--peak-mwh", help="Largest QH consumption that is not a peak (mWh)."),
     w1_bps: int = typer.Option(0, "--w1-bps", help="Weight of model 1 in model 3 (basis points)."),
     w2_bps: int = typer.Option(0, "--w2-bps", help="Weight of model 2 in model 3 (basis points)."),
-    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
-    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
+    rpc: str | None = RPC_OPT, key_env: str | None = KEY_ENV_OPT, key_file: Path | None = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Path | None = DEPLOYMENT_OPT,
 ) -> None:
     """Append a reward-parameter version (Oracle Admin); prints the new version number."""
     from oracle.types import RewardParams
@@ -220,9 +219,9 @@ def grant_cmd(
     role: str = typer.Option(..., "--role", help="ORACLE_ADMIN_ROLE, ORACLE_ROLE (notary) or COMMUNITY_ADMIN_ROLE, "
                                                   "TOKEN_ADMIN_ROLE (with --community); DEFAULT_ADMIN_ROLE on either."),
     account: str = typer.Option(..., "--to", help="Address receiving the role."),
-    community: Optional[str] = typer.Option(None, "--community", help="Grant on this community's token."),
-    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
-    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
+    community: str | None = typer.Option(None, "--community", help="Grant on this community's token."),
+    rpc: str | None = RPC_OPT, key_env: str | None = KEY_ENV_OPT, key_file: Path | None = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Path | None = DEPLOYMENT_OPT,
 ) -> None:
     """Grant a role (the signer must hold the role's admin role)."""
     tx = _signing_client(rpc, key_env, key_file, dev, deployment).grant_role(role, account, community)
@@ -232,19 +231,19 @@ def grant_cmd(
 @chain_app.command("token")
 def token_cmd(
     community: str = typer.Option(..., "--community", help="Community id."),
-    fee_bps: Optional[int] = typer.Option(None, "--fee-bps", help="Transfer fee to the treasury (Token Admin)."),
-    incentive_bps: Optional[int] = typer.Option(None, "--incentive-bps", help="Service-payment incentive (Token Admin)."),
-    sale_rate: Optional[int] = typer.Option(None, "--sale-rate", help="Token base units per wei; 0 closes the sale."),
-    welcome_bonus: Optional[int] = typer.Option(None, "--welcome-bonus", help="Base units (Community Admin)."),
-    fund: Optional[int] = typer.Option(None, "--fund", help="Mint this many base units into the treasury."),
-    rpc: Optional[str] = RPC_OPT, key_env: Optional[str] = KEY_ENV_OPT, key_file: Optional[Path] = KEY_FILE_OPT,
-    dev: bool = DEV_OPT, deployment: Optional[Path] = DEPLOYMENT_OPT,
+    fee_bps: int | None = typer.Option(None, "--fee-bps", help="Transfer fee to the treasury (Token Admin)."),
+    incentive_bps: int | None = typer.Option(None, "--incentive-bps", help="Service-payment incentive (Token Admin)."),
+    sale_rate: int | None = typer.Option(None, "--sale-rate", help="Token base units per wei; 0 closes the sale."),
+    welcome_bonus: int | None = typer.Option(None, "--welcome-bonus", help="Base units (Community Admin)."),
+    fund: int | None = typer.Option(None, "--fund", help="Mint this many base units into the treasury."),
+    rpc: str | None = RPC_OPT, key_env: str | None = KEY_ENV_OPT, key_file: Path | None = KEY_FILE_OPT,
+    dev: bool = DEV_OPT, deployment: Path | None = DEPLOYMENT_OPT,
 ) -> None:
     """Show a community token's settings, changing those given first."""
     from oracle.chain import NotaryClient, load_deployment
 
-    changes = dict(transfer_fee_bps=fee_bps, service_incentive_bps=incentive_bps, sale_rate=sale_rate,
-                   welcome_bonus=welcome_bonus, fund_treasury=fund)
+    changes = {"transfer_fee_bps": fee_bps, "service_incentive_bps": incentive_bps, "sale_rate": sale_rate,
+               "welcome_bonus": welcome_bonus, "fund_treasury": fund}
     if any(v is not None for v in changes.values()):
         client = _signing_client(rpc, key_env, key_file, dev, deployment)
         client.configure_token(community, **changes)

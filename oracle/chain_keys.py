@@ -31,7 +31,7 @@ def load_key(env_var: str | None = None, file: Path | None = None) -> str:
         if not key:
             raise ConfigError(f"{source} is empty: export the deployer's private key there "
                               f"(or pass --key-file)")
-    body = key[2:] if key.startswith("0x") else key
+    body = key.removeprefix("0x")
     if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
         raise ConfigError(f"{source} does not hold a 32-byte hex private key")
     return "0x" + body.lower()

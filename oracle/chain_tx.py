@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lec.errors import LecError
 
@@ -38,7 +39,7 @@ class TxFailedError(ChainError):
         self.tx_hash = tx_hash
 
 
-@lru_cache(maxsize=None)
+@cache
 def artifact(name: str) -> dict[str, Any]:
     """A compiled contract (contracts/artifacts/<name>.json: abi, bytecode, metadata)."""
     path = ARTIFACTS_DIR / f"{name}.json"
@@ -69,7 +70,7 @@ def decode_revert(data: str | bytes | None) -> str:
 
     if data is None:
         return "reverted without data"
-    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else bytes(data)
+    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
     if len(raw) < 4:
         return "reverted without data"
     selector, body = "0x" + raw[:4].hex(), raw[4:]
@@ -140,7 +141,7 @@ def connect(rpc_url: str, timeout_s: float = 30.0):
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
     try:
-        w3.eth.chain_id
+        _ = w3.eth.chain_id  # a first request: fails fast if nothing answers
     except Exception as exc:  # noqa: BLE001 - any transport failure means the same to the user
         raise ChainConnectionError(f"no JSON-RPC answer from {rpc_url}: {exc.__class__.__name__}") from None
     return w3

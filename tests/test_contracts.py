@@ -222,7 +222,7 @@ def test_anchor_versions_and_idempotency(chain: Chain) -> None:
 
 
 def test_claims_with_reference_proofs(chain: Chain) -> None:
-    admin, oracle = chain.who["admin"], chain.who["oracle"]
+    oracle = chain.who["oracle"]
     alice, bob, carol, m = (chain.who[n] for n in ("alice", "bob", "carol", "mallory"))
     cid = community_key("alpha")
     qh1, qh2 = QH0 + 900 * 200, QH0 + 900 * 201

@@ -89,7 +89,7 @@ def test_committed_network_holds_no_private_key() -> None:
     tracked = subprocess.run(["git", "ls-files", str(BESU)], capture_output=True, text=True, check=True,
                              cwd=BESU).stdout.split()
     assert tracked, "infra/besu is not committed"
-    assert not [p for p in tracked if p.endswith("/key") or p.endswith(".key")]
+    assert not [p for p in tracked if p.endswith(("/key", ".key"))]
 
 
 def test_generated_network_is_consistent_and_new(tmp_path: Path) -> None:

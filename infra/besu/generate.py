@@ -57,7 +57,7 @@ def qbft_extra_data(validators: list[str]) -> str:
     """QBFT genesis extraData: RLP([vanity 32 zero bytes, [validator addresses], no vote, round 0, no seals])."""
     import rlp
 
-    addrs = [bytes.fromhex(v[2:] if v.startswith("0x") else v) for v in validators]
+    addrs = [bytes.fromhex(v.removeprefix("0x")) for v in validators]
     return "0x" + rlp.encode([b"\x00" * 32, addrs, [], 0, []]).hex()
 
 
