@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.sink_config import SinkConfig
 from lakehouse.sink_convert import Batch, Reject, convert, rejects_table
@@ -189,7 +190,8 @@ class DeltaSink:
         for topic, batch in self._buffer.items():
             spec = self.by_topic[topic]
             table, bad = convert(spec, batch)
-            rejects.extend(bad)
+            table, clash = self._fit(spec, table, batch)
+            rejects.extend(bad + clash)
             last: dict[int, int] = {}
             for p, off in zip(batch.partitions, batch.offsets):
                 if off > last.get(p, -1):
@@ -203,6 +205,33 @@ class DeltaSink:
         self._buffered = 0
         self._first_buffered_at = None
         self.stats.last_commit_s = time.monotonic() - started
+
+    def _fit(self, spec: TableSpec, table: pa.Table | None, batch: Batch) -> tuple[pa.Table | None, list[Reject]]:
+        """Rows whose value cannot take the table's column type (a field changed type) become rejects."""
+        dt = self._open(spec.name)
+        if table is None or dt is None:
+            return table, []
+        target = arrow_schema(dt)
+        bad = None
+        for name in table.column_names:
+            if name not in target.names or table.schema.field(name).type.equals(target.field(name).type):
+                continue
+            try:
+                table.column(name).cast(_storage_type(target.field(name).type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                valid = pc.is_valid(table.column(name))
+                bad = valid if bad is None else pc.or_(bad, valid)
+                table = table.set_column(table.column_names.index(name), name,
+                                         pa.nulls(table.num_rows, _storage_type(target.field(name).type)))
+        if bad is None:
+            return table, []
+        where = {(p, o): v for p, o, v in zip(batch.partitions, batch.offsets, batch.values)}
+        rows = table.filter(bad).select(["kafka_partition", "kafka_offset"]).to_pylist()
+        rejects = [Reject(spec.topic, r["kafka_partition"], r["kafka_offset"],
+                          where[(r["kafka_partition"], r["kafka_offset"])] or b"",
+                          f"a field does not fit the type of its column in table {spec.name}") for r in rows]
+        kept = table.filter(pc.invert(bad))
+        return (kept if kept.num_rows else None), rejects
 
     def _write_rejects(self, rejects: list[Reject]) -> None:
         fresh = [r for r in rejects if r.offset > self._rejected.get((r.topic, r.partition), -1)]

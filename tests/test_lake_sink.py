@@ -171,3 +171,16 @@ def test_empty_batch_schema_is_plain_arrow() -> None:
     for spec in (READINGS, DEADLETTER, ANOMALIES):
         assert all(f.nullable for f in spec.schema)
         assert not any(pa.types.is_string_view(f.type) for f in spec.schema)
+
+
+def test_field_changing_type_is_rejected_not_fatal(kafka_bootstrap: str, tmp_path: Path) -> None:
+    readings, *_ = specs = _specs()
+    produce(kafka_bootstrap, [dict(r, phase_count=3) for r in sample_readings(5)], readings.topic)
+    _run(kafka_bootstrap, tmp_path, specs)
+    clash = dict(next(sample_readings(1, start=5)), phase_count="three")
+    produce(kafka_bootstrap, [clash, *sample_readings(4, start=6)], readings.topic)
+    _run(kafka_bootstrap, tmp_path, specs)
+    assert _sql("readings", tmp_path, "SELECT count(*) n FROM t") == [{"n": 9}]
+    rej = _sql("deadletter", tmp_path, "SELECT message, payload_b64 FROM t")
+    assert len(rej) == 1 and "does not fit the type" in rej[0]["message"]
+    assert orjson.loads(base64.b64decode(rej[0]["payload_b64"]))["phase_count"] == "three"
