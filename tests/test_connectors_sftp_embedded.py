@@ -48,7 +48,8 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     (area.space("sup-a") / "outside").symlink_to(outside_dir)
     (area.space("sup-a") / "inbox" / "rel").symlink_to("../../sup-b")
     yield {"port": port, "keys": keys, "reg": reg, "area": area, "base": base, "secret": secret, "proc": proc}
-    proc.stop()
+    assert proc.stop() == 0, "sftp-server must stop cleanly on SIGTERM"
+    assert "SFTP server stopped" in proc.log.read_text()
 
 
 def connect(port: int, user: str, *, password: str | None = None, key: Path | None = None) -> paramiko.SFTPClient:

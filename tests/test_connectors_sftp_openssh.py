@@ -8,10 +8,13 @@ Match blocks, suppliers log in with the real `sftp` client and paramiko, and the
 from __future__ import annotations
 
 import base64
+import os
 import pwd
 import secrets
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,13 @@ import paramiko
 import pytest
 
 from connectors.sftp_area import SftpArea
-from connectors.sftp_openssh import write_openssh_config
 from connectors.sftp_state import IngestedFiles
 from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
 from tests.support.sshd import (PASSWORDS, load_community, make_keys, real_sshd, remove_users, run_with_mount,
                                 sftp_batch, unique_prefix)
 from tests.test_connectors_sftp_watch import consume_all, lines_received
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +45,21 @@ def openssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     prefix = unique_prefix()
     out = base / "generated"
     try:
-        write_openssh_config(reg, out, root=mount_point, user_prefix=prefix, watcher_user=prefix + "watch",
-                             keys_dir=keys_dir)
+        run_dir = base / "run"
+        env = {**os.environ, "LEC_RUN_DIR": str(run_dir), "LEC_REGISTRY_URL": f"sqlite:///{run_dir / 'registry.db'}",
+               "LEC_SECRETS_URL": f"sqlite:///{run_dir / 'secrets.db'}"}
+        generated = subprocess.run(
+            [sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-config", "--out", str(out), "--root",
+             str(mount_point), "--user-prefix", prefix, "--watcher-user", prefix + "watch", "--keys-dir", str(keys_dir)],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert generated.returncode == 0, generated.stderr[-2000:]
         setup = run_with_mount(sftp_root, mount_point, ["sh", str(out / "setup.sh")])
         assert setup.returncode == 0, setup.stderr
         secret = base / "secret.csv"
         secret.write_text("ts,kwh\nTOP-SECRET\n")
         (sftp_root / "sup-a" / "inbox" / "f-a" / "escape.csv").symlink_to(secret)
+        (sftp_root / "sup-a" / "inbox" / "rel").symlink_to("../../sup-b")        # inside the root, to another space
+        (sftp_root / "sup-a" / "inbox" / "abs").symlink_to(sftp_root / "sup-b")  # absolute host path
         with real_sshd(base / "sshd", sftp_root, out / "sshd_config.d" / "lec-sftp.conf", mount_point) as sshd:
             yield {"port": sshd.port, "keys": keys, "reg": reg, "root": sftp_root, "prefix": prefix, "out": out,
                    "base": base, "log": sshd.process.log}
@@ -155,6 +167,12 @@ def test_symlink_inside_root_pointing_outside_is_not_followed(openssh: dict[str,
             with sftp.open("/inbox/f-a/escape.csv", "rb") as fh:
                 fh.read()
         assert sorted(sftp.listdir("/../..")) == ["failed", "inbox", "processed"]
+        for folder in ("/inbox/rel/inbox/f-b", "/inbox/abs/inbox/f-b", "/inbox/rel", "/inbox/abs"):
+            with pytest.raises(IOError):
+                sftp.listdir(folder)
+            with pytest.raises(IOError):
+                with sftp.open(folder + "/x.csv", "wb") as fh:
+                    fh.write(b"ts,kwh\n")
     finally:
         sftp.close()
 
