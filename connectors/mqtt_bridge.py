@@ -205,6 +205,7 @@ class MqttBridge:
         import paho.mqtt.client as mqtt
         from confluent_kafka import Producer
 
+        from connectors.mqtt_client import BufferedClient
         from connectors.mqtt_config import bridge_password
         from lec.kafka import producer_config
         from lec.registry import open_registry
@@ -226,7 +227,7 @@ class MqttBridge:
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": self.protocol, "manual_ack": True}
         if self.protocol == mqtt.MQTTv311:
             kwargs["clean_session"] = False
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+        self.client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
         self.client.username_pw_set(settings.mqtt_username, password or bridge_password(settings))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

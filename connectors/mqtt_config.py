@@ -80,7 +80,7 @@ def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None)
 
 
 def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: Path,
-                      port: int | None = None) -> dict[str, Path]:
+                      port: int | None = None, persistence_dir: Path | None = None) -> dict[str, Path]:
     """Write password_file, acl_file and mosquitto.conf into ``out`` (readable by user mosquitto)."""
     out.mkdir(parents=True, exist_ok=True)
     bridge_hash = hash_password(bridge_password(settings, create=True))
@@ -91,7 +91,8 @@ def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: 
     }
     files["password_file"].write_text(password_lines(supplier_hashes, settings.mqtt_username, bridge_hash))
     files["acl_file"].write_text(acl_text(list(supplier_hashes), settings.mqtt_username))
-    files["mosquitto.conf"].write_text(mosquitto_conf(out, port or settings.mqtt_port or 1883))
+    files["mosquitto.conf"].write_text(mosquitto_conf(out, port or settings.mqtt_port or 1883,
+                                                      persistence_dir=persistence_dir))
     for path in files.values():
         _readable_by_mosquitto(path)
     return files

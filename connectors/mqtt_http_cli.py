@@ -10,14 +10,17 @@ import typer
 def register_mqtt_http(group: typer.Typer) -> None:
     @group.command("mqtt-config")
     def mqtt_config(out: Path = typer.Option(..., "--out", help="Folder for password_file, acl_file, mosquitto.conf."),
-                    port: int = typer.Option(0, help="Listener port written in mosquitto.conf (default: LEC_MQTT_PORT or 1883).")) -> None:
+                    port: int = typer.Option(0, help="Listener port written in mosquitto.conf (default: LEC_MQTT_PORT or 1883)."),
+                    persistence_dir: Path = typer.Option(None, help="Where Mosquitto keeps sessions across its restarts "
+                                                                    "(writable by user mosquitto).")) -> None:
         """Write Mosquitto's password_file and acl_file (and a mosquitto.conf) from the registry."""
         from connectors.mqtt_config import write_mqtt_config
         from lec.config import settings
         from lec.registry import open_registry
 
         s = settings()
-        files = write_mqtt_config(s, open_registry(s).supplier_password_hashes(), out, port or None)
+        files = write_mqtt_config(s, open_registry(s).supplier_password_hashes(), out, port or None,
+                                  persistence_dir)
         for name, path in files.items():
             typer.echo(f"{name}: {path}")
 

@@ -240,3 +240,26 @@ def test_bridge_withholds_acks_while_kafka_is_unreachable(env: dict, tmp_path: P
             assert {i["message_id"] for i in raw_items(msgs)} == want
         finally:
             up.stop()
+
+
+def test_mqtt_config_command_writes_broker_files_from_registry(env: dict, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lec.registry.passwords import verify_password
+    from tests.support.mosquitto import PROJECT_ROOT
+
+    out = tmp_path / "conf"
+    run = subprocess.run([sys.executable, "-m", "connectors.mqtt_http_cli", "mqtt-config", "--out", str(out),
+                          "--port", "18830", "--persistence-dir", str(tmp_path / "data")],
+                         env=worker_env(env["settings"], env["bootstrap"], env["port"]), cwd=PROJECT_ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    users = dict(line.split(":", 1) for line in (out / "password_file").read_text().splitlines())
+    assert set(users) == {"lec-bridge", "sup-home", "sup-utility"}
+    assert verify_password("home-box-secret", users["sup-home"]) and users["sup-home"].startswith("$7$")
+    assert verify_password(env["bridge_password"], users["lec-bridge"])
+    assert "topic write lec/+/sup-utility/#" in (out / "acl_file").read_text()
+    conf = (out / "mosquitto.conf").read_text()
+    assert "listener 18830 127.0.0.1" in conf and "max_queued_messages 0" in conf and "persistence true" in conf
+    assert "home-box-secret" not in run.stdout + run.stderr
