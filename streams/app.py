@@ -26,7 +26,7 @@ from streams.process import Output, Processor
 from streams.registry_sync import RegistryFollower
 
 log = logging.getLogger("lec.streams")
-BATCH_SIZE = 2000
+BATCH_SIZE = 500
 BATCH_WITHIN_S = 0.2
 SILENCE_CHECK_S = 30.0
 FLUSH_ATTEMPTS = 5
@@ -60,7 +60,7 @@ def initial_snapshot(settings: Settings) -> RegistrySnapshot:
 
     try:
         return open_registry(settings, migrate=False).snapshot()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any DB failure: fall back to the topic
         log.warning("registry database not readable (%s); waiting for a snapshot on %s", type(exc).__name__,
                     topics.REGISTRY)
         return RegistrySnapshot()

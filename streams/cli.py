@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def worker(
         app_id: str = typer.Option("lec-streams", help="Faust app id = consumer group; workers sharing it split "
                                    "the partitions."),
-        batch_size: int = typer.Option(2000, help="Raw records per batch (stream.take)."),
+        batch_size: int = typer.Option(500, help="Raw records per batch (stream.take)."),
         raw_topic: str = typer.Option("lec.raw", help="Input topic."),
         readings_topic: str = typer.Option("lec.readings", help="Canonical output topic."),
     ) -> None:

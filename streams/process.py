@@ -92,8 +92,10 @@ def anomaly_record(kind: str, flow: Flow, ts: int | None, detail: str, value: fl
 
 def clean_source(source: Any) -> dict[str, Any]:
     """Only the known coordinates, with the right types (the dead-letter schema is closed)."""
-    if not isinstance(source, dict):
+    if type(source) is not dict:
         return {}
+    if all(type(v) is SOURCE_KEYS.get(k) and (type(v) is int or len(v) <= 4096) for k, v in source.items()):
+        return source      # the common case: already clean
     out = {}
     for k, typ in SOURCE_KEYS.items():
         v = source.get(k)
@@ -164,6 +166,7 @@ class Processor:
         self.snapshot = snapshot
         self._candidates: dict[tuple[str, str, str], list[Flow]] = {}
         self._plans: dict[str, FlowPlan] = {}
+        self._checked: dict[tuple[str, str, str, str | None], Device | Reject] = {}
         self._now_iso = utc_now_iso()
 
     # -- envelopes --------------------------------------------------------------------------
@@ -387,10 +390,16 @@ class Processor:
     def _device(self, ctx: ItemContext, flow: Flow, device_id: str | None = None) -> Device:
         got = ctx.devices.get(flow.id)
         if got is None:
-            try:
-                got = check_flow(self.snapshot, flow, ctx.supplier_id, ctx.community_id, device_id or None)
-            except Reject as rej:
-                got = rej
+            key = (flow.id, ctx.supplier_id, ctx.community_id, device_id or None)
+            got = self._checked.get(key)
+            if got is None:
+                try:
+                    got = check_flow(self.snapshot, flow, ctx.supplier_id, ctx.community_id, device_id or None)
+                except Reject as rej:
+                    got = rej
+                if len(self._checked) > 100_000:
+                    self._checked.clear()
+                self._checked[key] = got
             ctx.devices[flow.id] = got
         if isinstance(got, Reject):
             raise got

@@ -342,3 +342,24 @@ def test_every_record_matches_the_published_contract(snapshot) -> None:
     assert set(out["readings"][0]) == fields
     assert out["readings"][0]["message_id"] == "m1:0" and out["readings"][0]["account"] == 1
     assert out["readings"][0]["ingest_ts"] == RECEIVED
+
+
+def test_outputs_validate_against_the_published_json_schemas(snapshot) -> None:
+    from lec.schemas import errors
+
+    proc = Processor(snapshot)
+    big_csv = b"\n".join(b"01/03/2025 10:%02d;=1+1" % (i % 60) for i in range(300)) + b"\n" + b"x" * 5000
+    items = [item({"ts": "2025-03-01T10:00:00Z", "e": 1, "p": 2}, "ok", flow="f-load"),
+             item({"ts": "2025-03-01T10:00:00Z", "e": 2}, "conflict", flow="f-load"),
+             item({"ts": "2025-03-01T10:00:00Z", "e": 1}, "theirs", device="DEV-B"),
+             item(b"\xff" * 70_000, "big", flow="f-load"),
+             item(big_csv, "csv", flow="f-rome", source={"file": "a.csv", "line_start": 2, "header": "datetime;kwh"}),
+             item({"ts": "2025-03-01T10:00:00Z", "e": 1}, "old", flow="f-old")]
+    out = proc.process_envelope(envelope(items))
+    out.extend(proc.process_envelope(b"garbage"))
+    kinds = {"readings": "reading", "deadletters": "deadletter", "feedback": "feedback", "anomalies": "anomaly"}
+    for name, schema in kinds.items():
+        records = [orjson.loads(v) for _, v in getattr(out, name)]
+        assert records, name
+        for rec in records:
+            assert errors(schema, rec) == [], (name, rec)
