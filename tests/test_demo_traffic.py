@@ -51,7 +51,8 @@ def test_faults_of_real_feeds_are_present(demo) -> None:
     payloads = [m.payload for m in traffic.mqtt]
     assert len(payloads) != len(set(payloads))  # duplicates really repeated
     # generation is sent as positive numbers by the PV vendor
-    rows = [r for b in traffic.http for r in orjson.loads(b.body)["readings"] if r["device"].startswith("PV")]
+    bodies = [orjson.loads(b.body) for b in traffic.http]
+    rows = [r for b in bodies if b["device_id"].startswith("PV") for r in b["readings"]]
     assert max(r["wh"] for r in rows) > 0 and min(r["wh"] for r in rows) >= 0
     # the late day: the first file uploaded is not the earliest day
     names = [x.name for x in traffic.sftp]

@@ -71,11 +71,13 @@ def build_demo(start: datetime, days: int, households: int = 8, pv_plants: int =
                         "latitude": 44.5 + i / 1000, "longitude": 11.3 + i / 1000})
         fid = f"f-{pod}-load"
         if sup == "sup-smarthome":
+            # at least 1 Wh per QH: a household never draws less (fridge, standby), so a box
+            # sending kWh where Wh was declared is caught as out of range
             flows.append({"id": fid, "device": pod, "supplier": sup, "channel": "mqtt", "syntax": "json",
                           "measurement": "load", "account": "consumption", "units": {"energy": "Wh", "power": "W"},
                           "mapping": {"ts": "ts", "energy": "wh", "power": "w"}, "ts_format": "iso",
                           "send_frequency": "15m", "measure_frequency": "15m", "derogation_s": 3600,
-                          "limits": {"energy_mwh": [0, 50_000_000]}})
+                          "limits": {"energy_mwh": [1000, 50_000_000]}})
         else:
             flows.append({"id": fid, "device": pod, "supplier": sup, "channel": "sftp", "syntax": "csv",
                           "measurement": "load", "account": "consumption", "units": {"energy": "kWh"},
@@ -96,7 +98,7 @@ def build_demo(start: datetime, days: int, households: int = 8, pv_plants: int =
         fid = f"f-{dev}-prod"
         flows.append({"id": fid, "device": dev, "supplier": "sup-pvmonitor", "channel": "http", "syntax": "json",
                       "measurement": "production", "account": "production", "sign_convention": "generator",
-                      "units": {"energy": "Wh"}, "mapping": {"ts": "t", "energy": "wh", "device": "device"},
+                      "units": {"energy": "Wh"}, "mapping": {"ts": "t", "energy": "wh"}, "ts_format": "epoch_s",
                       "send_frequency": "1h", "measure_frequency": "15m", "derogation_s": 7200,
                       "limits": {"energy_mwh": [-100_000_000, 0]}})
         series.append(DemoSeries(fid, dev, "sup-pvmonitor", "production", start,
@@ -119,7 +121,7 @@ def build_demo(start: datetime, days: int, households: int = 8, pv_plants: int =
                     "identificationmethod": "serial"})
     flows.append({"id": f"f-{bat}-storage", "device": bat, "supplier": "sup-pvmonitor", "channel": "http",
                   "syntax": "json", "measurement": "storage", "account": "none", "sign_convention": "generator",
-                  "units": {"energy": "Wh"}, "mapping": {"ts": "t", "energy": "wh", "device": "device"},
+                  "units": {"energy": "Wh"}, "mapping": {"ts": "t", "energy": "wh"}, "ts_format": "epoch_s",
                   "send_frequency": "1h", "measure_frequency": "15m", "derogation_s": 7200})
     series.append(DemoSeries(f"f-{bat}-storage", bat, "sup-pvmonitor", "storage", start, battery))
 

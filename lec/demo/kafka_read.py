@@ -14,10 +14,12 @@ from lec.kafka import consumer_config
 def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0, timeout_s: float = 60.0,
                min_records: int = 0) -> list[dict[str, Any]]:
     """All records of ``topic`` as dicts; stops after ``idle_s`` without news once ``min_records`` arrived."""
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(consumer_config(bootstrap, f"lec-reader-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([topic])
+    # Assign every partition from the start: no group join to wait for.
+    meta = consumer.list_topics(topic, timeout=15).topics[topic]
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     last = time.monotonic()

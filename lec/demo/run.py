@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from lec import topics
@@ -18,13 +21,16 @@ from lec.demo.community import COMMUNITY_ID, build_demo
 from lec.demo.kafka_read import read_topic
 from lec.demo.send import send_http, send_mqtt, send_sftp
 from lec.demo.traffic import build_traffic
-from lec.stack.supervisor import Stack
+from lec.errors import LecError
+from lec.stack.supervisor import Stack, lec_argv
 
 log = logging.getLogger("lec.demo")
 
 
 def demo_settings(run_dir: Path) -> Settings:
-    return load_settings().model_copy(update={"run_dir": run_dir})
+    os.environ["LEC_RUN_DIR"] = str(run_dir)
+    os.environ.setdefault("LEC_ORACLE_CLAIM_INTERVAL_S", "5")  # members see their tokens within the demo
+    return load_settings()
 
 
 def wait_quiet(bootstrap: str, topic: str, *, quiet_s: float, timeout_s: float, min_records: int = 0) -> list[dict]:
@@ -55,7 +61,7 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
         open_registry(settings).load_file(community_file)
         echo(f"registry: loaded {community_file.name}: {len(doc['users'])} members, {len(doc['devices'])} devices, "
              f"{len(doc['flows'])} flows")
-        prepare_workers(settings, echo)
+        prepare_workers(settings, start, echo)
         stack.start_workers()
         echo(f"stack up in {time.monotonic() - t0:.1f}s: {', '.join(s.spec.name for s in stack.services)}")
 
@@ -67,7 +73,7 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
         summary["faults"] = traffic.faults
         summary.update(summarise_topics(settings))
         echo_summary(summary, echo)
-        summary.update(finish_downstream(settings, run_dir, start, days, echo))
+        summary.update(finish_downstream(settings, run_dir, summary, start, days, echo))
     finally:
         stack.stop()
     summary["seconds"] = round(time.monotonic() - t0, 1)
@@ -75,13 +81,121 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
     return summary
 
 
-def prepare_workers(settings: Settings, echo: Any) -> None:
-    """Steps the workers need before they start (filled in as parts land)."""
+# Reward model 3 (oracle.md §7): 1 token (1e18 base units) per kWh of shared energy, split evenly
+# between consumption and production, plus 0.1 token per QH without a peak above 500 Wh.
+DEMO_PARAMS = {"model": 3, "rate-consumption": 5 * 10**11, "rate-production": 5 * 10**11,
+               "rate-no-peak": 10**17, "peak-mwh": 500_000, "w1-bps": 5000, "w2-bps": 5000}
+WELCOME_BONUS = 10 * 10**18
 
 
-def finish_downstream(settings: Settings, run_dir: Path, start: datetime, days: int, echo: Any) -> dict[str, Any]:
-    """Lake, KPIs, chain: filled in as parts land."""
-    return {}
+def lec_cli(*args: str, timeout: float = 300) -> str:
+    """Run a ``lec`` command as a user would; fail loudly with its output."""
+    r = subprocess.run(lec_argv(*args), capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    if r.returncode != 0:
+        raise LecError(f"`lec {' '.join(args)}` failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
+    return r.stdout
+
+
+def prepare_workers(settings: Settings, start: datetime, echo: Any) -> None:
+    """What the workers need before they start: the registry on its topic, contracts and parameters."""
+    lec_cli("streams", "publish-registry")
+    lec_cli("chain", "deploy", "--dev", "--welcome-bonus", str(WELCOME_BONUS))
+    qh = int(start.timestamp()) // 900 * 900
+    args = [item for k, v in DEMO_PARAMS.items() for item in (f"--{k}", str(v))]
+    lec_cli("chain", "params-set", "--dev", "--community", COMMUNITY_ID, "--effective-from", str(qh), *args)
+    echo(f"chain: contracts deployed on {settings.chain_rpc}, members registered with a welcome bonus, "
+         f"reward model 3 in force from qh {qh}")
+
+
+def wait_for(check: Any, timeout_s: float, what: str) -> Any:
+    """Poll ``check`` until it returns a truthy value; raise with ``what`` on time-out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(2)
+    raise LecError(f"demo: {what} did not happen within {timeout_s:.0f}s (see the logs under the run dir)")
+
+
+def lake_count(settings: Settings, table: str) -> int:
+    from lakehouse.tables import open_table, table_exists, table_uri
+
+    uri = table_uri(table, settings)
+    if not table_exists(uri):
+        return 0
+    return open_table(uri).to_pyarrow_dataset().count_rows()
+
+
+def finish_downstream(settings: Settings, run_dir: Path, summary: dict[str, Any], start: datetime, days: int,
+                      echo: Any) -> dict[str, Any]:
+    """Lake, KPIs and a plot, anchors, claimed rewards, a take-out and its audit."""
+    out: dict[str, Any] = {}
+    expected = summary["readings"]
+    wait_for(lambda: lake_count(settings, "readings") >= expected, 180, f"{expected} readings in the lake")
+    out["lake_readings"] = lake_count(settings, "readings")
+    out["lake_deadletter"] = lake_count(settings, "deadletter")
+    echo(f"lake: {out['lake_readings']} rows in Delta table readings, {out['lake_deadletter']} in deadletter "
+         f"({settings.resolved_lake_uri()})")
+
+    end = start + timedelta(days=days)
+    plot = run_dir / "kpi.png"
+    kpis = orjson.loads(lec_cli("kpi", "--community", COMMUNITY_ID, "--from", start.date().isoformat(),
+                                "--to", end.date().isoformat(), "--resolution", "1d", "--format", "json", "--level", "community",
+                                "--plot", str(plot)))
+    out["kpi"] = kpis
+    echo(f"KPIs per day (lec kpi --resolution 1d), plot in {plot}:")
+    for row in kpis:
+        echo("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k in KPI_SHOWN))
+
+    anchors = wait_for(lambda: read_topic(settings.kafka_bootstrap, topics.ANCHORS, idle_s=20, timeout_s=120),
+                       600, "oracle anchors")
+    latest: dict[int, dict] = {}
+    for a in anchors:
+        if a["qh"] not in latest or a["version"] > latest[a["qh"]]["version"]:
+            latest[a["qh"]] = a
+    out["anchored_qh"] = len(latest)
+    out["anchor_versions"] = len(anchors)
+    total = sum(int(a["rewardTotal"]) for a in latest.values())
+    echo(f"chain: {len(latest)} quarter-hours anchored ({len(anchors)} anchors counting later versions); "
+         f"rewards {total / 1e18:.3f} tokens")
+
+    balances = wait_for(lambda: claimed_balances(settings, total), 300, "reward claims")
+    out["balances"] = balances
+    echo("member balances (welcome bonus + claimed rewards): " +
+         ", ".join(f"{w[:10]}…={b / 1e18:.3f}" for w, b in sorted(balances.items())))
+
+    takeout = run_dir / "takeout.json"
+    day1 = start.astimezone(timezone.utc)
+    lec_cli("audit", "takeout", "--community", COMMUNITY_ID, "--from", day1.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "--to", (day1 + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"), "--out", str(takeout))
+    verdict = lec_cli("audit", "verify", str(takeout), "--rpc", settings.chain_rpc)
+    out["audit"] = verdict.strip().splitlines()[-1] if verdict.strip() else "ok"
+    echo(f"audit: take-out of the first 6 hours in {takeout}; lec audit verify: {out['audit']}")
+    return out
+
+
+KPI_SHOWN = ("period_start", "consumption_kwh", "production_kwh", "selfconsumption_kwh", "selfconsumption_pct",
+             "selfsufficiency_pct", "L_kwh", "P_kwh", "shared_kwh")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def claimed_balances(settings: Settings, reward_total: int) -> dict[str, int] | None:
+    """Members' token balances once the claimed rewards reach the anchored total."""
+    from lec.registry import open_registry
+    from oracle.agent import default_deployment_path
+    from oracle.chain import NotaryClient, load_deployment
+    from oracle.chain_keys import dev_key
+
+    client = NotaryClient(settings.chain_rpc, load_deployment(default_deployment_path(settings)), dev_key(0))
+    snap = open_registry(settings).snapshot()
+    wallets = [m.wallet for (c, _), m in snap.members.items() if c == COMMUNITY_ID]
+    balances = {w: client.balance_of(COMMUNITY_ID, w) for w in wallets}
+    minted = sum(balances.values()) - WELCOME_BONUS * len(wallets)
+    return balances if minted >= reward_total else None
 
 
 def summarise_topics(settings: Settings) -> dict[str, Any]:

@@ -101,14 +101,13 @@ def build_traffic(series: list[DemoSeries], seed: int = 7, gap_rate: float = 0.0
     http_series = [s for s in series if s.supplier_id == "sup-pvmonitor"]
     if http_series:
         n = len(http_series[0].energies_wh)
-        for hour in range(0, n, 4):
-            rows = []
+        for hour in range(0, n, 4):  # one batch per flow and hour: the HTTP API takes one flow per request
             for s in http_series:
-                for k in range(hour, min(hour + 4, n)):
-                    t = int((s.start + k * QH).timestamp())
-                    # the vendor reports generation and battery discharge as positive numbers
-                    rows.append({"device": s.device_id, "flow": s.flow_id, "t": t, "wh": round(-s.energies_wh[k], 1)})
-            out.http.append(HttpBatch("sup-pvmonitor", orjson.dumps({"readings": rows})))
+                # the vendor reports generation and battery discharge as positive numbers
+                rows = [{"t": int((s.start + k * QH).timestamp()), "wh": round(-s.energies_wh[k], 1)}
+                        for k in range(hour, min(hour + 4, n))]
+                body = {"flow_id": s.flow_id, "device_id": s.device_id, "readings": rows}
+                out.http.append(HttpBatch("sup-pvmonitor", orjson.dumps(body)))
         out.count("http_positive_generation", sum(len(s.energies_wh) for s in http_series if s.measurement == "production"))
     return out
 
