@@ -156,12 +156,30 @@ class Stack:
         try:
             self.start_servers()
             if self.with_workers:
+                self.deploy_contracts_if_missing()
                 self.start_workers()
             self.ready = True
             self.write_state()
         except BaseException:
             self.stop()
             raise
+
+    def deploy_contracts_if_missing(self) -> None:
+        """On the embedded chain the stack deploys the contracts itself (the oracle waits for them)."""
+        if self.settings.chain_rpc:
+            return  # an external chain: deployed by its operators with `lec chain deploy --rpc`
+        import subprocess
+
+        from lec.registry import open_registry
+
+        if not open_registry(self.settings).community_ids():
+            log.warning("no community in the registry yet: contracts not deployed; after `lec registry load`, "
+                        "run `lec chain deploy --dev --if-missing` (the oracle waits for it)")
+            return
+        r = subprocess.run(lec_argv("chain", "deploy", "--dev", "--if-missing"), capture_output=True, text=True,
+                           env={**os.environ, **self.env}, timeout=300)
+        if r.returncode != 0:
+            raise ServiceError(f"deploying the contracts to the embedded chain failed: {r.stderr.strip()[-1500:]}")
 
     def _start(self, spec: ServiceSpec) -> None:
         log.info("starting %s", spec.name)
