@@ -20,7 +20,7 @@ from lec import topics
 from lec.config import Settings
 from lec.kafka import FAUST_TUNING, ensure_topics
 from lec.registry.snapshot import RegistrySnapshot
-from streams.emit import Emitter
+from streams.emit import DeliveryFailed, Emitter
 from streams.errors import StreamsError
 from streams.process import Output, Processor
 from streams.registry_sync import RegistryFollower
@@ -86,7 +86,10 @@ async def flush_or_die(emitter: Emitter) -> None:
         try:
             await loop.run_in_executor(None, emitter.flush)
             return
-        except StreamsError as exc:
+        except DeliveryFailed as exc:   # records are lost from the queue: only redelivery can recover them
+            log.critical("%s", exc)
+            break
+        except StreamsError as exc:     # still queued: keep waiting
             log.error("flush failed (attempt %d/%d): %s", attempt + 1, FLUSH_ATTEMPTS, exc)
     log.critical("outputs not acknowledged: exiting without committing so the batch is redelivered")
     os._exit(3)

@@ -42,8 +42,18 @@ class Emitter:
         return n
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Block until every record is acknowledged; raise if any failed (the batch is then redelivered)."""
+        """Block until every record is acknowledged.
+
+        Raises :class:`DeliveryFailed` if any record was refused (it is gone from the queue: the
+        batch must be redelivered) and :class:`StreamsError` if some are still queued at the timeout.
+        """
         left = self.producer.flush(timeout)
-        if left or self._errors:
+        if self._errors:
             errors, self._errors = self._errors, []
-            raise StreamsError(f"{left} output records unacknowledged, errors: {errors[:3]}")
+            raise DeliveryFailed(f"{len(errors)} output records were refused by Kafka: {errors[:3]}")
+        if left:
+            raise StreamsError(f"{left} output records still unacknowledged after {timeout:.0f} s")
+
+
+class DeliveryFailed(StreamsError):
+    """Kafka refused output records: the input batch must not be acknowledged."""

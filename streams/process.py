@@ -117,6 +117,7 @@ class ItemContext:
     __slots__ = (
         "ambiguous_seen",
         "anomalies",
+        "anomaly_kinds",
         "channel",
         "community_id",
         "devices",
@@ -149,6 +150,7 @@ class ItemContext:
         self.staged_source_ids: set[tuple[str, str]] = set()
         self.ambiguous_seen: set[tuple[str, datetime]] = set()
         self.anomalies: list[dict] = []
+        self.anomaly_kinds: set[tuple[str, str]] = set()
         self.devices: dict[str, Device | Reject] = {}
 
 
@@ -168,6 +170,7 @@ class Processor:
         self._plans: dict[str, FlowPlan] = {}
         self._checked: dict[tuple[str, str, str, str | None], Device | Reject] = {}
         self._now_iso = utc_now_iso()
+        self._received: tuple[Any, float] = (None, 0.0)
 
     # -- envelopes --------------------------------------------------------------------------
     def process_batch(self, values: list[tuple[bytes | None, bytes]]) -> Output:
@@ -241,12 +244,15 @@ class Processor:
                                                status="duplicate"))
             return
         try:
-            payload = base64.b64decode(item.get("payload_b64") or "", validate=True)
+            payload = binascii.a2b_base64(item.get("payload_b64") or "", strict_mode=True)
         except (binascii.Error, ValueError, TypeError):
             self._reject_item(out, env, item, Reject("payload_invalid", "the item's payload_b64 is not base64"))
             return
         try:
-            received_epoch = iso_to_epoch(item["received_ts"])
+            received = item["received_ts"]
+            if received != self._received[0]:      # items of one envelope often share it
+                self._received = (received, iso_to_epoch(received))
+            received_epoch = self._received[1]
         except (KeyError, TypeError, ValueError):
             received_epoch = time.time()
             item = {**item, "received_ts": utc_now_iso()}
@@ -278,7 +284,8 @@ class Processor:
                 dups.append((n, row, dup.message))
             except Reject as rej:
                 rejects.append((n, row, flow, rej))
-                if rej.anomaly and flow is not None:
+                if rej.anomaly and flow is not None and (rej.anomaly, flow.id) not in ctx.anomaly_kinds:
+                    ctx.anomaly_kinds.add((rej.anomaly, flow.id))   # one per kind and flow per item, not a flood
                     ts = row.get("_epoch")
                     ctx.anomalies.append(anomaly_record(rej.anomaly, flow, ts, rej.message, rej.value,
                                                         ctx.message_id, n))

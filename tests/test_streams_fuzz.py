@@ -6,7 +6,8 @@ import json
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lec.config import Settings
 from streams.errors import Reject

@@ -90,7 +90,7 @@ def quarter_hours(hours: range) -> list[str]:
 
 
 def test_25_hour_day_fall_back_gives_100_distinct_quarter_hours(snapshot) -> None:
-    times = quarter_hours(range(0, 3)) + quarter_hours(range(2, 24))   # 02:00-02:45 appear twice, in order
+    times = quarter_hours(range(3)) + quarter_hours(range(2, 24))   # 02:00-02:45 appear twice, in order
     payload = rome_csv("27/10/2024", times)
     src = {"file": "rome.csv", "line_start": 2, "line_end": 101, "header": "datetime;kwh"}
     out = run(Processor(snapshot), [item(payload, "f1", flow="f-rome", source=src, content_type="text/csv")],
@@ -105,7 +105,7 @@ def test_25_hour_day_fall_back_gives_100_distinct_quarter_hours(snapshot) -> Non
 
 
 def test_23_hour_day_spring_forward_92_quarter_hours_and_gap_refused(snapshot) -> None:
-    times = quarter_hours(range(0, 2)) + quarter_hours(range(3, 24))
+    times = quarter_hours(range(2)) + quarter_hours(range(3, 24))
     out = run(Processor(snapshot), [item(rome_csv("31/03/2024", times), "s1", flow="f-rome",
                                          source={"file": "s.csv", "header": "datetime;kwh"})], channel="sftp")
     ts = [r["ts"] for r in out["readings"]]
@@ -289,7 +289,7 @@ def test_csv_formula_injection_and_bad_lines_are_per_line(snapshot) -> None:
 
 
 def test_oversized_item_and_truncated_dead_letter(snapshot) -> None:
-    huge = b'{"ts": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    huge = b'{"ts": "' + b"x" * (10 * 1024 * 1024) + b'"}'   # a 10 MB string
     out = one(snapshot, huge, flow="f-load")
     d = out["deadletters"][0]
     assert d["reason_code"] == "payload_too_large" and d["payload_truncated"] is True
