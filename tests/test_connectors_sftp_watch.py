@@ -29,10 +29,12 @@ def consume_all(bootstrap: str, topic: str, expect: int | None = None, idle_s: f
     """Every record of ``topic`` (key, decoded value), reading until ``expect`` or ``idle_s`` of silence."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from lec.kafka import consumer_config
+    from lec.kafka import consumer_config, ensure_topics
 
+    ensure_topics(bootstrap, (topic,))  # so that "nothing was sent" is read from real, empty partitions
     consumer = Consumer(consumer_config(bootstrap, f"t-{secrets.token_hex(4)}"))
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]  # auto-creates the topic if missing
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    assert meta.partitions, f"topic {topic} has no partitions"
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])  # no group join
     out: list[tuple[bytes, dict[str, Any]]] = []
     deadline, last = time.monotonic() + timeout_s, time.monotonic()
@@ -293,3 +295,35 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path: Path, kafka_bootstrap: str) 
             proc.wait()
     assert proc.returncode == 0, out.decode()[-2000:]
     assert b"SFTP watcher stopped" in out
+
+
+def test_kafka_unreachable_keeps_the_file_in_the_inbox(world: dict[str, Any]) -> None:
+    """No acknowledgement, no move: the file waits in the inbox for the next scan."""
+    from confluent_kafka import Producer
+
+    from lec.kafka import producer_config
+    from lec.procs import free_port
+
+    dead = Producer(producer_config(f"127.0.0.1:{free_port()}", **{"message.timeout.ms": 1500}))
+    watcher = SftpWatcher(world["reg"], world["area"], world["watcher"].state, dead,
+                          WatchOptions(chunk_bytes=4096, chunk_lines=50, max_line_bytes=1024, settle_s=0),
+                          raw_topic=world["topic"], deadletter_topic=world["dl"])
+    path = world["area"].folder("sup-a", "inbox", "f-a") / "wait.csv"
+    path.write_bytes(b"ts,kwh\n" + b"\n".join(csv_lines(120)) + b"\n")
+    assert [o.status for o in watcher.scan_once()] == ["interrupted"]
+    assert path.exists() and world["watcher"].state.count() == 0
+    # the broker is back (the normal watcher): the same file goes through
+    assert [o.status for o in world["watcher"].scan_once()] == ["processed"]
+
+
+def test_restart_after_recording_but_before_moving_does_not_resend(world: dict[str, Any]) -> None:
+    data = b"ts,kwh\n" + b"\n".join(csv_lines(10)) + b"\n"
+    path = world["area"].folder("sup-a", "inbox", "f-a") / "half.csv"
+    path.write_bytes(data)
+    # what a crash right after the checksum was recorded leaves behind
+    world["watcher"].state.record("sup-a", "f-a", hashlib.sha256(data).hexdigest(), "inbox/f-a/half.csv", 11, 1)
+    assert [o.status for o in world["watcher"].scan_once()] == ["duplicate"]
+    processed = world["area"].folder("sup-a", "processed", "f-a")
+    assert (processed / "half.csv").read_bytes() == data
+    assert not (processed / "half.csv.duplicate.txt").exists()  # same file finishing its move: no note
+    assert consume_all(world["bootstrap"], world["topic"], idle_s=1) == []
