@@ -126,6 +126,7 @@ class Anchorer:
         settled: list[tuple[AnchorJob, QhCommitment | None, int]] = []
         to_send: list[tuple[AnchorJob, QhCommitment, AnchorData]] = []
         backfill: list[tuple[QhCommitment, int]] = []
+        old_versions: list[tuple[str, int, int]] = []
         for job in jobs:
             c = self.builder.build(job)
             if c is None:
@@ -140,14 +141,23 @@ class Anchorer:
                 settled.append((job, c, known[0]))
                 continue
             latest = self.client.latest_version(job.community_id, job.qh)
+            # versions on chain that our records lack (a crash after their transaction): their
+            # anchor records are back-filled from the chain; leaves only for content we hold
+            unrecorded = list(range((known[0] if known else 0) + 1, latest + 1))
             if latest and content_of(self.client.get_anchor(job.community_id, job.qh, latest)) == mine:
                 self.unchanged += 1
-                backfill.append((c, latest))   # on chain but not in our records (crash after the tx)
+                backfill.append((c, latest))
                 settled.append((job, c, latest))
-                continue
-            to_send.append((job, c, anchor_data(c, latest + 1)))
+                unrecorded.remove(latest)
+            else:
+                to_send.append((job, c, anchor_data(c, latest + 1)))
+            old_versions.extend((job.community_id, job.qh, v) for v in unrecorded)
         records: list[dict[str, Any]] = []
         rows: list[LeafRow] = []
+        for cid, qh, version in old_versions:
+            tx = self.client.anchor_tx(cid, qh, version)
+            records.append(anchor_record(self.client.get_anchor(cid, qh, version), tx.txHash, tx.blockNumber,
+                                         self.chain_id, self.notary))
         for c, version in backfill:
             tx = self.client.anchor_tx(c.community_id, c.qh, version)
             records.append(anchor_record(anchor_data(c, version), tx.txHash, tx.blockNumber, self.chain_id, self.notary))
@@ -163,10 +173,12 @@ class Anchorer:
                          c.community_id, c.qh, data.version, data.leafCount, data.consumptionMwh,
                          data.productionMwh, data.sharedMwh, data.rewardTotal, tx.txHash)
         if records:
-            self.lake.append_leaves(rows)
-            self.lake.append_anchors(records)
+            # Kafka first (at-least-once: a crash before the lake write republishes after the
+            # restart), then the lake, whose anchors table is what "already recorded" means.
             if self.publish is not None:
                 self.publish(records)
+            self.lake.append_leaves(rows)
+            self.lake.append_anchors(records)
             for r in records:
                 self.known[(r["community_id"], r["qh"])] = (r["version"], content_of_record(r))
         return settled, len(to_send)

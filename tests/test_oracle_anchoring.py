@@ -142,3 +142,13 @@ def test_anchor_versions_idempotency_and_claims(world: dict) -> None:
     leftovers.load_unclaimed()
     leftovers.run_once()  # re-claiming is harmless: the contract mints only what is still due
     assert {w: client.balance_of(COMMUNITY, w) for w in (ANNA, BRUNO)} == expected
+
+
+def test_lost_records_are_backfilled_from_chain(world: dict) -> None:
+    """After test_anchor_versions...: a lake that missed every record gets all versions back, superseded ones included."""
+    engine = make_engine(world, "empty-lake")
+    engine.ingest([orjson.dumps(r) for r in READINGS + [LATE]])
+    assert engine.anchor_due_sync() == 0
+    recorded = [(r["qh"], r["version"]) for r in OracleLake(str(world["tmp"] / "empty-lake")).anchors()]
+    assert recorded == [(QH0, 1), (QH1, 1), (QH1, 2)]
+    assert [(r["qh"], r["version"]) for r in engine.published] == [(QH1, 1), (QH0, 1), (QH1, 2)]
