@@ -114,3 +114,21 @@ def test_members_clustered_by_mean_daily_curve(lake, registry) -> None:
     assert out["items"] == 4
     with pytest.raises(ClusteringError, match="at most"):
         cluster_and_store(spark, readings, dims, registry, CID, start, end, 5, "member")
+
+
+def test_lec_cluster_command(lake, registry, settings) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "LEC_RUN_DIR": str(settings.run_dir)}
+    res = subprocess.run([sys.executable, "-m", "lec.cli", "cluster", "--community", CID, "--from", "2024-06-03",
+                          "--to", "2024-06-17", "-k", "2", "--by", "daytype"], capture_output=True, text=True,
+                         env=env, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out["items"] == 14 and sorted(c["size"] for c in out["clusters"]) == [4, 10]
+    with registry.engine.connect() as conn:
+        assert conn.execute(select(t.clustergroups.c.user_id)).scalar_one() is None  # the whole community

@@ -29,9 +29,7 @@ LOAD = SampleFlow("f-l1", "POD1", "u-1", "load", 1)
 LOAD2 = SampleFlow("f-l2", "POD2", "u-2", "load", 1)
 PV = SampleFlow("f-pv", "PV1", "u-2", "production", 2)
 START = datetime(2024, 6, 3, 0, 0, tzinfo=ROME)  # a Monday
-# Runs `lec` through the lakehouse package's registration (the same commands `lec` exposes).
-LEC = [sys.executable, "-c", "import typer; from lakehouse.cli import register; "
-       "app = typer.Typer(pretty_exceptions_enable=False); register(app); app()"]
+LEC = [sys.executable, "-m", "lec.cli"]  # the `lec` console script
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +169,23 @@ def test_refresh_pass_moves_inbox_and_computes_due_series(community, settings) -
     assert report["dimensions"]["dim_flows"] >= 3
     done = {(k["community_id"], k["resolution"]) for k in report["kpis"]}
     assert (CID, "1d") in done and (CID, "1h") in done
+
+
+def test_refresh_worker_runs_and_stops_cleanly_on_sigterm(community, settings) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "LEC_RUN_DIR": str(settings.run_dir), "GX_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.Popen([*LEC, "lake", "refresh", "--interval", "0.5"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    lake = Path(settings.resolved_lake_uri())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (lake / "kpi_1mo" / "_delta_log").exists():
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "refresh worker stopped" in err
+    for res in ("15m", "1h", "1d", "1mo"):
+        assert (lake / f"kpi_{res}" / "_delta_log").exists(), res
+    assert (lake / "dim_flows" / "_delta_log").exists()

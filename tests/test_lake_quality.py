@@ -70,3 +70,22 @@ def test_faults_are_reported_with_the_expectation_that_caught_them(tmp_path: Pat
 def test_missing_table_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(QualityError, match="does not exist"):
         run_quality(str(tmp_path / "lake"), tmp_path / "q", ["readings"])
+
+
+def test_lec_lake_quality_command_exit_code_and_report(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    rows = _rows(4)
+    rows.append((PV, T0, 900))  # production with the wrong sign
+    write_readings(str(run / "lake"), readings_table("c1", rows))
+    env = {**os.environ, "LEC_RUN_DIR": str(run), "GX_ANALYTICS_ENABLED": "false"}
+    res = subprocess.run([sys.executable, "-m", "lec.cli", "lake", "quality"], capture_output=True, text=True,
+                         env=env, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert res.returncode == 1, res.stderr[-2000:]
+    report = json.loads(res.stdout)
+    failed = report["tables"]["readings"]["failed"]
+    assert [f["kwargs"]["row_condition"] for f in failed] == ["account==2"]
+    assert Path(report["data_docs"]).exists() and str(run / "quality") in report["results_file"]

@@ -113,9 +113,7 @@ def test_anomalies_from_lake_and_back_into_delta(search_url, lake, tmp_path: Pat
 def test_lec_lake_index_command(search_url, lake) -> None:
     _, settings = lake
     env = {**os.environ, "LEC_RUN_DIR": str(settings.run_dir), "LEC_SEARCH_URL": search_url}
-    cmd = [sys.executable, "-c", "import typer; from lakehouse.cli import register; "
-           "app = typer.Typer(pretty_exceptions_enable=False); register(app); app()",
-           "lake", "index", "--community", CID, "--from", "2024-07-01T08:00:00Z", "--to", "2024-07-01T10:00:00Z"]
+    cmd = [sys.executable, "-m", "lec.cli", "lake", "index", "--community", CID, "--from", "2024-07-01T08:00:00Z", "--to", "2024-07-01T10:00:00Z"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {"kpis": 4, "anomalies": 0}
