@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from lec import topics
-from oracle.anchoring import AnchorJob, Anchorer
+from oracle.anchoring import Anchorer, AnchorJob
 from oracle.claims import Claimer
 from oracle.qh import QhWindows
 
@@ -60,7 +60,7 @@ class OracleEngine:
         for value in values:
             try:
                 changed += self.windows.add(orjson.loads(value))
-            except Exception as exc:  # never let a batch raise (environment.md: it would be skipped)
+            except Exception as exc:  # noqa: BLE001 - never let a batch raise (environment.md: it would be skipped)
                 self.bad += 1
                 log.warning("unusable reading skipped (%s)", type(exc).__name__)
         return changed

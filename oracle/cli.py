@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +16,7 @@ audit_app = typer.Typer(help="Take-out files and independent verification agains
 
 def parse_time(value: str) -> int:
     """Unix seconds, or ISO-8601 date/time (UTC when no offset is given)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from lec.errors import ConfigError
 
@@ -26,7 +26,7 @@ def parse_time(value: str) -> int:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"'{value}' is neither unix seconds nor an ISO-8601 date/time") from None
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp())
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 def _setup_logging(level: str) -> None:
@@ -36,8 +36,8 @@ def _setup_logging(level: str) -> None:
 
 
 @oracle_app.command("run")
-def run(deployment: Optional[Path] = typer.Option(None, help="Deployment record (default RUN_DIR/chain/deployment.json)."),
-        key_file: Optional[Path] = typer.Option(None, help="File holding the oracle's private key "
+def run(deployment: Path | None = typer.Option(None, help="Deployment record (default RUN_DIR/chain/deployment.json)."),
+        key_file: Path | None = typer.Option(None, help="File holding the oracle's private key "
                                                            "(default: env LEC_ORACLE_KEY or LEC_CHAIN_KEY).")) -> None:
     """Stream lec.readings, anchor every closed quarter-hour, claim rewards for members (foreground)."""
     from lec.config import settings
@@ -48,7 +48,7 @@ def run(deployment: Optional[Path] = typer.Option(None, help="Deployment record 
     run_oracle(s, deployment, key_file)
 
 
-def _chain_client(rpc: Optional[str], deployment: Optional[Path]):
+def _chain_client(rpc: str | None, deployment: Path | None):
     from lec.config import settings
     from oracle.agent import default_deployment_path
     from oracle.chain import load_deployment
@@ -65,14 +65,14 @@ def _chain_client(rpc: Optional[str], deployment: Optional[Path]):
 
 
 @audit_app.command("takeout")
-def takeout(community: Optional[str] = typer.Option(None, help="Whole community (complete take-out)."),
-            member: Optional[str] = typer.Option(None, help="One member's wallet (0x...)."),
-            device: Optional[str] = typer.Option(None, help="One device id."),
+def takeout(community: str | None = typer.Option(None, help="Whole community (complete take-out)."),
+            member: str | None = typer.Option(None, help="One member's wallet (0x...)."),
+            device: str | None = typer.Option(None, help="One device id."),
             from_: str = typer.Option(..., "--from", help="Start (unix seconds or ISO-8601, UTC), inclusive."),
             to: str = typer.Option(..., "--to", help="End (unix seconds or ISO-8601, UTC), exclusive."),
             out: Path = typer.Option(..., "--out", help="JSON file to write."),
-            rpc: Optional[str] = typer.Option(None, help="JSON-RPC URL (default LEC_CHAIN_RPC)."),
-            deployment: Optional[Path] = typer.Option(None, help="Deployment record.")) -> None:
+            rpc: str | None = typer.Option(None, help="JSON-RPC URL (default LEC_CHAIN_RPC)."),
+            deployment: Path | None = typer.Option(None, help="Deployment record.")) -> None:
     """Write the take-out file of oracle.md §10 for a community, a member or a device."""
     import orjson
 
@@ -94,7 +94,7 @@ def takeout(community: Optional[str] = typer.Option(None, help="Whole community 
                f"{sum(len(a['rewards']) for a in doc['anchors'])} rewards")
 
 
-def _community_of(snap, member: Optional[str], device: Optional[str]) -> str:
+def _community_of(snap, member: str | None, device: str | None) -> str:
     from lec.errors import ConfigError
 
     if device is not None:
@@ -110,12 +110,12 @@ def _community_of(snap, member: Optional[str], device: Optional[str]) -> str:
 
 
 @audit_app.command("verify")
-def verify_cmd(file: Optional[Path] = typer.Argument(None, help="Take-out file to verify."),
+def verify_cmd(file: Path | None = typer.Argument(None, help="Take-out file to verify."),
                rpc: str = typer.Option(..., help="JSON-RPC URL of the chain to verify against."),
-               community: Optional[str] = typer.Option(None, help="Recompute this community from the lake instead."),
-               from_: Optional[str] = typer.Option(None, "--from", help="Start for --community (inclusive)."),
-               to: Optional[str] = typer.Option(None, "--to", help="End for --community (exclusive)."),
-               deployment: Optional[Path] = typer.Option(None, help="Deployment record (for --community).")) -> None:
+               community: str | None = typer.Option(None, help="Recompute this community from the lake instead."),
+               from_: str | None = typer.Option(None, "--from", help="Start for --community (inclusive)."),
+               to: str | None = typer.Option(None, "--to", help="End for --community (exclusive)."),
+               deployment: Path | None = typer.Option(None, help="Deployment record (for --community).")) -> None:
     """Check a take-out's proofs and recompute complete QHs against the chain (or the lake, --community)."""
     import orjson
 

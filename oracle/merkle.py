@@ -129,11 +129,11 @@ class StandardMerkleTree:
     types: tuple[str, ...]
 
     @classmethod
-    def of(cls, values: Sequence[Sequence[Any]], types: Sequence[str]) -> "StandardMerkleTree":
+    def of(cls, values: Sequence[Sequence[Any]], types: Sequence[str]) -> StandardMerkleTree:
         return cls.from_leaf_hashes([leaf_hash(types, v) for v in values], values, types)
 
     @classmethod
-    def from_leaf_hashes(cls, hashes: Sequence[bytes], values: Sequence[Any], types: Sequence[str]) -> "StandardMerkleTree":
+    def from_leaf_hashes(cls, hashes: Sequence[bytes], values: Sequence[Any], types: Sequence[str]) -> StandardMerkleTree:
         """Build from leaf hashes already computed (``values[i]`` hashes to ``hashes[i]``)."""
         if not hashes:
             raise MerkleError("Expected non-zero number of leaves")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -16,7 +14,17 @@ from oracle.merkle import READINGS_TYPES, StandardMerkleTree
 from oracle.qh import QhWindows
 from oracle.store import OracleLake
 from tests.conftest import EXAMPLE_COMMUNITY
-from tests.support.oracle_env import ANNA, BRUNO, COMMUNITY, FLOWS, PARAMS, QH0, deploy_chain, oracle_client, reading
+from tests.support.oracle_env import (
+    ANNA,
+    BRUNO,
+    COMMUNITY,
+    FLOWS,
+    PARAMS,
+    QH0,
+    deploy_chain,
+    oracle_client,
+    reading,
+)
 
 QH1 = QH0 + 900
 

@@ -14,13 +14,11 @@ import pytest
 from lec import topics
 from lec.kafka import ensure_topics, producer_config
 from lec.procs import ManagedProcess, wait_until
-from lec.registry import Registry, SecretStore
 from oracle.anchoring import AnchorJob, LeafBuilder, anchor_data, content_of
 from oracle.chain_keys import dev_key
 from oracle.qh import QhWindows
 from oracle.store import OracleLake
-from tests.conftest import EXAMPLE_COMMUNITY
-from tests.support.oracle_env import ANNA, BRUNO, COMMUNITY, QH0, deploy_chain, oracle_client, reading
+from tests.support.oracle_env import ANNA, BRUNO, COMMUNITY, QH0, reading, setup_run
 
 LEC = [sys.executable, "-c", "from lec.cli import main; main()"]
 N_QH = 9
@@ -79,17 +77,9 @@ def consume_all(bootstrap: str, topic: str) -> list[dict]:
 def test_sigkill_mid_stream_and_restart(fresh_kafka: tuple, anvil_rpc: str, tmp_path: Path) -> None:
     _, bootstrap = fresh_kafka
     run = tmp_path / "run"
-    env = {"LEC_RUN_DIR": str(run), "LEC_KAFKA_BOOTSTRAP": bootstrap, "LEC_CHAIN_RPC": anvil_rpc,
-           "LEC_REGISTRY_URL": f"sqlite:///{run / 'registry.db'}",
-           "LEC_SECRETS_URL": f"sqlite:///{run / 'secrets' / 'device-secrets.db'}",
-           "LEC_LAKE_URI": str(run / "lake"), "LEC_ORACLE_GRACE_S": "300", "LEC_ORACLE_CLAIM_INTERVAL_S": "2",
-           "LEC_ORACLE_KEY": dev_key(1), "LEC_LOG_LEVEL": "INFO"}
-    secrets = SecretStore(env["LEC_SECRETS_URL"])
-    reg = Registry(env["LEC_REGISTRY_URL"], secrets)
-    reg.migrate()
-    reg.load_file(EXAMPLE_COMMUNITY)
-    dep, _, _ = deploy_chain(anvil_rpc, run)
-    client = oracle_client(anvil_rpc, dep)
+    env, reg, secrets, _dep, client = setup_run(
+        run, anvil_rpc, LEC_KAFKA_BOOTSTRAP=bootstrap, LEC_ORACLE_GRACE_S="300", LEC_ORACLE_CLAIM_INTERVAL_S="2",
+        LEC_ORACLE_KEY=dev_key(1), LEC_LOG_LEVEL="INFO")
     ensure_topics(bootstrap, (topics.READINGS, topics.ANCHORS))
 
     first = phase1() + [reading("f-anna-load", QH0 + 900 * 3 + 300, 5, interval=300, msg="watermark-1")]

@@ -12,7 +12,14 @@ from eth_abi import encode
 from eth_utils import to_checksum_address
 
 from oracle.merkle import (
-    READINGS_TYPES, REWARDS_TYPES, MerkleError, StandardMerkleTree, abi_encode, hex32, leaf_hash, verify,
+    READINGS_TYPES,
+    REWARDS_TYPES,
+    MerkleError,
+    StandardMerkleTree,
+    abi_encode,
+    hex32,
+    leaf_hash,
+    verify,
 )
 
 OZ = Path(__file__).resolve().parent / "support" / "ozmerkle.js"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ FLOWS = {  # flow -> (supplier, device, account)
 
 
 def iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def reading(flow: str, ts: int, energy: int | None, *, interval: int = 900, msg: str | None = None,
@@ -75,3 +75,24 @@ def write_readings_table(lake_root: str, readings: list[dict[str, Any]]) -> None
         rows.append(row)
     write_deltalake(f"{lake_root}/readings", pa.Table.from_pylist(rows, schema=READINGS_SCHEMA), mode="append",
                     partition_by=["community_id", "date"])
+
+
+def setup_run(run: Path, rpc: str, **extra: str) -> tuple[dict[str, str], Any, Any, Any, Any]:
+    """A run dir with the example community registered and the contracts deployed.
+
+    Returns (LEC_* environment for `lec` subprocesses, registry, secret store, deployment, oracle client)."""
+    import os
+
+    from lec.registry import Registry, SecretStore
+    from tests.conftest import EXAMPLE_COMMUNITY
+
+    env = {**os.environ, "LEC_RUN_DIR": str(run), "LEC_CHAIN_RPC": rpc,
+           "LEC_REGISTRY_URL": f"sqlite:///{run / 'registry.db'}",
+           "LEC_SECRETS_URL": f"sqlite:///{run / 'secrets' / 'device-secrets.db'}",
+           "LEC_LAKE_URI": str(run / "lake"), **extra}
+    secrets = SecretStore(env["LEC_SECRETS_URL"])
+    reg = Registry(env["LEC_REGISTRY_URL"], secrets)
+    reg.migrate()
+    reg.load_file(EXAMPLE_COMMUNITY)
+    dep, _, _ = deploy_chain(rpc, run)
+    return env, reg, secrets, dep, oracle_client(rpc, dep)
