@@ -35,7 +35,7 @@ from lec.registry import Flow, Registry, RegistrySnapshot
 
 log = logging.getLogger("lec.connectors.sftp_watch")
 
-CONTENT_TYPES = {"csv": "text/csv", "json": "application/x-ndjson", "xml": "application/xml"}
+CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
 DEADLETTER_PAYLOAD_MAX = 64 * 1024
 
 
@@ -101,7 +101,7 @@ class SftpWatcher:
         if options.max_line_bytes >= options.chunk_bytes:
             raise SftpError("the line bound must be smaller than the chunk size")
         self.registry, self.area, self.state, self.producer = registry, area, state, producer
-        self.options, self.window = options, window
+        self.options, self.window, self.max_payload_bytes = options, window, max_payload_bytes
         self.raw_topic, self.deadletter_topic = raw_topic, deadletter_topic
         self.stop_requested = threading.Event()
         self._seen: dict[Path, tuple[int, int, float]] = {}
@@ -218,10 +218,12 @@ class SftpWatcher:
                 (dest.parent / (dest.name + ".duplicate.txt")).write_text(note)
             log.info("%s/%s: duplicate of %s, not sent again", supplier_id, shown, done.path)
             return Outcome(shown, "duplicate", 0, result.lines)
-        if flow.syntax == "xml" and result.size > self.options.chunk_bytes:
+        if sends_whole(flow) and result.size > self.max_payload_bytes:
             problem = Problem("file_too_large", None,
-                              f"an XML file is sent whole and must be at most {self.options.chunk_bytes} bytes; "
-                              f"this one is {result.size}: split it into smaller documents")
+                              f"a {flow.syntax.upper()} file is sent whole and must be at most "
+                              f"{self.max_payload_bytes} bytes; this one is {result.size}: split it into smaller "
+                              f"documents" + (" or send JSON lines (flow option json_lines)" if flow.syntax == "json"
+                                              else ""))
             return self._fail(snap, supplier_id, flow.id, path, shown, problem, result, flow)
         sent = self._send(snap, supplier_id, flow, shown, fd, result)
         if sent is None:
@@ -239,14 +241,15 @@ class SftpWatcher:
     def _send(self, snap: RegistrySnapshot, supplier_id: str, flow: Flow, shown: str, fd: int,
               result: FileScan) -> int | None:
         """Produce every chunk and wait for Kafka's acknowledgements; None if stopped or failed."""
-        has_header = flow.syntax == "csv" and bool(flow.syntax_options.get("header", True))
+        has_header = flow.syntax == "csv" and bool(flow.syntax_options.get("has_header", True))
         header = read_header(fd, self.options.max_line_bytes) if has_header else None
-        whole = flow.syntax == "xml" or (flow.syntax == "json" and not flow.syntax_options.get("json_lines", True))
+        whole = sends_whole(flow)
         limit = result.size + 1 if whole else self.options.chunk_bytes
         lines_limit = max(result.lines, 1) if whole else self.options.chunk_lines
         tracker = DeliveryTracker()
         sent = 0
-        content_type = CONTENT_TYPES.get(flow.syntax, "application/octet-stream")
+        content_type = ("application/x-ndjson" if flow.syntax == "json" and not whole
+                        else CONTENT_TYPES.get(flow.syntax, "application/octet-stream"))
         for chunk in chunks(fd, chunk_bytes=limit, chunk_lines=lines_limit, skip_header=has_header):
             if self.stop_requested.is_set():
                 self.producer.flush(30)
@@ -330,6 +333,12 @@ class SftpWatcher:
             dest = folder / f"{path.name}.{datetime.now().strftime('%Y%m%dT%H%M%S%f')}"
         os.rename(path, dest)
         return dest
+
+
+def sends_whole(flow: Flow) -> bool:
+    """XML documents and JSON documents cannot be cut at line ends: one item per file (bounded).
+    JSON flows whose files hold one object per line opt in to chunking with ``json_lines: true``."""
+    return flow.syntax == "xml" or (flow.syntax == "json" and not flow.syntax_options.get("json_lines", False))
 
 
 def kafka_producer(bootstrap: str) -> Any:

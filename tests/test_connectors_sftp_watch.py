@@ -264,15 +264,20 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
     assert len(ids) == n_lines and len(records) >= len(ids)
 
 
-def test_json_lines_flow_has_no_header_and_its_own_content_type(world: dict[str, Any]) -> None:
-    lines = [b'{"ts": "2024-01-01T00:00:00Z", "e": 1}', b'{"ts": "2024-01-01T00:15:00Z", "e": 2}']
-    (world["area"].folder("sup-a", "inbox", "f-a-json") / "r.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+def test_json_file_is_sent_whole_without_header(world: dict[str, Any]) -> None:
+    doc = b'[\n {"ts": "2024-01-01T00:00:00Z", "e": 1},\n {"ts": "2024-01-01T00:15:00Z", "e": 2}\n]\n'
+    (world["area"].folder("sup-a", "inbox", "f-a-json") / "r.json").write_bytes(doc)
     assert [o.status for o in world["watcher"].scan_once()] == ["processed"]
     [(key, env)] = consume_all(world["bootstrap"], world["topic"], expect=1)
     item = env["items"][0]
-    assert key == b"DEV-A2" and item["content_type"] == "application/x-ndjson"
-    assert "header" not in item["source"] and (item["source"]["line_start"], item["source"]["line_end"]) == (1, 2)
-    assert base64.b64decode(item["payload_b64"]) == b"\n".join(lines) + b"\n"
+    assert key == b"DEV-A2" and item["content_type"] == "application/json"
+    assert "header" not in item["source"] and (item["source"]["line_start"], item["source"]["line_end"]) == (1, 4)
+    assert base64.b64decode(item["payload_b64"]) == doc
+    # a document over the payload bound is refused whole, with the reason
+    (world["area"].folder("sup-a", "inbox", "f-a-json") / "big.json").write_bytes(
+        b"[" + b",\n".join([b'{"ts": "2024-01-01T00:00:00Z", "e": 1}'] * 40_000) + b"]\n")
+    [outcome] = world["watcher"].scan_once()
+    assert (outcome.status, outcome.problem.reason_code) == ("failed", "file_too_large")
 
 
 def test_sigterm_stops_the_worker_cleanly(tmp_path: Path, kafka_bootstrap: str) -> None:
