@@ -81,7 +81,7 @@ def build_demo(start: datetime, days: int, households: int = 8, pv_plants: int =
         else:
             flows.append({"id": fid, "device": pod, "supplier": sup, "channel": "sftp", "syntax": "csv",
                           "measurement": "load", "account": "consumption", "units": {"energy": "kWh"},
-                          "mapping": {"ts": "data_ora", "energy": "kwh", "device": "pod"},
+                          "mapping": {"ts": "data_ora", "energy": "kwh"},
                           "ts_format": "%d/%m/%Y %H:%M", "timezone": "Europe/Rome",
                           "syntax_options": {"delimiter": ";"},
                           "send_frequency": "1d", "measure_frequency": "15m", "derogation_s": 86400,

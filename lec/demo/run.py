@@ -54,11 +54,12 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
     summary: dict[str, Any] = {"community": COMMUNITY_ID, "period": [start.isoformat(), (start + timedelta(days=days)).isoformat()]}
     t0 = time.monotonic()
     try:
-        stack.start_servers()
-        settings = load_settings()  # now with the stack's ports (LEC_* set by the stack)
         from lec.registry import open_registry
 
+        # the registry first: the brokers read their suppliers' accounts from it when they start
         open_registry(settings).load_file(community_file)
+        stack.start_servers()
+        settings = load_settings()  # now with the stack's ports (LEC_* set by the stack)
         echo(f"registry: loaded {community_file.name}: {len(doc['users'])} members, {len(doc['devices'])} devices, "
              f"{len(doc['flows'])} flows")
         prepare_workers(settings, start, echo)

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 from lec.config import Settings
+from lec.errors import LecError
 from lec.demo.community import DEMO_PASSWORDS
 from lec.demo.traffic import HttpBatch, MqttMessage, SftpFile
 
@@ -27,8 +28,16 @@ def send_mqtt(settings: Settings, messages: list[MqttMessage]) -> int:
                              protocol=mqtt.MQTTv311)
         client.username_pw_set(supplier, DEMO_PASSWORDS[supplier])
         client.max_inflight_messages_set(100)
+        connected: dict[str, object] = {}
+        client.on_connect = lambda c, u, flags, reason, props: connected.setdefault("reason", reason)
         client.connect(settings.mqtt_host, settings.mqtt_port)
         client.loop_start()
+        deadline = time.monotonic() + 30
+        while "reason" not in connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if connected.get("reason") is None or connected["reason"].is_failure:
+            client.loop_stop()
+            raise LecError(f"MQTT broker refused supplier {supplier}: {connected.get('reason', 'no answer')}")
         infos = [client.publish(m.topic, m.payload, qos=1) for m in msgs]
         for info in infos:
             info.wait_for_publish(timeout=60)

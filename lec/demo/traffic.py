@@ -2,7 +2,7 @@
 
 - smart-home boxes: one JSON reading per MQTT message, local time with offset, Wh; one box
   misconfigured to send kWh where Wh was declared; some messages lost (gaps) or sent twice.
-- the utility: one CSV file per day over SFTP, Italian local time (the DST day has 23 hours),
+- the utility: one CSV file per meter and day over SFTP, Italian local time (the DST day has 23 hours),
   kWh; one day's file arrives late (after the next day's) and one file is dropped twice.
 - the PV monitor: JSON batches over HTTP, one per hour, generation sent as positive numbers
   (the flow declares the generator convention), epoch seconds.
@@ -82,18 +82,21 @@ def build_traffic(series: list[DemoSeries], seed: int = 7, gap_rate: float = 0.0
 
     sftp_series = [s for s in series if s.supplier_id == "sup-utility"]
     if sftp_series:
-        days: dict[str, list[str]] = {}
-        for s in sftp_series:
+        by_day: dict[str, list[SftpFile]] = {}
+        for s in sftp_series:  # one file per POD and local day, into that POD's flow folder
+            days: dict[str, list[str]] = {}
             for k, wh in enumerate(s.energies_wh):
                 local = (s.start + k * QH).astimezone(ROME)
-                day = local.strftime("%Y%m%d")
-                days.setdefault(day, []).append(f"{s.device_id};{local:%d/%m/%Y %H:%M};{wh / 1000:.4f}")
-        files = [SftpFile("sup-utility", sftp_series[0].flow_id, f"consumi_{day}.csv",
-                          ("pod;data_ora;kwh\n" + "\n".join(lines) + "\n").encode())
-                 for day, lines in sorted(days.items())]
-        if len(files) >= 2:  # the first day's file arrives after the second's
-            files[0], files[1] = files[1], files[0]
+                days.setdefault(local.strftime("%Y%m%d"), []).append(f"{s.device_id};{local:%d/%m/%Y %H:%M};{wh / 1000:.4f}")
+            for day, lines in days.items():
+                by_day.setdefault(day, []).append(SftpFile(
+                    "sup-utility", s.flow_id, f"consumi_{s.device_id}_{day}.csv",
+                    ("pod;data_ora;kwh\n" + "\n".join(lines) + "\n").encode()))
+        order = sorted(by_day)
+        if len(order) >= 2:  # the first day's files arrive after the second day's
+            order[0], order[1] = order[1], order[0]
             out.count("sftp_late_day")
+        files = [f for day in order for f in by_day[day]]
         files.append(files[-1])  # the same file dropped twice
         out.count("sftp_duplicate_file")
         out.sftp = files
