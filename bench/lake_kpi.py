@@ -20,13 +20,13 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 CID = "cer-bench"
 
@@ -82,7 +82,7 @@ def main() -> None:
     registry = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
     registry.migrate()
     n_members = int(round(args.devices * 0.8))
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     flows, table = synthetic_year(CID, n_members, start, args.days)
     registry.load(parse_community_text(community_yaml(CID, flows)))
     t0 = time.perf_counter()

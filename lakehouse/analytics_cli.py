@@ -60,12 +60,11 @@ def register_analytics(app: typer.Typer) -> None:
                 store: bool = typer.Option(False, "--store", help="Also store into the lake table kpi_<resolution>.")
                 ) -> None:
         """Compute a community's KPIs for a period (Spark: LEC_SPARK_REMOTE or in-process Sail)."""
+        from lakehouse import kpi
+        from lakehouse.spark import read_delta, registry_frames, session_for
         from lec.config import settings
         from lec.errors import LecError
         from lec.registry import open_registry
-
-        from lakehouse import kpi
-        from lakehouse.spark import read_delta, registry_frames, session_for
 
         _logging()
         if fmt in ("parquet", "arrow") and out is None:
@@ -102,12 +101,11 @@ def register_analytics(app: typer.Typer) -> None:
                     member: str = typer.Option(None, "--member", help="With --by daytype: one member's days "
                                                                        "(default: the whole community).")) -> None:
         """Cluster daily quarter-hour load curves (k-means, percentile seeds) into the registry tables."""
-        from lec.config import settings
-        from lec.registry import open_registry
-
         from lakehouse.clustering import cluster_and_store
         from lakehouse.kpi import parse_day_or_time
         from lakehouse.spark import read_delta, registry_frames, session_for
+        from lec.config import settings
+        from lec.registry import open_registry
 
         _logging()
         s = settings()
@@ -124,9 +122,8 @@ def register_analytics(app: typer.Typer) -> None:
                                                                           "kpi_* table present."),
                     community: str = typer.Option(None, "--community", help="Only this community's rows.")) -> None:
         """Run the great-expectations suites on lake tables; results + Data Docs under run_dir/quality/."""
-        from lec.config import settings
-
         from lakehouse.quality import run_quality
+        from lec.config import settings
 
         _logging()
         s = settings()
@@ -140,12 +137,11 @@ def register_analytics(app: typer.Typer) -> None:
                   start: str = typer.Option(..., "--from"), end: str = typer.Option(..., "--to"),
                   resolution: str = typer.Option("1h", "--resolution")) -> None:
         """Index a period's KPIs and the community's anomalies into Elasticsearch (LEC_SEARCH_URL)."""
+        from lakehouse import kpi, search
+        from lakehouse.spark import read_delta, registry_frames, session_for
         from lec.config import settings
         from lec.errors import ConfigError
         from lec.registry import open_registry
-
-        from lakehouse import kpi, search
-        from lakehouse.spark import read_delta, registry_frames, session_for
 
         _logging()
         s = settings()
@@ -173,9 +169,8 @@ def register_analytics(app: typer.Typer) -> None:
         Reads LEC_REGISTRY_URL, LEC_LAKE_URI, LEC_SPARK_REMOTE, LEC_RUN_DIR. SIGTERM/SIGINT: finish the
         pass, exit 0.
         """
-        from lec.config import settings
-
         from lakehouse.spark_refresh import run_refresh
+        from lec.config import settings
 
         _logging()
         run_refresh(settings(), interval=interval, once=once)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,16 +94,16 @@ def _lloyd(x: np.ndarray, centroids: np.ndarray, max_iter: int) -> ClusterResult
 
 # -- curves from the lake -------------------------------------------------------------------------
 
-def daily_curves_frame(readings: "DataFrame", dims: dict[str, "DataFrame"], community_id: str,
-                       start: datetime, end: datetime, tz: str) -> "DataFrame":
+def daily_curves_frame(readings: DataFrame, dims: dict[str, DataFrame], community_id: str,
+                       start: datetime, end: datetime, tz: str) -> DataFrame:
     """Spark: mean load kW per (member, local day, local quarter-hour slot) from consumption flows."""
     from pyspark.sql import functions as F
 
     devices = dims["dim_devices"].where(F.col("community_id") == community_id).select("device_id", "user_id")
     local = F.from_utc_timestamp(F.col("qh"), tz)
     r = (readings.where((F.col("community_id") == community_id) & (F.col("account") == 1)
-                        & (F.col("ts") >= F.lit(start.astimezone(timezone.utc)))
-                        & (F.col("ts") < F.lit(end.astimezone(timezone.utc))) & F.col("energy_mwh").isNotNull())
+                        & (F.col("ts") >= F.lit(start.astimezone(UTC)))
+                        & (F.col("ts") < F.lit(end.astimezone(UTC))) & F.col("energy_mwh").isNotNull())
          .join(devices, "device_id", "left")
          .withColumn("member_id", F.coalesce(F.col("user_id"), F.concat(F.lit("device:"), F.col("device_id"))))
          .withColumn("qh", (F.floor(F.col("ts").cast("long") / 900) * 900).cast("timestamp")))
@@ -113,9 +113,8 @@ def daily_curves_frame(readings: "DataFrame", dims: dict[str, "DataFrame"], comm
             .groupBy("member_id", "day", "slot").agg(F.avg("kw").alias("kw")))
 
 
-def curves_matrix(pdf: "pd.DataFrame", min_points: int = 88) -> tuple[list[str], np.ndarray]:
+def curves_matrix(pdf: pd.DataFrame, min_points: int = 88) -> tuple[list[str], np.ndarray]:
     """(days, matrix) from day/slot/kw rows: slot gaps filled linearly, short days dropped."""
-    import pandas as pd
 
     if pdf.empty:
         return [], np.empty((0, POINTS))
@@ -126,14 +125,14 @@ def curves_matrix(pdf: "pd.DataFrame", min_points: int = 88) -> tuple[list[str],
     return [str(d) for d in wide.index], wide.to_numpy(dtype="float64") if len(wide) else np.empty((0, POINTS))
 
 
-def community_curves(pdf: "pd.DataFrame") -> "pd.DataFrame":
+def community_curves(pdf: pd.DataFrame) -> pd.DataFrame:
     """Sum the members' curves into the community's (per day and slot)."""
     return pdf.groupby(["day", "slot"], as_index=False)["kw"].sum()
 
 
 # -- storing -------------------------------------------------------------------------------------
 
-def store_clusters(registry: "Registry", community_id: str, kind: str, user_id: str | None, items: list[str],
+def store_clusters(registry: Registry, community_id: str, kind: str, user_id: str | None, items: list[str],
                    result: ClusterResult, start: datetime, end: datetime, params: dict[str, Any]) -> str:
     """Write one clustering into clustergroups, clusters, clusters_days|clusters_users, clustergroups_idx."""
     from sqlalchemy import delete
@@ -151,7 +150,7 @@ def store_clusters(registry: "Registry", community_id: str, kind: str, user_id: 
         conn.execute(delete(t.clustergroups).where(t.clustergroups.c.id == gid))
         conn.execute(t.clustergroups.insert().values(
             id=gid, community_id=community_id, user_id=user_id, kind=kind, n_clusters=len(result.sizes),
-            period_start=start, period_end=end, created_at=datetime.now(timezone.utc),
+            period_start=start, period_end=end, created_at=datetime.now(UTC),
             params={**params, "inertia": result.inertia, "iterations": result.iterations}))
         for j in range(len(result.sizes)):
             cid = f"{gid}-{j}"
@@ -167,12 +166,15 @@ def store_clusters(registry: "Registry", community_id: str, kind: str, user_id: 
     return gid
 
 
-def cluster_and_store(spark: "SparkSession", readings: "DataFrame", dims: dict[str, "DataFrame"],
-                      registry: "Registry", community_id: str, start: datetime, end: datetime, k: int,
+def cluster_and_store(spark: SparkSession, readings: DataFrame, dims: dict[str, DataFrame],
+                      registry: Registry, community_id: str, start: datetime, end: datetime, k: int,
                       kind: str = "daytype", member: str | None = None, tz: str = "Europe/Rome") -> dict[str, Any]:
     """Build curves with Spark, cluster them, store them; returns the group id and clusters."""
     if kind not in ("daytype", "member"):
         raise ClusteringError(f"kind must be daytype or member, got {kind!r}")
+    members = {u for (c, u) in registry.snapshot().members if c == community_id}
+    if member is not None and member not in members:
+        raise ClusteringError(f"'{member}' is not a member of community '{community_id}'")
     pdf = daily_curves_frame(readings, dims, community_id, start, end, tz).toPandas()
     if kind == "daytype":
         rows = pdf[pdf.member_id == member] if member else community_curves(pdf)
@@ -180,6 +182,8 @@ def cluster_and_store(spark: "SparkSession", readings: "DataFrame", dims: dict[s
     else:
         items, means = [], []
         for mid, rows in sorted(pdf.groupby("member_id"), key=lambda p: str(p[0])):
+            if mid not in members:  # devices without an owner have no user to store (clusters_users FK)
+                continue
             days, mx = curves_matrix(rows)
             if len(days):
                 items.append(str(mid))

@@ -107,7 +107,7 @@ def _fill_short_gaps(df: pd.DataFrame, interval_s: int, max_gap_s: int) -> None:
 def summary(filled: pd.DataFrame) -> dict[str, int]:
     """Counts of one regularised flow: grid slots, present, snapped, repeats, filled, still missing."""
     return {
-        "slots": int(len(filled)),
+        "slots": len(filled),
         "present": int((~filled["missing"] & ~filled["interpolated"]).sum()),
         "snapped": int(filled["snapped"].sum()),
         "repeats": int(filled["repeats"].sum()),

@@ -22,14 +22,13 @@ holidays (``lakehouse.holidays``). Energies are reported in kWh, powers in kW.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from lec.errors import LecError
-
 from lakehouse.completeness import DEFAULT_MAX_GAP_S, FILLED_SPARK_SCHEMA, regularise
 from lakehouse.holidays import holidays_between
+from lec.errors import LecError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,14 +91,14 @@ def parse_day_or_time(text: str, tz: str) -> datetime:
 # -- periods ----------------------------------------------------------------------------------
 
 def _bucket_start(instant: datetime, resolution: str, tz: ZoneInfo) -> datetime:
-    utc = instant.astimezone(timezone.utc)
+    utc = instant.astimezone(UTC)
     if resolution == "15m":
         return utc.replace(minute=utc.minute - utc.minute % 15, second=0, microsecond=0)
     if resolution == "1h":
         return utc.replace(minute=0, second=0, microsecond=0)
     local = instant.astimezone(tz)
     day = local.date() if resolution == "1d" else local.date().replace(day=1)
-    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(timezone.utc)
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 def _next_bucket(start_utc: datetime, resolution: str, tz: ZoneInfo) -> datetime:
@@ -112,7 +111,7 @@ def _next_bucket(start_utc: datetime, resolution: str, tz: ZoneInfo) -> datetime
         nxt = local + timedelta(days=1)
     else:
         nxt = date(local.year + local.month // 12, local.month % 12 + 1, 1)
-    return datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(timezone.utc)
+    return datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(UTC)
 
 
 def _previous_bucket(start_utc: datetime, resolution: str, tz: ZoneInfo) -> datetime:
@@ -128,14 +127,14 @@ def periods(req: KpiRequest, with_previous: bool = True) -> list[tuple[datetime,
         prev = _previous_bucket(first, req.resolution, tz)
         out.append((prev, first, True))
     cur = first
-    while cur < req.end.astimezone(timezone.utc):
+    while cur < req.end.astimezone(UTC):
         nxt = _next_bucket(cur, req.resolution, tz)
         out.append((cur, nxt, False))
         cur = nxt
     return out
 
 
-def _periods_frame(spark: "SparkSession", req: KpiRequest) -> "DataFrame":
+def _periods_frame(spark: SparkSession, req: KpiRequest) -> DataFrame:
     from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType, TimestampType
 
     tz = ZoneInfo(req.timezone)
@@ -149,8 +148,8 @@ def _periods_frame(spark: "SparkSession", req: KpiRequest) -> "DataFrame":
 
 # -- the job ----------------------------------------------------------------------------------
 
-def accounting_readings(spark: "SparkSession", readings: "DataFrame", req: KpiRequest,
-                        read_start: datetime) -> "DataFrame":
+def accounting_readings(spark: SparkSession, readings: DataFrame, req: KpiRequest,
+                        read_start: datetime) -> DataFrame:
     """Accounting-flow energy per flow and quarter-hour in [read_start, end), gaps filled if asked.
 
     Readings longer than a quarter-hour (e.g. hourly meters) are spread evenly over their
@@ -160,8 +159,8 @@ def accounting_readings(spark: "SparkSession", readings: "DataFrame", req: KpiRe
     from pyspark.sql import functions as F
 
     r = (readings.where((F.col("community_id") == req.community_id)
-                        & (F.col("ts") >= F.lit(read_start.astimezone(timezone.utc)))
-                        & (F.col("ts") < F.lit(req.end.astimezone(timezone.utc)))
+                        & (F.col("ts") >= F.lit(read_start.astimezone(UTC)))
+                        & (F.col("ts") < F.lit(req.end.astimezone(UTC)))
                         & F.col("account").isin(1, 2) & F.col("energy_mwh").isNotNull())
          .select("flow_id", "device_id", "account", "ts", "energy_mwh",
                  F.coalesce(F.col("interpolated"), F.lit(False)).alias("interpolated"), "ingest_ts",
@@ -181,7 +180,7 @@ def accounting_readings(spark: "SparkSession", readings: "DataFrame", req: KpiRe
         return per_qh.select("flow_id", "device_id", "account", "ts", "energy_mwh", "interpolated")
     max_gap = req.max_gap_s
 
-    def fill(pdf: "pd.DataFrame") -> "pd.DataFrame":
+    def fill(pdf: pd.DataFrame) -> pd.DataFrame:
         out = regularise(pdf, QH_S, max_gap)
         out["ts"] = out["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
         return out
@@ -216,8 +215,8 @@ def _period_col(req: KpiRequest, ts_col: Any) -> Any:
     return F.to_utc_timestamp(F.date_trunc(unit, F.from_utc_timestamp(ts_col, req.timezone)), req.timezone)
 
 
-def compute_kpis(spark: "SparkSession", readings: "DataFrame", dims: dict[str, "DataFrame"],
-                 req: KpiRequest) -> "DataFrame":
+def compute_kpis(spark: SparkSession, readings: DataFrame, dims: dict[str, DataFrame],
+                 req: KpiRequest) -> DataFrame:
     """KPIs per period for the community and each member; one row per (level, member, period)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -266,8 +265,8 @@ def compute_kpis(spark: "SparkSession", readings: "DataFrame", dims: dict[str, "
     return out.select(*KPI_COLUMNS).orderBy("level", "member_id", "period_start")
 
 
-def _aggregate(req: KpiRequest, qh: "DataFrame", pframe: "DataFrame", nflows: "DataFrame",
-               level: str) -> "DataFrame":
+def _aggregate(req: KpiRequest, qh: DataFrame, pframe: DataFrame, nflows: DataFrame,
+               level: str) -> DataFrame:
     """From per-(member, quarter-hour) sums to per-(member, period) KPIs."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -340,7 +339,7 @@ def _aggregate(req: KpiRequest, qh: "DataFrame", pframe: "DataFrame", nflows: "D
 EXPORT_FORMATS = ("json", "csv", "parquet", "arrow")
 
 
-def export(pdf: "pd.DataFrame", fmt: str, path: str | None = None) -> bytes:
+def export(pdf: pd.DataFrame, fmt: str, path: str | None = None) -> bytes:
     """KPI rows as JSON (records), CSV, Parquet or Arrow IPC bytes; written to ``path`` if given."""
     import io
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 UNITS = {"15m": "kWh per quarter-hour", "1h": "kWh per hour", "1d": "kWh per day", "1mo": "kWh per month"}
 
 
-def plot_kpis(pdf: "pd.DataFrame", path: str, title: str, timezone: str = "Europe/Rome") -> str:
+def plot_kpis(pdf: pd.DataFrame, path: str, title: str, timezone: str = "Europe/Rome") -> str:
     """Community rows of a KPI frame as three curves against local time; returns ``path``."""
     import matplotlib
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +31,7 @@ def readings_table(community_id: str, rows: list[tuple[SampleFlow, datetime, int
                    interpolated: list[bool] | None = None) -> pa.Table:
     """Canonical readings from (flow, interval start, energy_mwh as signed by Table 13)."""
     n = len(rows)
-    ts = [r[1].astimezone(timezone.utc) for r in rows]
+    ts = [r[1].astimezone(UTC) for r in rows]
     cols = {
         "community_id": [community_id] * n,
         "supplier_id": ["sup-sample"] * n, "device_id": [r[0].device_id for r in rows],
@@ -65,7 +65,7 @@ def synthetic_year(community_id: str, n_members: int, start: datetime, days: int
     flows += [SampleFlow(f"f-pv-{i:03d}", f"PV{i:05d}", f"u-{i:03d}", "production", 2)
               for i in range(0, n_members, 4)]
     n_qh = days * 96
-    base = np.datetime64(start.astimezone(timezone.utc).replace(tzinfo=None), "us")
+    base = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "us")
     ts = base + np.arange(n_qh) * np.timedelta64(900, "s")
     hour = (np.arange(n_qh) % 96) / 4.0
     parts = []

@@ -10,7 +10,7 @@ refresh has come, over a look-back window that also picks up late readings.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.kpi import KpiRequest, compute_kpis
@@ -38,7 +38,7 @@ def kpi_table(resolution: str) -> str:
     return f"kpi_{resolution}"
 
 
-def store_kpis(pdf: "pd.DataFrame", lake_uri: str, req: KpiRequest) -> int:
+def store_kpis(pdf: pd.DataFrame, lake_uri: str, req: KpiRequest) -> int:
     """Replace the request's periods of ``kpi_<resolution>`` with ``pdf`` (idempotent re-runs)."""
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
@@ -64,14 +64,14 @@ def series_id(community_id: str, member_id: str | None, kind: str, resolution: s
     return f"{community_id}/{member_id or '*'}/{kind}/{resolution}"
 
 
-def register_series(registry: "Registry", community_id: str, resolution: str,
+def register_series(registry: Registry, community_id: str, resolution: str,
                     now: datetime | None = None) -> int:
     """Create (or keep) the derived time series of a community and its members for one resolution."""
     from sqlalchemy import select
 
     from lec.registry import schema as t
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     snap = registry.snapshot()
     users = [None] + sorted({m.user_id for (c, m_id), m in snap.members.items() if c == community_id})
     flows = [f for f in snap.flows.values() if f.community_id == community_id and f.account in (1, 2)]
@@ -99,7 +99,7 @@ def register_series(registry: "Registry", community_id: str, resolution: str,
     return created
 
 
-def due(registry: "Registry", now: datetime) -> list[tuple[str, str]]:
+def due(registry: Registry, now: datetime) -> list[tuple[str, str]]:
     """(community, resolution) pairs with at least one series whose next refresh has come."""
     from sqlalchemy import or_, select
 
@@ -112,7 +112,7 @@ def due(registry: "Registry", now: datetime) -> list[tuple[str, str]]:
         return sorted((r[0], r[1]) for r in conn.execute(q))
 
 
-def mark_refreshed(registry: "Registry", community_id: str, resolution: str, now: datetime) -> None:
+def mark_refreshed(registry: Registry, community_id: str, resolution: str, now: datetime) -> None:
     from croniter import croniter
     from sqlalchemy import select, update
 
@@ -125,7 +125,7 @@ def mark_refreshed(registry: "Registry", community_id: str, resolution: str, now
         conn.execute(update(s).where(s.c.derivedtimeseries_id.in_(ids)).values(last_refresh=now, next_refresh=nxt))
 
 
-def refresh_due(spark: "SparkSession", registry: "Registry", lake_uri: str, now: datetime,
+def refresh_due(spark: SparkSession, registry: Registry, lake_uri: str, now: datetime,
                 readings: Any = None, dims: Any = None) -> list[dict[str, Any]]:
     """Recompute and store every due (community, resolution) over its look-back window."""
     from lakehouse.spark import read_delta, registry_frames

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def run_quality(lake_uri: str, out_dir: Path, tables: list[str] | None = None,
                                     "evaluated": len(result.results), "failed": failed}
         summary["success"] = summary["success"] and bool(result.success)
     ctx.build_data_docs()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     results_dir = out_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     summary["results_file"] = str(results_dir / f"{stamp}.json")

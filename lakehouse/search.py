@@ -96,7 +96,7 @@ def _bulk(es: Any, actions: list[dict[str, Any]]) -> int:
     return ok
 
 
-def index_kpis(es: Any, pdf: "pd.DataFrame") -> int:
+def index_kpis(es: Any, pdf: pd.DataFrame) -> int:
     """Bulk-index KPI rows; id = community|level|member|resolution|period_start."""
     actions = []
     for rec in pdf.to_dict(orient="records"):

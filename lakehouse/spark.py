@@ -64,7 +64,7 @@ def stop_sail() -> None:
             _sail_server = None
 
 
-def session_for(remote: str = "") -> "SparkSession":
+def session_for(remote: str = "") -> SparkSession:
     """A Spark Connect session on ``remote`` (empty: the in-process Sail server), clock in UTC."""
     from pyspark.sql import SparkSession
 
@@ -77,7 +77,7 @@ def session_for(remote: str = "") -> "SparkSession":
 
 
 @contextmanager
-def spark_session(settings: "Settings") -> Iterator["SparkSession"]:
+def spark_session(settings: Settings) -> Iterator[SparkSession]:
     """The session the settings describe (``spark_remote`` or Sail)."""
     spark = session_for(settings.spark_remote)
     try:
@@ -96,7 +96,7 @@ def delta_exists(uri: str) -> bool:
     return DeltaTable.is_deltatable(uri)
 
 
-def read_delta(spark: "SparkSession", lake_uri: str, name: str) -> "DataFrame":
+def read_delta(spark: SparkSession, lake_uri: str, name: str) -> DataFrame:
     """A Delta table of the lake as a DataFrame (never read as plain parquet: removed files)."""
     uri = table_uri(lake_uri, name)
     if not delta_exists(uri):
@@ -107,7 +107,7 @@ def read_delta(spark: "SparkSession", lake_uri: str, name: str) -> "DataFrame":
 
 # -- process 1: registry (structured) --------------------------------------------------------
 
-def registry_pandas(registry: "Registry", community_id: str | None = None) -> dict[str, Any]:
+def registry_pandas(registry: Registry, community_id: str | None = None) -> dict[str, Any]:
     """Members, devices and flows of the registry as pandas frames (one snapshot, no per-row query)."""
     import pandas as pd
 
@@ -135,8 +135,8 @@ def registry_pandas(registry: "Registry", community_id: str | None = None) -> di
     return frames
 
 
-def registry_frames(spark: "SparkSession", registry: "Registry",
-                    community_id: str | None = None) -> dict[str, "DataFrame"]:
+def registry_frames(spark: SparkSession, registry: Registry,
+                    community_id: str | None = None) -> dict[str, DataFrame]:
     """Process 1: the registry's members/devices/flows as Spark DataFrames."""
     from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
@@ -155,7 +155,7 @@ def _isna(v: Any) -> bool:
     return v is None or (not isinstance(v, (list, dict)) and bool(pd.isna(v)))
 
 
-def registry_frames_jdbc(spark: "SparkSession", jdbc_url: str, properties: dict[str, str]) -> dict[str, "DataFrame"]:
+def registry_frames_jdbc(spark: SparkSession, jdbc_url: str, properties: dict[str, str]) -> dict[str, DataFrame]:
     """Process 1 on a JVM cluster: the same registry tables over JDBC (needs the JDBC driver jar)."""
     read = spark.read.jdbc
     flows = read(jdbc_url, "flows", properties=properties)
@@ -167,7 +167,7 @@ def registry_frames_jdbc(spark: "SparkSession", jdbc_url: str, properties: dict[
     }
 
 
-def refresh_dimensions(registry: "Registry", lake_uri: str) -> dict[str, int]:
+def refresh_dimensions(registry: Registry, lake_uri: str) -> dict[str, int]:
     """Process 1 output: overwrite the Delta dimension tables; returns row counts."""
     from deltalake import write_deltalake
 
@@ -180,7 +180,7 @@ def refresh_dimensions(registry: "Registry", lake_uri: str) -> dict[str, int]:
 
 # -- process 2: semi-structured files and search indices -------------------------------------
 
-def preprocess_files(spark: "SparkSession", paths: list[str], fmt: str, lake_uri: str, table: str,
+def preprocess_files(spark: SparkSession, paths: list[str], fmt: str, lake_uri: str, table: str,
                      key: str) -> int:
     """Read JSON-lines or CSV files, cast them onto the Delta table's columns, append new keys only.
 

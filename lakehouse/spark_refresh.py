@@ -6,7 +6,7 @@ import logging
 import shutil
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +20,20 @@ log = logging.getLogger(__name__)
 INBOX_KEYS = {"readings": "message_id", "anomalies": "anomaly_id", "deadletter": "message_id"}
 
 
-def one_pass(settings: "Settings", now: datetime | None = None) -> dict[str, Any]:
+def one_pass(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Process 1, process 2 and due KPI series once; returns what was done."""
+    from lakehouse.kpi_store import refresh_due, register_series
+    from lakehouse.spark import (
+        delta_exists,
+        inbox_files,
+        preprocess_files,
+        refresh_dimensions,
+        session_for,
+        table_uri,
+    )
     from lec.registry import open_registry
 
-    from lakehouse.kpi_store import refresh_due, register_series
-    from lakehouse.spark import delta_exists, inbox_files, preprocess_files, refresh_dimensions, session_for, table_uri
-
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lake = settings.resolved_lake_uri()
     registry = open_registry(settings)
     report: dict[str, Any] = {"dimensions": refresh_dimensions(registry, lake), "files": {}, "kpis": []}
@@ -49,7 +55,7 @@ def one_pass(settings: "Settings", now: datetime | None = None) -> dict[str, Any
     return report
 
 
-def run_refresh(settings: "Settings", interval: float = 60.0, once: bool = False) -> None:
+def run_refresh(settings: Settings, interval: float = 60.0, once: bool = False) -> None:
     """Loop ``one_pass`` every ``interval`` seconds until SIGTERM/SIGINT."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

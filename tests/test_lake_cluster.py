@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from lakehouse.clustering import ClusteringError, cluster_and_store, curves_matrix, kmeans, percentile_centroids
+from lakehouse.clustering import (
+    ClusteringError,
+    cluster_and_store,
+    curves_matrix,
+    kmeans,
+    percentile_centroids,
+)
 from lakehouse.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 from lakehouse.spark import read_delta, registry_frames, session_for
 from lec.registry import parse_community_text

@@ -7,7 +7,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ def _input() -> list[tuple[SampleFlow, datetime, int]]:
 
 
 ROWS = _input()
-BAND = {start.replace(hour=h).astimezone(timezone.utc).hour: b for start, _, bands in BLOCKS for h, b in bands.items()}
+BAND = {start.replace(hour=h).astimezone(UTC).hour: b for start, _, bands in BLOCKS for h, b in bands.items()}
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +70,21 @@ def _member(flow: SampleFlow) -> str:
 
 
 def _bucket(t: datetime, res: str) -> datetime:
-    u = t.astimezone(timezone.utc)
+    u = t.astimezone(UTC)
     if res == "15m":
         return u
     if res == "1h":
         return u.replace(minute=0)
     loc = t.astimezone(ROME)
     d = loc.date() if res == "1d" else loc.date().replace(day=1)
-    return datetime(d.year, d.month, d.day, tzinfo=ROME).astimezone(timezone.utc)
+    return datetime(d.year, d.month, d.day, tzinfo=ROME).astimezone(UTC)
 
 
 def expected(res: str) -> dict[tuple[str | None, datetime], dict[str, float]]:
     """Per (member or None, period start UTC) the KPIs, straight from ROWS."""
     qh = defaultdict(lambda: [0, 0])  # (member, qh) -> [L, P] in mWh
     for flow, t, e in ROWS:
-        cell = qh[(_member(flow), t.astimezone(timezone.utc))]
+        cell = qh[(_member(flow), t.astimezone(UTC))]
         if flow.account == 1:
             cell[0] += e
         else:
@@ -160,9 +160,9 @@ def test_hourly_kpis_match_independent_computation(spark, lake) -> None:
     # every hour of the period is there, empty ones with zero energy and zero completeness
     hours = len(pd.date_range("2024-02-29T23:00", "2024-04-01T21:00", freq="1h"))
     assert len(df[df.level == "community"]) == hours
-    empty = _row(df, None, datetime(2024, 3, 2, 12, tzinfo=timezone.utc))
+    empty = _row(df, None, datetime(2024, 3, 2, 12, tzinfo=UTC))
     assert empty.consumption_kwh == 0 and empty.completeness_pct == 0 and empty.expected_readings == 12
-    full = _row(df, "u-bruno", datetime(2024, 3, 4, 17, tzinfo=timezone.utc))
+    full = _row(df, "u-bruno", datetime(2024, 3, 4, 17, tzinfo=UTC))
     assert full.expected_readings == 8 and full.completeness_pct == 100
 
 
@@ -171,7 +171,7 @@ def test_quarter_hour_self_consumption_is_per_qh(spark, lake) -> None:
     req = kpi.KpiRequest(CID, datetime(2024, 3, 4, 18, tzinfo=ROME), datetime(2024, 3, 4, 20, tzinfo=ROME), "15m",
                          fill_gaps=False)
     df = kpi.compute_kpis(spark, readings, dims, req).toPandas()
-    exp = {k: v for k, v in expected("15m").items() if k[1] < datetime(2024, 3, 4, 19, tzinfo=timezone.utc)}
+    exp = {k: v for k, v in expected("15m").items() if k[1] < datetime(2024, 3, 4, 19, tzinfo=UTC)}
     assert len(exp) == 3 * 8
     for (member, start), k in exp.items():
         assert _row(df, member, start).selfconsumption_kwh == pytest.approx(min(k["l"], k["p"]) / 1e6)
@@ -184,16 +184,16 @@ def test_daily_and_monthly_kpis_local_days_dst_and_ranking(spark, lake) -> None:
     days = kpi.compute_kpis(spark, readings, dims, req).toPandas()
     _check(days, "1d", N_FLOWS)
     # 31 March 2024 has 23 local hours (DST): 92 quarter-hours per flow
-    dst = _row(days, None, datetime(2024, 3, 30, 23, tzinfo=timezone.utc))
+    dst = _row(days, None, datetime(2024, 3, 30, 23, tzinfo=UTC))
     assert dst.expected_readings == 3 * 92
     req_m = kpi.KpiRequest(CID, datetime(2024, 3, 1, tzinfo=ROME), datetime(2024, 5, 1, tzinfo=ROME), "1mo",
                            fill_gaps=False)
     months = kpi.compute_kpis(spark, readings, dims, req_m).toPandas()
     _check(months, "1mo", N_FLOWS)
-    march = _row(months, None, datetime(2024, 2, 29, 23, tzinfo=timezone.utc))
+    march = _row(months, None, datetime(2024, 2, 29, 23, tzinfo=UTC))
     assert march.expected_readings == 3 * (31 * 96 - 4)
     assert pd.isna(march.peak_prev_kw)  # February has no data
-    april = _row(months, None, datetime(2024, 3, 31, 22, tzinfo=timezone.utc))
+    april = _row(months, None, datetime(2024, 3, 31, 22, tzinfo=UTC))
     assert april.peak_prev_kw == pytest.approx(march.peak_kw)
     assert april.peak_change_pct == pytest.approx(100 * (april.peak_kw - march.peak_kw) / march.peak_kw)
     # monthly ranking by self-sufficiency: u-anna has no production so ranks last
@@ -209,7 +209,7 @@ def test_percentiles_are_user_chosen(spark, lake) -> None:
     req = kpi.KpiRequest(CID, datetime(2024, 3, 4, tzinfo=ROME), datetime(2024, 3, 5, tzinfo=ROME), "1d",
                          peak_pct=90, base_pct=10, fill_gaps=False, levels=("community",))
     df = kpi.compute_kpis(spark, readings, dims, req).toPandas()
-    k = expected("1d")[(None, datetime(2024, 3, 3, 23, tzinfo=timezone.utc))]
+    k = expected("1d")[(None, datetime(2024, 3, 3, 23, tzinfo=UTC))]
     assert df.iloc[0].peak_kw == pytest.approx(np.percentile(k["kw"], 90))
     assert df.iloc[0].base_kw == pytest.approx(np.percentile(k["kw"], 10))
     assert set(df.level) == {"community"}
@@ -217,7 +217,7 @@ def test_percentiles_are_user_chosen(spark, lake) -> None:
 
 def test_short_gaps_are_filled_flagged_and_reported(spark, registry, settings) -> None:
     uri = settings.resolved_lake_uri()
-    start = datetime(2024, 3, 5, 9, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 5, 9, tzinfo=UTC)
     rows = []
     for i in range(16):  # anna: a straight line 100k + 1k*i with a 2-QH gap (filled) ...
         if i not in (5, 6):
@@ -271,7 +271,7 @@ def test_hourly_and_five_minute_flows_land_in_their_quarter_hours(spark, registr
     from dataclasses import replace
 
     uri = settings.resolved_lake_uri()
-    start = datetime(2024, 3, 6, 9, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 6, 9, tzinfo=UTC)
     hourly = readings_table(CID, [(ANNA, start, 4_003)])                      # one hourly reading
     hourly = hourly.set_column(hourly.schema.get_field_index("interval_s"), "interval_s", pa.array([3600]))
     five = readings_table(CID, [(BRUNO, start + timedelta(minutes=5 * i), 100 * (i + 1)) for i in range(6)])

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,12 @@ from lakehouse import kpi
 from lakehouse.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 from lakehouse.kpi_store import due, mark_refreshed, register_series, store_kpis
 from lakehouse.spark import (
-    LakeTableMissingError, preprocess_files, read_delta, registry_frames, registry_pandas, session_for,
+    LakeTableMissingError,
+    preprocess_files,
+    read_delta,
+    registry_frames,
+    registry_pandas,
+    session_for,
 )
 from lec.registry import parse_community_text
 from lec.registry import schema as t
@@ -53,7 +58,7 @@ def community(registry, settings):
 
 def _run(settings, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LEC_RUN_DIR": str(settings.run_dir), "GX_ANALYTICS_ENABLED": "false"}
-    return subprocess.run([*LEC, *args], capture_output=True, text=True, env=env, timeout=300,
+    return subprocess.run([*LEC, *args], check=False, capture_output=True, text=True, env=env, timeout=300,
                           cwd=Path(__file__).resolve().parent.parent)
 
 
@@ -102,7 +107,7 @@ def test_store_is_idempotent_and_series_are_registered(spark, community, setting
     stored = read_delta(spark, lake, "kpi_1h").toPandas()
     assert len(stored) == len(pdf) == 3 * 24
     assert stored.consumption_kwh.sum() == pytest.approx(pdf.consumption_kwh.sum())
-    now = datetime(2024, 6, 4, 0, 7, tzinfo=timezone.utc)
+    now = datetime(2024, 6, 4, 0, 7, tzinfo=UTC)
     created = register_series(community, CID, "1h", now)
     assert created == 3 * 10  # community + 2 members, 10 KPI types
     assert register_series(community, CID, "1h", now) == 0
@@ -112,8 +117,8 @@ def test_store_is_idempotent_and_series_are_registered(spark, community, setting
         sched = conn.execute(select(t.derivedtimeseries_schedules.c.next_refresh)).all()
         sources = conn.execute(select(t.derivedtimeseries_sources).where(
             t.derivedtimeseries_sources.c.derivedtimeseries_id == f"{CID}/u-2/selfconsumption/1h")).all()
-    assert {s[0].replace(tzinfo=timezone.utc) if s[0].tzinfo is None else s[0] for s in sched} == {
-        datetime(2024, 6, 4, 1, 5, tzinfo=timezone.utc)}
+    assert {s[0].replace(tzinfo=UTC) if s[0].tzinfo is None else s[0] for s in sched} == {
+        datetime(2024, 6, 4, 1, 5, tzinfo=UTC)}
     assert {s.flow_id for s in sources} == {"f-l2", "f-pv"}
     assert due(community, now) == []
     assert due(community, now + timedelta(hours=1)) == [(CID, "1h")]
@@ -163,7 +168,7 @@ def test_refresh_pass_moves_inbox_and_computes_due_series(community, settings) -
         "community_id": CID, "device_id": "POD1", "flow_id": "f-l1", "message_id": "inbox-1",
         "ts": "2024-06-03T12:00:00Z", "interval_s": 900, "energy_mwh": 1, "account": 1,
         "measurement": "load", "date": "2024-06-03"}) + "\n")
-    report = one_pass(settings, now=datetime(2024, 6, 4, 1, 0, tzinfo=timezone.utc))
+    report = one_pass(settings, now=datetime(2024, 6, 4, 1, 0, tzinfo=UTC))
     assert report["files"]["readings"] == {"files": 1, "rows": 1}
     assert (inbox / "done" / "x.json").exists() and not (inbox / "x.json").exists()
     assert report["dimensions"]["dim_flows"] >= 3
