@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.sftp_area import SftpArea  # noqa: E402
-from connectors.sftp_state import IngestedFiles  # noqa: E402
-from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer  # noqa: E402
-from lec.services import start_tansu  # noqa: E402
+from connectors.sftp_area import SftpArea
+from connectors.sftp_state import IngestedFiles
+from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
+from lec.services import start_tansu
 
 COMMUNITY = """\
 community: {id: cer-bench, name: Bench}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -16,7 +16,7 @@ TOKEN = typer.Option(None, envvar="LEC_KUBE_TOKEN", help="Bearer token for --ser
 BROKERS = typer.Option(None, help="Kafka brokers as seen from the cluster (default LEC_KAFKA_BOOTSTRAP).")
 
 
-def _client(kubeconfig: Optional[Path], context: Optional[str], server: Optional[str], token: Optional[str]) -> Any:
+def _client(kubeconfig: Path | None, context: str | None, server: str | None, token: str | None) -> Any:
     from connectors.camel_kube import KubeClient
 
     if server:
@@ -28,7 +28,7 @@ def _client(kubeconfig: Optional[Path], context: Optional[str], server: Optional
     return KubeClient.in_cluster()
 
 
-def _rendered(namespace: str, brokers: Optional[str], flow: Optional[str]) -> list[dict[str, Any]]:
+def _rendered(namespace: str, brokers: str | None, flow: str | None) -> list[dict[str, Any]]:
     from connectors.camel_k import CamelError, render_all
     from lec.config import settings as current
     from lec.registry import open_registry
@@ -51,9 +51,9 @@ def camel_app() -> typer.Typer:
                       no_args_is_help=True)
 
     @app.command("render")
-    def render(namespace: str = NAMESPACE, brokers: Optional[str] = BROKERS,
-               flow: Optional[str] = typer.Option(None, help="Only this flow."),
-               out: Optional[Path] = typer.Option(None, help="Write one YAML file per Integration here.")) -> None:
+    def render(namespace: str = NAMESPACE, brokers: str | None = BROKERS,
+               flow: str | None = typer.Option(None, help="Only this flow."),
+               out: Path | None = typer.Option(None, help="Write one YAML file per Integration here.")) -> None:
         """Print (or write) the Integration resources, as YAML, without touching a cluster."""
         from connectors.camel_k import to_yaml
 
@@ -68,9 +68,9 @@ def camel_app() -> typer.Typer:
             typer.echo(to_yaml(items), nl=False)
 
     @app.command("apply")
-    def apply(namespace: str = NAMESPACE, brokers: Optional[str] = BROKERS, kubeconfig: Optional[Path] = KUBECONFIG,
-              context: Optional[str] = CONTEXT, server: Optional[str] = SERVER, token: Optional[str] = TOKEN,
-              flow: Optional[str] = typer.Option(None, help="Only this flow."),
+    def apply(namespace: str = NAMESPACE, brokers: str | None = BROKERS, kubeconfig: Path | None = KUBECONFIG,
+              context: str | None = CONTEXT, server: str | None = SERVER, token: str | None = TOKEN,
+              flow: str | None = typer.Option(None, help="Only this flow."),
               prune: bool = typer.Option(True, help="Delete lec-managed Integrations whose flow is gone.")) -> None:
         """Create or update the Integrations of the registry's camel flows."""
         client = _client(kubeconfig, context, server, token)
@@ -86,8 +86,8 @@ def camel_app() -> typer.Typer:
 
     @app.command("delete")
     def delete(names: list[str] = typer.Argument(None, help="Integration names (default: every lec-managed one)."),
-               namespace: str = NAMESPACE, kubeconfig: Optional[Path] = KUBECONFIG, context: Optional[str] = CONTEXT,
-               server: Optional[str] = SERVER, token: Optional[str] = TOKEN) -> None:
+               namespace: str = NAMESPACE, kubeconfig: Path | None = KUBECONFIG, context: str | None = CONTEXT,
+               server: str | None = SERVER, token: str | None = TOKEN) -> None:
         """Delete Integrations."""
         client = _client(kubeconfig, context, server, token)
         targets = names or [i["metadata"]["name"] for i in client.list_managed(namespace)]
@@ -95,8 +95,8 @@ def camel_app() -> typer.Typer:
             typer.echo(f"{'deleted' if client.delete(namespace, name) else 'absent'}\t{name}")
 
     @app.command("status")
-    def status(namespace: str = NAMESPACE, kubeconfig: Optional[Path] = KUBECONFIG, context: Optional[str] = CONTEXT,
-               server: Optional[str] = SERVER, token: Optional[str] = TOKEN) -> None:
+    def status(namespace: str = NAMESPACE, kubeconfig: Path | None = KUBECONFIG, context: str | None = CONTEXT,
+               server: str | None = SERVER, token: str | None = TOKEN) -> None:
         """Phase and readiness of every lec-managed Integration."""
         from connectors.camel_kube import status_row
 

@@ -42,7 +42,7 @@ class KubeClient:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_kubeconfig(cls, path: Path, context: str | None = None) -> "KubeClient":
+    def from_kubeconfig(cls, path: Path, context: str | None = None) -> KubeClient:
         try:
             doc = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -70,7 +70,7 @@ class KubeClient:
         return cls(cluster["server"], token=token, verify=verify, cert=cert)
 
     @classmethod
-    def in_cluster(cls) -> "KubeClient":
+    def in_cluster(cls) -> KubeClient:
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if not host or not (SA_DIR / "token").exists():
             raise CamelError("no Kubernetes credentials: pass --kubeconfig, or --server with --token "
@@ -176,8 +176,7 @@ def _named(entries: Any, name: Any, kind: str, path: Path) -> dict[str, Any]:
 
 
 def _temp_file(data: bytes) -> str:
-    fh = tempfile.NamedTemporaryFile(prefix="lec-kube-", delete=False)
-    fh.write(data)
-    fh.close()
-    os.chmod(fh.name, 0o600)
+    with tempfile.NamedTemporaryFile(prefix="lec-kube-", delete=False) as fh:
+        os.chmod(fh.name, 0o600)  # before the key material is written
+        fh.write(data)
     return fh.name

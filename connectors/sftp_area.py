@@ -46,7 +46,7 @@ class VirtualPath:
     parts: tuple[str, ...]
 
     @classmethod
-    def parse(cls, path: str) -> "VirtualPath":
+    def parse(cls, path: str) -> VirtualPath:
         """Normalise a client path: '..' cannot climb above the space's root, relative = from '/'."""
         norm = posixpath.normpath(posixpath.join("/", path))
         return cls(tuple(p for p in norm.split("/") if p))

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -73,7 +73,7 @@ def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete upload
 
 def sftp_config(out: Path = typer.Option(..., help="Folder to write sshd_config, keys and the setup script to."),
                 user_prefix: str = typer.Option("lec-", help="Unix user name = prefix + supplier id."),
-                root: Optional[Path] = typer.Option(None, help="SFTP root on the production host "
+                root: Path | None = typer.Option(None, help="SFTP root on the production host "
                                                               "(default: LEC_SFTP_ROOT)."),
                 watcher_user: str = typer.Option("lec", help="Unix user (and group) the watcher runs as."),
                 keys_dir: Path = typer.Option(Path("/etc/ssh/lec-sftp-keys"),

@@ -14,8 +14,9 @@ import logging
 import os
 import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import asyncssh
 

@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,15 @@ class DeliveryTracker:
 class SftpWatcher:
     def __init__(self, registry: Registry, area: SftpArea, state: IngestedFiles, producer: Any,
                  options: WatchOptions = WatchOptions(), *, max_payload_bytes: int = 1024 * 1024,
-                 window: Window = Window("immediate"), raw_topic: str = topics.RAW,
+                 window: Window | None = None, raw_topic: str = topics.RAW,
                  deadletter_topic: str = topics.DEADLETTER) -> None:
         if options.chunk_bytes > max_payload_bytes:
             raise SftpError(f"chunk size {options.chunk_bytes} exceeds LEC_MAX_PAYLOAD_BYTES {max_payload_bytes}")
         if options.max_line_bytes >= options.chunk_bytes:
             raise SftpError("the line bound must be smaller than the chunk size")
         self.registry, self.area, self.state, self.producer = registry, area, state, producer
-        self.options, self.window, self.max_payload_bytes = options, window, max_payload_bytes
+        self.options, self.max_payload_bytes = options, max_payload_bytes
+        self.window = window or Window("immediate")
         self.raw_topic, self.deadletter_topic = raw_topic, deadletter_topic
         self.stop_requested = threading.Event()
         self._seen: dict[Path, tuple[int, int, float]] = {}

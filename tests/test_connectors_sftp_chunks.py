@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from connectors.sftp_area import SftpError, VirtualPath
 from connectors.sftp_chunks import chunks, read_header, scan
 from connectors.sftp_watch import Window
-from connectors.sftp_area import SftpError, VirtualPath
-from datetime import datetime
 
 
 def _fd(path: Path, data: bytes) -> int:

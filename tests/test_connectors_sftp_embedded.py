@@ -113,9 +113,8 @@ def test_key_login_with_the_real_sftp_client(embedded: dict[str, Any], tmp_path:
 def test_writes_outside_own_flow_folders_are_denied(embedded: dict[str, Any], target: str) -> None:
     sftp = connect(embedded["port"], "sup-a", password=PASSWORDS["sup-a"])
     try:
-        with pytest.raises((PermissionError, IOError)):
-            with sftp.open(target, "wb") as fh:
-                fh.write(b"ts,kwh\n")
+        with pytest.raises((PermissionError, IOError)), sftp.open(target, "wb") as fh:
+            fh.write(b"ts,kwh\n")
     finally:
         sftp.close()
     root = embedded["area"].root
@@ -128,9 +127,8 @@ def test_symlinks_inside_the_root_are_not_followed(embedded: dict[str, Any]) -> 
     sftp = connect(embedded["port"], "sup-a", password=PASSWORDS["sup-a"])
     try:
         for path in ("/inbox/f-a/escape.csv", "/outside/other.csv", "/inbox/rel/inbox"):
-            with pytest.raises((PermissionError, IOError)):
-                with sftp.open(path, "rb") as fh:
-                    fh.read()
+            with pytest.raises((PermissionError, IOError)), sftp.open(path, "rb") as fh:
+                fh.read()
         for folder in ("/outside", "/inbox/rel", "/inbox/rel/inbox/f-b"):
             with pytest.raises((PermissionError, IOError)):
                 sftp.listdir(folder)

@@ -155,7 +155,7 @@ def run_with_mount(sftp_root: Path, mount_point: Path, argv: list[str]) -> subpr
     mount_point.mkdir(mode=0o755, parents=True, exist_ok=True)
     script = f"mount --bind {sftp_root} {mount_point} && exec " + " ".join(argv)
     return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
 
 
 def unique_prefix() -> str:
@@ -183,4 +183,4 @@ def sftp_batch(port: int, user: str, key: Path, commands: str, cwd: Path) -> sub
         ["sftp", "-b", str(batch), "-P", str(port), "-i", str(key), "-o", "BatchMode=yes",
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
          "-o", "PasswordAuthentication=no", f"{user}@127.0.0.1"],
-        cwd=cwd, capture_output=True, text=True, timeout=60)
+        cwd=cwd, check=False, capture_output=True, text=True, timeout=60)
