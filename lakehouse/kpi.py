@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 RESOLUTIONS = ("15m", "1h", "1d", "1mo")
 QH_S = 900
+PERIOD_S = {"15m": 900, "1h": 3600, "1d": 86_400, "1mo": 28 * 86_400}
+MAX_PERIODS = 200_000  # bounds one request (~5.7 years of quarter-hours)
 COMMUNITY_KEY = "*"  # member key of community rows while joining (NULL never equals NULL); NULL in the output
 MWH_PER_KWH = 1_000_000
 
@@ -77,6 +79,10 @@ class KpiRequest:
             raise KpiRequestError(f"end {self.end.isoformat()} must be after start {self.start.isoformat()}")
         if not (0 <= self.base_pct <= 100 and 0 <= self.peak_pct <= 100):
             raise KpiRequestError("percentiles must be between 0 and 100")
+        n = (self.end - self.start).total_seconds() / PERIOD_S[self.resolution]
+        if n > MAX_PERIODS:
+            raise KpiRequestError(f"{n:,.0f} periods of {self.resolution} requested (limit {MAX_PERIODS:,}): "
+                                  "choose a coarser resolution or a shorter period")
 
 
 def parse_day_or_time(text: str, tz: str) -> datetime:

@@ -20,6 +20,9 @@ def plot_kpis(pdf: pd.DataFrame, path: str, title: str, timezone: str = "Europe/
     import pandas as pd
 
     rows = pdf[pdf["level"] == "community"] if "level" in pdf else pdf
+    if rows.empty and len(pdf):  # member rows only: plot their sum
+        rows = (pdf.groupby(["period_start", "period_end", "resolution"], as_index=False)
+                [["consumption_kwh", "production_kwh", "selfconsumption_kwh"]].sum())
     rows = rows.sort_values("period_start")
     if len(rows):  # repeat the last value at the period's end so the last step is drawn
         last = rows.iloc[[-1]].copy()

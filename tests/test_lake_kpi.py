@@ -263,6 +263,9 @@ def test_bad_requests_are_refused_with_clear_errors() -> None:
         kpi.KpiRequest(CID, t, t, "1h")
     with pytest.raises(kpi.KpiRequestError, match="time zone"):
         kpi.KpiRequest(CID, datetime(2024, 1, 1), datetime(2024, 1, 2), "1h")
+    with pytest.raises(kpi.KpiRequestError, match="limit"):
+        kpi.KpiRequest(CID, t, t + timedelta(days=3000), "15m")
+    assert kpi.KpiRequest(CID, t, t + timedelta(days=3000), "1h").resolution == "1h"
     with pytest.raises(kpi.KpiRequestError, match="ISO-8601"):
         kpi.parse_day_or_time("yesterday", "Europe/Rome")
 
@@ -286,3 +289,15 @@ def test_hourly_and_five_minute_flows_land_in_their_quarter_hours(spark, registr
     assert list(anna.present_readings) == [1, 1, 1, 1] and anna.completeness_pct.tolist() == [100.0] * 4
     bruno = df[df.member_id == "u-bruno"].sort_values("period_start")
     assert list(bruno.consumption_kwh * 1e6)[:2] == pytest.approx([100 + 200 + 300, 400 + 500 + 600])
+
+
+def test_plot_of_member_rows_only_sums_them(tmp_path: Path) -> None:
+    from lakehouse.kpi_plot import plot_kpis
+
+    starts = pd.date_range("2024-03-04T00:00", periods=4, freq="1h")
+    pdf = pd.DataFrame({"level": "member", "member_id": ["a", "b"] * 2, "resolution": "1h",
+                        "period_start": starts.repeat(1)[[0, 0, 1, 1]], "period_end": starts[[1, 1, 2, 2]],
+                        "consumption_kwh": [1.0, 2.0, 3.0, 4.0], "production_kwh": [0.5, 0.5, 0.0, 0.0],
+                        "selfconsumption_kwh": [0.5, 0.5, 0.0, 0.0]})
+    out = plot_kpis(pdf, str(tmp_path / "m.png"), "members")
+    assert Path(out).read_bytes()[:4] == b"\x89PNG" and Path(out).stat().st_size > 5_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from tests.support.hdfs import hdfs_cluster
 CID = "cer-hdfs"
 LOAD = SampleFlow("f-h1", "PODH1", "u-h1", "load", 1)
 PV = SampleFlow("f-h2", "PVH1", "u-h1", "production", 2)
-T0 = datetime(2024, 2, 5, 10, tzinfo=timezone.utc)
+T0 = datetime(2024, 2, 5, 10, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
