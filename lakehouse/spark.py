@@ -46,6 +46,9 @@ def start_sail() -> str:
     global _sail_server
     with _sail_lock:
         if _sail_server is None:
+            import os
+
+            os.environ.setdefault("RUST_LOG", "error")  # Sail logs per query at INFO/WARN; RUST_LOG=info to see them
             from pysail.spark import SparkConnectServer
 
             server = SparkConnectServer(ip="127.0.0.1", port=0)
