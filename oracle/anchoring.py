@@ -10,9 +10,11 @@ the lake write, the restart finds the content on chain and only back-fills the r
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -68,6 +70,33 @@ def params_in_force(client: Any, community_id: str, qh: int) -> tuple[int, Rewar
     return (version, client.params_version(community_id, version)) if version else (0, None)
 
 
+class ParamsBook:
+    """Every parameter version of each community, read from the chain once and then only probed
+    for a newer version (one call per community and anchoring round instead of one per QH).
+    The notary keeps ``effectiveFrom`` non-decreasing, so the version in force for a qh is the
+    number of versions with ``effectiveFrom <= qh``, exactly as ``paramsVersionAt`` computes it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.versions: dict[str, list[RewardParams]] = {}
+
+    def refresh(self, community_id: str) -> None:
+        from oracle.chain import NoParamsError
+
+        known = self.versions.setdefault(community_id, [])
+        while True:
+            try:
+                known.append(self.client.params_version(community_id, len(known) + 1))
+            except NoParamsError:
+                return
+
+    def in_force(self, community_id: str, qh: int) -> tuple[int, RewardParams | None]:
+        if community_id not in self.versions:
+            self.refresh(community_id)
+        version = bisect.bisect_right([p.effectiveFrom for p in self.versions[community_id]], qh)
+        return (version, self.versions[community_id][version - 1]) if version else (0, None)
+
+
 class LeafBuilder:
     """Builds one QH's commitment: leaves with salts and owning wallets, params from the chain."""
 
@@ -76,6 +105,7 @@ class LeafBuilder:
         self.secrets = secrets
         self.snapshot = snapshot
         self._secret_cache: dict[str, bytes] = {}  # in memory only, never logged
+        self.params = ParamsBook(client)
 
     def _secrets_for(self, device_ids: set[str]) -> dict[str, bytes]:
         missing = [d for d in device_ids if d not in self._secret_cache]
@@ -101,7 +131,7 @@ class LeafBuilder:
                                salt(secret, key, job.qh), wallet))
         if not leaves:
             return None
-        version, params = params_in_force(self.client, job.community_id, job.qh)
+        version, params = self.params.in_force(job.community_id, job.qh)
         return commit(job.community_id, job.qh, leaves, params, version)
 
 
@@ -121,26 +151,38 @@ class Anchorer:
         self.anchored = 0
         self.unchanged = 0
 
+    def _latest_versions(self, jobs: list[AnchorJob]) -> list[int]:
+        """Latest anchored version of each job's QH (one batched call per 500 when the client has it)."""
+        if not jobs:
+            return []
+        batched = getattr(self.client, "_latest_versions", None)  # Notary.latestVersions: one eth_call
+        if batched is not None:
+            return batched([SimpleNamespace(community_id=j.community_id, qh=j.qh) for j in jobs])
+        return [self.client.latest_version(j.community_id, j.qh) for j in jobs]
+
     def run(self, jobs: list[AnchorJob]) -> tuple[list[tuple[AnchorJob, QhCommitment | None, int]], int]:
         """Anchor what changed. Returns (settled jobs with their commitment and version, anchors sent)."""
         settled: list[tuple[AnchorJob, QhCommitment | None, int]] = []
         to_send: list[tuple[AnchorJob, QhCommitment, AnchorData]] = []
         backfill: list[tuple[QhCommitment, int]] = []
         old_versions: list[tuple[str, int, int]] = []
+        for cid in {j.community_id for j in jobs}:
+            self.builder.params.refresh(cid)
+        changed: list[tuple[AnchorJob, QhCommitment, Content]] = []
         for job in jobs:
             c = self.builder.build(job)
             if c is None:
                 settled.append((job, None, 0))
                 continue
-            key = (job.community_id, job.qh)
-            data = anchor_data(c, 0)
-            mine = content_of(data)
-            known = self.known.get(key)
+            mine = content_of(anchor_data(c, 0))
+            known = self.known.get((job.community_id, job.qh))
             if known is not None and known[1] == mine:
                 self.unchanged += 1
                 settled.append((job, c, known[0]))
-                continue
-            latest = self.client.latest_version(job.community_id, job.qh)
+            else:
+                changed.append((job, c, mine))
+        for (job, c, mine), latest in zip(changed, self._latest_versions([j for j, _, _ in changed])):
+            known = self.known.get((job.community_id, job.qh))
             # versions on chain that our records lack (a crash after their transaction): their
             # anchor records are back-filled from the chain; leaves only for content we hold
             unrecorded = list(range((known[0] if known else 0) + 1, latest + 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 from eth_abi import encode
 
@@ -15,6 +16,7 @@ def community_id_hash(community_id: str) -> bytes:
     return keccak(community_id.encode("utf-8"))
 
 
+@lru_cache(maxsize=65536)  # a device's key never changes; abi-encoding strings is the slow part
 def device_key(community_id: str, supplier_id: str, device_id: str, flow_id: str) -> bytes:
     """``deviceKey`` = keccak256(abi.encode(string community_id, supplier_id, device_id, flow_id))."""
     return keccak(encode(["string", "string", "string", "string"], [community_id, supplier_id, device_id, flow_id]))

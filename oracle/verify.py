@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from eth_abi import decode, encode
+
 from lec.errors import LecError
 from oracle.commitment import community_id_hash, device_key
-from oracle.merkle import READINGS_TYPES, REWARDS_TYPES, hex32, verify
+from oracle.merkle import READINGS_TYPES, REWARDS_TYPES, hex32, keccak, verify
 from oracle.rewards import aggregates, rewards, rewards_tree
 from oracle.takeout import SPEC, params_json, rows_from_takeout
 from oracle.types import AnchorData
@@ -43,32 +45,112 @@ def _chain_fields(c: AnchorData) -> dict[str, Any]:
             "rewardTotal": c.rewardTotal, "paramsVersion": c.paramsVersion}
 
 
+class ChainReader:
+    """Batched JSON-RPC reads of the notary (one HTTP request per 500 calls): web3's per-call
+    overhead (three round trips per eth_call) made a member-year take even minutes."""
+
+    ANCHORED_TOPIC = "0x" + keccak(b"Anchored(bytes32,uint64,uint32,bytes32,uint32,uint96,uint96,uint96,bytes32,"
+                                   b"uint160,uint32)").hex()
+
+    def __init__(self, rpc_url: str, notary: str) -> None:
+        import requests
+
+        self.url, self.notary, self.http = rpc_url, notary, requests.Session()
+
+    def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        out: list[Any] = []
+        for start in range(0, len(calls), 500):
+            chunk = calls[start:start + 500]
+            body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(chunk)]
+            try:
+                answers = self.http.post(self.url, json=body, timeout=60).json()
+            except Exception as exc:  # noqa: BLE001 - transport errors all mean the same to the user
+                raise VerifyError(f"no JSON-RPC answer from {self.url}: {type(exc).__name__}") from None
+            if not isinstance(answers, list):
+                raise VerifyError(f"{self.url} does not answer JSON-RPC batches: {answers}")
+            by_id = {a.get("id"): a for a in answers}
+            out += [by_id.get(i, {}).get("result") for i in range(len(chunk))]
+        return out
+
+    def _eth_calls(self, datas: list[bytes]) -> list[bytes | None]:
+        res = self._batch([("eth_call", [{"to": self.notary, "data": "0x" + d.hex()}, "latest"]) for d in datas])
+        return [bytes.fromhex(r[2:]) if isinstance(r, str) else None for r in res]
+
+    def anchors(self, keys: list[tuple[str, int, int]]) -> list[AnchorData | None]:
+        sel = keccak(b"getAnchor(bytes32,uint64,uint32)")[:4]
+        raw = self._eth_calls([sel + encode(["bytes32", "uint64", "uint32"], [community_id_hash(c), q, v])
+                               for c, q, v in keys])
+        out: list[AnchorData | None] = []
+        for (cid, qh, version), r in zip(keys, raw):
+            if not r:
+                out.append(None)
+                continue
+            rr, wr, n, pv, c, g, sh, total = decode(["bytes32", "bytes32", "uint32", "uint32", "uint96", "uint96",
+                                                     "uint96", "uint160"], r)
+            out.append(AnchorData(cid, community_id_hash(cid), qh, version, rr, n, c, g, sh, wr, total, pv))
+        return out
+
+    def latest_versions(self, keys: list[tuple[str, int]]) -> list[int]:
+        sel = keccak(b"latestVersions(bytes32[],uint64[])")[:4]
+        out: list[int] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            data = sel + encode(["bytes32[]", "uint64[]"], [[community_id_hash(c) for c, _ in chunk],
+                                                            [q for _, q in chunk]])
+            r = self._eth_calls([data])[0]
+            out += list(decode(["uint32[]"], r)[0]) if r else [0] * len(chunk)
+        return out
+
+    def anchored_by_tx(self, hashes: list[str]) -> dict[str, tuple[int, set[tuple[bytes, int, int]]] | None]:
+        """tx hash -> (block, {(communityId, qh, version)} it anchored), None if unknown."""
+        unique = sorted(set(hashes))
+        receipts = self._batch([("eth_getTransactionReceipt", [h]) for h in unique])
+        out: dict[str, tuple[int, set[tuple[bytes, int, int]]] | None] = {}
+        for h, rec in zip(unique, receipts):
+            if not isinstance(rec, dict):
+                out[h] = None
+                continue
+            anchored = {(bytes.fromhex(lg["topics"][1][2:]), int(lg["topics"][2], 16), int(lg["topics"][3], 16))
+                        for lg in rec.get("logs", []) if lg["address"].lower() == self.notary.lower()
+                        and lg["topics"] and lg["topics"][0] == self.ANCHORED_TOPIC}
+            out[h] = (int(rec["blockNumber"], 16), anchored)
+        return out
+
+
 def verify_takeout(doc: dict[str, Any], rpc_url: str, *, warn: Callable[[str], None] | None = None) -> list[str]:
     """Check every proof against the roots on chain; for complete QHs recompute C, G, S and rewards."""
     if not isinstance(doc, dict) or doc.get("spec") != SPEC:
         raise VerifyError(f"not a take-out file of spec {SPEC}")
     communities = {a["community_id"]: doc.get("token") or "0x" + "00" * 20 for a in doc.get("anchors", [])}
     client = read_only_client(rpc_url, int(doc["chainId"]), doc["notary"], communities)
+    anchors = doc.get("anchors", [])
+    reader = ChainReader(rpc_url, doc["notary"])
+    try:
+        keys = [(a["community_id"], int(a["qh"]), int(a["version"])) for a in anchors]
+        chain = dict(zip(keys, reader.anchors(keys)))
+        latest = dict(zip([k[:2] for k in keys], reader.latest_versions([k[:2] for k in keys])))
+        txs = reader.anchored_by_tx([str(a["txHash"]) for a in anchors])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerifyError(f"take-out anchors are malformed: {type(exc).__name__}: {exc}") from None
     problems: list[str] = []
-    for a in doc.get("anchors", []):
+    for a, key in zip(anchors, keys):
         try:
-            problems += _verify_anchor(client, a, warn)
+            problems += _verify_anchor(client, a, chain[key], latest[key[:2]], txs.get(str(a["txHash"])), warn)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             problems.append(f"{a.get('community_id')} qh {a.get('qh')}: malformed entry ({type(exc).__name__}: {exc})")
     return problems
 
 
-def _verify_anchor(client: Any, a: dict[str, Any], warn: Callable[[str], None] | None) -> list[str]:
+def _verify_anchor(client: Any, a: dict[str, Any], chain: AnchorData | None, latest: int,
+                   tx: tuple[int, set[tuple[bytes, int, int]]] | None,
+                   warn: Callable[[str], None] | None) -> list[str]:
     cid, qh, version = a["community_id"], int(a["qh"]), int(a["version"])
     where = f"{cid} qh {qh} v{version}"
     out: list[str] = []
     if a["communityId"] != hex32(community_id_hash(cid)):
         out.append(f"{where}: communityId is not keccak256(community_id)")
-    try:
-        chain = client.get_anchor(cid, qh, version)
-    except LecError as exc:
-        return [f"{where}: not anchored on chain ({exc})"]
-    latest = client.latest_version(cid, qh)
+    if chain is None:
+        return [*out, f"{where}: not anchored on chain"]
     if latest != version and warn is not None:
         warn(f"{where}: chain has a newer version {latest} (claims use the latest)")
     on_chain = _chain_fields(chain)
@@ -78,7 +160,7 @@ def _verify_anchor(client: Any, a: dict[str, Any], warn: Callable[[str], None] |
     params = client.params_version(cid, chain.paramsVersion) if chain.paramsVersion else None
     if (params_json(params) if params else None) != a.get("params"):
         out.append(f"{where}: params differ from parameter version {chain.paramsVersion} on chain")
-    out += _check_tx(client, a, where)
+    out += _check_tx(tx, a, where)
     root, rroot = chain.readingsRoot, chain.rewardsRoot
     for i, r in enumerate(a["readings"]):
         vals = r["values"]
@@ -100,25 +182,16 @@ def _verify_anchor(client: Any, a: dict[str, Any], warn: Callable[[str], None] |
     return out
 
 
-def _check_tx(client: Any, a: dict[str, Any], where: str) -> list[str]:
-    try:
-        receipt = client.w3.eth.get_transaction_receipt(a["txHash"])
-    except Exception:  # noqa: BLE001 - unknown hash or bad format: same finding
+def _check_tx(found: tuple[int, set[tuple[bytes, int, int]]] | None, a: dict[str, Any], where: str) -> list[str]:
+    if found is None:
         return [f"{where}: transaction {a['txHash']} is not on chain"]
+    block, anchored = found
     out = []
-    if int(receipt["blockNumber"]) != int(a["blockNumber"]):
-        out.append(f"{where}: transaction is in block {receipt['blockNumber']}, not {a['blockNumber']}")
-    events = client.notary.events.Anchored().process_receipt(receipt, errors=_discard())
-    if not any(bytes(e["args"]["communityId"]) == community_id_hash(a["community_id"]) and int(e["args"]["qh"]) == int(a["qh"])
-               and int(e["args"]["version"]) == int(a["version"]) for e in events):
+    if block != int(a["blockNumber"]):
+        out.append(f"{where}: transaction is in block {block}, not {a['blockNumber']}")
+    if (community_id_hash(a["community_id"]), int(a["qh"]), int(a["version"])) not in anchored:
         out.append(f"{where}: transaction {a['txHash']} did not anchor this QH and version")
     return out
-
-
-def _discard() -> Any:
-    from web3.logs import DISCARD
-
-    return DISCARD
 
 
 def _recompute(a: dict[str, Any], chain: AnchorData, params: Any, where: str) -> list[str]:
@@ -166,22 +239,27 @@ def verify_lake(lake_root: str, client: Any, secrets: Any, snapshot: Any, commun
                 row["ts"] = ts
                 windows.add(row)
     builder = LeafBuilder(client, secrets, lambda: snapshot)
+    reader = ChainReader(client.w3.provider.endpoint_uri, client.deployment.notary)
     problems: list[str] = []
     seen: set[int] = set()
+    built = []
     for (cid, qh), bucket in sorted(windows.buckets.items()):
         seen.add(qh)
         c = builder.build(AnchorJob(cid, qh, bucket.revision, bucket.sums()))
-        latest = client.latest_version(cid, qh)
-        if c is None:
+        if c is not None:
+            built.append(c)
+    latest = reader.latest_versions([(c.community_id, c.qh) for c in built])
+    on_chain = reader.anchors([(c.community_id, c.qh, v) for c, v in zip(built, latest) if v])
+    chain_by_qh = {a.qh: a for a in on_chain if a is not None}
+    names = ("readingsRoot", "leafCount", "C", "G", "S", "rewardsRoot", "rewardTotal", "paramsVersion")
+    for c, v in zip(built, latest):
+        if v == 0:
+            problems.append(f"{c.community_id} qh {c.qh}: {len(c.leaves)} leaves in the lake but nothing anchored on chain")
             continue
-        if latest == 0:
-            problems.append(f"{cid} qh {qh}: {len(c.leaves)} leaves in the lake but nothing anchored on chain")
-            continue
-        mine, chain = content_of(anchor_data(c, latest)), client.get_anchor(cid, qh, latest)
-        if mine != content_of(chain):
-            diff = [n for n, x, y in zip(("readingsRoot", "leafCount", "C", "G", "S", "rewardsRoot", "rewardTotal",
-                                          "paramsVersion"), mine, content_of(chain)) if x != y]
-            problems.append(f"{cid} qh {qh}: lake recomputation differs from chain version {latest} in "
+        mine, theirs = content_of(anchor_data(c, v)), content_of(chain_by_qh[c.qh])
+        if mine != theirs:
+            diff = [n for n, x, y in zip(names, mine, theirs) if x != y]
+            problems.append(f"{c.community_id} qh {c.qh}: lake recomputation differs from chain version {v} in "
                             f"{', '.join(diff)}")
     for qh in _anchored_qhs(client, community_id, qh_from, qh_to) - seen:
         problems.append(f"{community_id} qh {qh}: anchored on chain but no readings in the lake")
