@@ -106,7 +106,7 @@ def build_app(settings: Settings, *, app_id: str = "lec-streams", raw_topic: str
                           max_payload_bytes=settings.max_payload_bytes)
     app.lec_processor = processor
     emitter = Emitter(settings.kafka_bootstrap, readings_topic=readings_topic)
-    follower = RegistryFollower(settings.kafka_bootstrap, processor.set_snapshot) if follow_registry else None
+    follower = RegistryFollower(settings.kafka_bootstrap, processor.offer_snapshot) if follow_registry else None
     source = app.topic(raw_topic, value_serializer="raw", key_serializer="raw")
     stats = Stats()
 

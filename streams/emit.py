@@ -20,7 +20,9 @@ class Emitter:
                        "anomalies": topics.ANOMALIES}
         self._errors: list[str] = []
         self.producer = Producer(producer_config(bootstrap, **{"linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
-                                                               "queue.buffering.max.kbytes": 1_048_576, **extra}))
+                                                               "queue.buffering.max.kbytes": 1_048_576,
+                                                               # callbacks only for failures: no per-record Python call
+                                                               "delivery.report.only.error": True, **extra}))
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:

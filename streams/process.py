@@ -160,6 +160,7 @@ class Processor:
     def __init__(self, snapshot: RegistrySnapshot, *, clock_skew_s: int = 300,
                  max_payload_bytes: int = 1024 * 1024) -> None:
         self.state = StreamState()
+        self._pending: RegistrySnapshot | None = None
         self.clock_skew_s = clock_skew_s
         self.max_payload_bytes = max_payload_bytes
         self.set_snapshot(snapshot)
@@ -173,7 +174,17 @@ class Processor:
         self._received: tuple[Any, float] = (None, 0.0)
 
     # -- envelopes --------------------------------------------------------------------------
+    def offer_snapshot(self, snapshot: RegistrySnapshot) -> None:
+        """Thread-safe: a new registry version, swapped in before the next batch (never mid-batch)."""
+        self._pending = snapshot
+
+    def _swap_snapshot(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.set_snapshot(pending)
+
     def process_batch(self, values: list[tuple[bytes | None, bytes]]) -> Output:
+        self._swap_snapshot()
         out = Output()
         for key, value in values:
             out.extend(self.process_envelope(value, key))
@@ -588,6 +599,7 @@ class Processor:
     # -- silence ----------------------------------------------------------------------------
     def silent_flows(self, now: float | None = None) -> Output:
         """Flows that sent before but not within send frequency + derogation (one anomaly per silence)."""
+        self._swap_snapshot()
         now = time.time() if now is None else now
         out = Output()
         for flow_id, fst in self.state.flows.items():
