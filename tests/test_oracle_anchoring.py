@@ -160,3 +160,25 @@ def test_lost_records_are_backfilled_from_chain(world: dict) -> None:
     recorded = [(r["qh"], r["version"]) for r in OracleLake(str(world["tmp"] / "empty-lake")).anchors()]
     assert recorded == [(QH0, 1), (QH1, 1), (QH1, 2)]
     assert [(r["qh"], r["version"]) for r in engine.published] == [(QH1, 1), (QH0, 1), (QH1, 2)]
+
+
+def test_without_parameters_then_with(world: dict, anvil_rpc: str) -> None:
+    """No parameters in force: anchored with paramsVersion 0 and no rewards; a version set later
+    (effective from a later QH) is picked up at the next anchoring round."""
+    from dataclasses import replace
+
+    dep, admin, _ = deploy_chain(anvil_rpc, world["tmp"] / "noparams", params=None)
+    client = oracle_client(anvil_rpc, dep)
+    lake = OracleLake(str(world["tmp"] / "noparams-lake"))
+    engine = OracleEngine(QhWindows(300), Anchorer(client, lake, world["secrets"], world["registry"].snapshot,
+                                                   chain_id=dep.chainId, notary=dep.notary), None)
+    engine.ingest([orjson.dumps(r) for r in READINGS])
+    assert engine.anchor_due_sync() == 2
+    a = client.get_anchor(COMMUNITY, QH0, 1)
+    assert (a.paramsVersion, a.rewardTotal, a.rewardsRoot) == (0, 0, b"\0" * 32)
+    admin.set_params(COMMUNITY, replace(PARAMS, effectiveFrom=QH1 + 900))
+    engine.ingest([orjson.dumps(reading("f-anna-load", QH1 + 900, 10)),
+                   orjson.dumps(reading("f-anna-load", QH1 + 3000, 1, msg="wm"))])
+    assert engine.anchor_due_sync() == 1
+    b = client.get_anchor(COMMUNITY, QH1 + 900, 1)
+    assert b.paramsVersion == 1 and b.rewardTotal == PARAMS.rateNoPeak // 2   # model 3, r1 = 0 (no production)
