@@ -378,6 +378,8 @@ class Processor:
         """A batch without device/flow: each reading names its flow or device (mapping 'flow'/'device')."""
         if "_error" in row:
             raise Reject(*row["_error"])
+        if "_not_object" in row:
+            raise Reject("reading_not_object", f"a reading is a {type(row['_not_object']).__name__}, not an object")
         m = syntax_flow.mapping
         flow_ref = row_field(row, m.get("flow", "flow_id")) or row.get("flow")
         if flow_ref:
