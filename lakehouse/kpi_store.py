@@ -3,7 +3,8 @@
 Each (community or member, KPI type, resolution) is one ``derivedtimeseries`` row whose values
 live in the Delta table ``kpi_<resolution>`` (column per KPI, one row per member and period),
 its source flows in ``derivedtimeseries_sources`` and its refresh schedule (CRON, last and next
-refresh) in ``derivedtimeseries_schedules``. ``refresh_due`` recomputes the series whose next
+refresh) in ``derivedtimeseries_schedules``; daily and monthly values are also copied into
+``derivedtimeseries_values`` (Table 21) for relational readers. ``refresh_due`` recomputes the series whose next
 refresh has come, over a look-back window that also picks up late readings.
 """
 
@@ -31,6 +32,7 @@ SERIES_COLUMNS: dict[str, str] = {
     "completeness": "completeness_pct",
 }
 REFRESH_CRON = {"15m": "*/15 * * * *", "1h": "5 * * * *", "1d": "15 0 * * *", "1mo": "30 0 1 * *"}
+REGISTRY_VALUE_RESOLUTIONS = ("1d", "1mo")
 LOOKBACK = {"15m": timedelta(hours=2), "1h": timedelta(days=1), "1d": timedelta(days=3), "1mo": timedelta(days=35)}
 
 
@@ -58,6 +60,41 @@ def store_kpis(pdf: pd.DataFrame, lake_uri: str, req: KpiRequest) -> int:
                  f"AND period_start <= '{hi.isoformat()}'")
     write_deltalake(uri, table, mode="overwrite", predicate=predicate)
     return len(frame)
+
+
+def store_series_values(registry: Registry, pdf: pd.DataFrame) -> int:
+    """Copy coarse KPI rows into ``derivedtimeseries_values`` (Table 21) for registered series.
+
+    Only daily and monthly values go to the registry (bounded volume for relational readers);
+    the Delta tables keep every resolution. A re-run replaces the values of its periods.
+    """
+    import math
+
+    from sqlalchemy import delete, select
+
+    from lec.registry import schema as t
+
+    with registry.engine.begin() as conn:
+        known = set(conn.execute(select(t.derivedtimeseries.c.id)).scalars())
+        written = 0
+        for rec in pdf.to_dict(orient="records"):
+            ts = rec["period_start"]
+            ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+            share = rec.get("filled_share_pct")
+            for kind, column in SERIES_COLUMNS.items():
+                sid = series_id(rec["community_id"], rec["member_id"], kind, rec["resolution"])
+                if sid not in known:
+                    continue
+                value = rec[column]
+                value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+                conn.execute(delete(t.derivedtimeseries_values).where(
+                    (t.derivedtimeseries_values.c.derivedtimeseries_id == sid)
+                    & (t.derivedtimeseries_values.c.ts == ts)))
+                conn.execute(t.derivedtimeseries_values.insert().values(
+                    derivedtimeseries_id=sid, ts=ts, value=value,
+                    filled_share=0.0 if share is None or share != share else float(share) / 100.0))
+                written += 1
+    return written
 
 
 def series_id(community_id: str, member_id: str | None, kind: str, resolution: str) -> str:
@@ -140,7 +177,10 @@ def refresh_due(spark: SparkSession, registry: Registry, lake_uri: str, now: dat
     for community_id, resolution in pairs:
         req = KpiRequest(community_id, now - LOOKBACK[resolution], now, resolution,
                          timezone=tz_of.get(community_id, "Europe/Rome"))
-        rows = store_kpis(compute_kpis(spark, readings, dims, req).toPandas(), lake_uri, req)
+        pdf = compute_kpis(spark, readings, dims, req).toPandas()
+        rows = store_kpis(pdf, lake_uri, req)
+        if resolution in REGISTRY_VALUE_RESOLUTIONS:
+            store_series_values(registry, pdf)
         mark_refreshed(registry, community_id, resolution, now)
         log.info("refreshed kpi_%s of %s: %d rows", resolution, community_id, rows)
         done.append({"community_id": community_id, "resolution": resolution, "rows": rows})

@@ -194,3 +194,23 @@ def test_refresh_worker_runs_and_stops_cleanly_on_sigterm(community, settings) -
     for res in ("15m", "1h", "1d", "1mo"):
         assert (lake / f"kpi_{res}" / "_delta_log").exists(), res
     assert (lake / "dim_flows" / "_delta_log").exists()
+
+
+def test_daily_values_copied_to_registry_table_21(spark, community, settings) -> None:
+    from lakehouse.kpi_store import store_series_values
+
+    lake = settings.resolved_lake_uri()
+    register_series(community, CID, "1d", datetime(2024, 6, 4, tzinfo=UTC))
+    req = kpi.KpiRequest(CID, START, START + timedelta(days=1), "1d")
+    pdf = kpi.compute_kpis(spark, read_delta(spark, lake, "readings"), registry_frames(spark, community),
+                           req).toPandas()
+    assert store_series_values(community, pdf) == 3 * 10
+    assert store_series_values(community, pdf) == 3 * 10  # replaced, not added
+    with community.engine.connect() as conn:
+        rows = conn.execute(select(t.derivedtimeseries_values)).all()
+    values = {r.derivedtimeseries_id: r.value for r in rows}
+    assert len(rows) == 30
+    assert values[f"{CID}/*/consumption/1d"] == pytest.approx(96 * 0.030)
+    assert values[f"{CID}/*/selfconsumption/1d"] == pytest.approx(4 * 0.120)
+    assert values[f"{CID}/u-2/selfconsumption/1d"] == pytest.approx(4 * 0.080)
+    assert values[f"{CID}/u-1/selfconsumption_pct/1d"] is None  # no production: no ratio
