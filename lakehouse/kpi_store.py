@@ -68,8 +68,6 @@ def store_series_values(registry: Registry, pdf: pd.DataFrame) -> int:
     Only daily and monthly values go to the registry (bounded volume for relational readers);
     the Delta tables keep every resolution. A re-run replaces the values of its periods.
     """
-    import math
-
     from sqlalchemy import delete, select
 
     from lec.registry import schema as t
@@ -80,21 +78,29 @@ def store_series_values(registry: Registry, pdf: pd.DataFrame) -> int:
         for rec in pdf.to_dict(orient="records"):
             ts = rec["period_start"]
             ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
-            share = rec.get("filled_share_pct")
+            share = rec.get("filled_share_pct")  # percent in Delta, fraction in Table 21
             for kind, column in SERIES_COLUMNS.items():
                 sid = series_id(rec["community_id"], rec["member_id"], kind, rec["resolution"])
                 if sid not in known:
                     continue
-                value = rec[column]
-                value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+                value = _number(rec[column])
                 conn.execute(delete(t.derivedtimeseries_values).where(
                     (t.derivedtimeseries_values.c.derivedtimeseries_id == sid)
                     & (t.derivedtimeseries_values.c.ts == ts)))
                 conn.execute(t.derivedtimeseries_values.insert().values(
                     derivedtimeseries_id=sid, ts=ts, value=value,
-                    filled_share=0.0 if share is None or share != share else float(share) / 100.0))
+                    filled_share=(_number(share) or 0.0) / 100.0))
                 written += 1
     return written
+
+
+def _number(value: Any) -> float | None:
+    """A float, or None for NULL/NaN."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
 
 
 def series_id(community_id: str, member_id: str | None, kind: str, resolution: str) -> str:
