@@ -61,7 +61,7 @@ def baseline(port: int, password: str, n: int) -> float:
 
 
 def count_in_kafka(bootstrap: str, tag: str, n: int, timeout: float = 600) -> float:
-    """Seconds until ``n`` items carrying ``tag`` are in lec.raw (timed from the call)."""
+    """Seconds from the call until all ``n`` items carrying ``tag`` are in lec.raw."""
     from confluent_kafka import Consumer
 
     c = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}"))
@@ -81,27 +81,70 @@ def count_in_kafka(bootstrap: str, tag: str, n: int, timeout: float = 600) -> fl
     return time.perf_counter() - t0
 
 
-def bridge_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path) -> float:
+def start_bridge(settings: Settings, bootstrap: str, port: int, processes: int, logs: Path) -> ManagedProcess:
     env = worker_env(settings, bootstrap, port)
     proc = ManagedProcess(f"bridge{processes}", [sys.executable, "-m", "connectors.mqtt_http_cli", "mqtt-bridge",
                                                  "--protocol", "5", "--processes", str(processes)],
-                          logs / f"bridge-{processes}.log", env=env, cwd=ROOT)
+                          logs / f"bridge-{processes}-{uuid.uuid4().hex[:4]}.log", env=env, cwd=ROOT)
+    proc.wait_ready(lambda: proc.log.read_text(errors="replace").count("subscribed to") >= processes, 120)
+    return proc
+
+
+def bridge_live_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path) -> float:
+    """mosquitto_pub and the bridge at once: until the last message is in Kafka."""
+    import threading
+
+    proc = start_bridge(settings, bootstrap, port, processes, logs)
     try:
-        proc.wait_ready(lambda: proc.log.read_text(errors="replace").count("subscribed to") >= processes, 120)
-        # warm-up, then the measured run
         tag = uuid.uuid4().hex
         data = lines(n, tag)
-        import threading
-
         result: dict[str, float] = {}
         t = threading.Thread(target=lambda: result.update(s=count_in_kafka(bootstrap, tag, n)))
         t.start()
-        pub = publish(port, b"")
-        pub.communicate(data)
+        publish(port, b"").communicate(data)
         t.join()
         return n / result["s"]
     finally:
         proc.stop(30)
+
+
+def bridge_drain_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path) -> float:
+    """A backlog queued in the bridge's persistent sessions while it was stopped: how fast it drains."""
+    start_bridge(settings, bootstrap, port, processes, logs).stop(30)   # sessions + subscriptions exist
+    tag = uuid.uuid4().hex
+    publish(port, b"").communicate(lines(n, tag))
+    proc = start_bridge(settings, bootstrap, port, processes, logs)
+    try:
+        count_in_kafka(bootstrap, tag, n)
+        done = time.time()   # the last message is in Kafka
+    finally:
+        proc.stop(30)
+    return n / (done - connected_at(proc.log))
+
+
+def connected_at(log: Path) -> float:
+    """Wall-clock time of the first "connected to MQTT broker" line of a bridge log."""
+    from datetime import datetime
+
+    for line in log.read_text(errors="replace").splitlines():
+        if "connected to MQTT broker" in line:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise RuntimeError(f"no connection line in {log}")
+
+
+def sub_drain_rate(port: int, password: str, n: int) -> float:
+    """Baseline for the backlog: mosquitto_sub draining its own persistent session."""
+    sid = f"bench-drain-{uuid.uuid4().hex[:6]}"
+    argv = ["mosquitto_sub", "-p", str(port), "-u", "lec-bridge", "-P", password, "-q", "1", "-t", TOPIC,
+            "-c", "-i", sid]
+    first = subprocess.Popen([*argv, "-C", "1"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    publish(port, b"").communicate(b"{}\n")
+    first.wait(30)
+    publish(port, b"").communicate(lines(n, uuid.uuid4().hex))
+    t0 = time.perf_counter()
+    subprocess.run([*argv, "-C", str(n)], stdout=subprocess.DEVNULL, check=True, timeout=300)
+    return n / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -118,13 +161,29 @@ def main() -> None:
         kafka, bootstrap = start_tansu(root)
         try:
             ensure_topics(bootstrap)
-            with mosquitto_broker(settings, reg.supplier_password_hashes(), root / "mosquitto") as port:
-                base = baseline(port, bridge_password(settings), args.messages)
-                print(f"baseline mosquitto_pub -> mosquitto -> mosquitto_sub (QoS 1): {base:,.0f} msg/s")
-                for p in [int(x) for x in args.processes.split(",")]:
-                    rate = bridge_rate(settings, bootstrap, port, args.messages, p, root)
-                    print(f"bridge --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
-                          f"= {rate / base:.2f} x baseline")
+            hashes = reg.supplier_password_hashes()
+
+            def fresh_broker():  # each figure on an empty broker: no sessions left by the previous one
+                return mosquitto_broker(settings, hashes, root / f"mosquitto-{uuid.uuid4().hex[:6]}")
+
+            n, password = args.messages, bridge_password(settings, create=True)
+            procs = [int(x) for x in args.processes.split(",")]
+            with fresh_broker() as port:
+                base = baseline(port, password, n)
+            print(f"live  baseline mosquitto_pub -> mosquitto -> mosquitto_sub (QoS 1): {base:,.0f} msg/s")
+            for p in procs:
+                with fresh_broker() as port:
+                    rate = bridge_live_rate(settings, bootstrap, port, n, p, root)
+                print(f"live  bridge --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
+                      f"= {rate / base:.2f} x baseline")
+            with fresh_broker() as port:
+                drain = sub_drain_rate(port, password, n)
+            print(f"drain baseline mosquitto_sub emptying a queued backlog (QoS 1): {drain:,.0f} msg/s")
+            for p in procs:
+                with fresh_broker() as port:
+                    rate = bridge_drain_rate(settings, bootstrap, port, n, p, root)
+                print(f"drain bridge --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
+                      f"= {rate / drain:.2f} x baseline")
         finally:
             kafka.stop()
     print(f"machine: {os.cpu_count()} cores; messages per run: {args.messages}")
