@@ -22,7 +22,7 @@ from lec.demo.kafka_read import read_topic
 from lec.demo.send import send_http, send_mqtt, send_sftp
 from lec.demo.traffic import build_traffic
 from lec.errors import LecError
-from lec.stack.supervisor import Stack, lec_argv
+from lec.stack.supervisor import Stack, assert_not_running, lec_argv
 
 log = logging.getLogger("lec.demo")
 
@@ -41,6 +41,7 @@ def wait_quiet(bootstrap: str, topic: str, *, quiet_s: float, timeout_s: float, 
 def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
              echo: Any = print) -> dict[str, Any]:
     """Run the whole demo and return its summary (also printed through ``echo``)."""
+    assert_not_running(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # Kafka is in memory: lake offsets and chain must start fresh too
     run_dir.mkdir(parents=True)
@@ -64,6 +65,7 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
              f"{len(doc['flows'])} flows")
         prepare_workers(settings, start, echo)
         stack.start_workers()
+        stack.supervise_in_background()
         echo(f"stack up in {time.monotonic() - t0:.1f}s: {', '.join(s.spec.name for s in stack.services)}")
 
         sent = {"mqtt": send_mqtt(settings, traffic.mqtt), "sftp": send_sftp(settings, traffic.sftp),

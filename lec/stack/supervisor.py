@@ -37,6 +37,7 @@ class ServiceSpec:
     ready_timeout: float = 30.0
     restart: bool = True
     ready: Callable[[], bool] | None = None
+    ready_log: str | None = None   # a worker is ready once its log shows this line
 
 
 @dataclass
@@ -114,7 +115,8 @@ class Stack:
 
     def worker_specs(self) -> list[ServiceSpec]:
         return [
-            ServiceSpec("mqtt-bridge", lec_argv("connectors", "mqtt-bridge")),
+            # publishers' messages reach the bridge only once it has subscribed
+            ServiceSpec("mqtt-bridge", lec_argv("connectors", "mqtt-bridge"), ready_log="subscribed to"),
             ServiceSpec("feedback-relay", lec_argv("connectors", "feedback-relay")),
             ServiceSpec("sftp-watch", lec_argv("connectors", "sftp-watch")),
             ServiceSpec("http", lec_argv("connectors", "http-serve"), port=self.ports["http"]),
@@ -125,8 +127,17 @@ class Stack:
 
     # -- run ------------------------------------------------------------------------------
     def _launch(self, spec: ServiceSpec) -> ManagedProcess:
-        proc = ManagedProcess(spec.name, spec.argv, self.run_dir / "logs" / f"{spec.name}.log", env=self.env)
-        check = spec.ready or ((lambda: port_open(spec.port)) if spec.port else (lambda: True))
+        log_path = self.run_dir / "logs" / f"{spec.name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0  # logs append across restarts
+        proc = ManagedProcess(spec.name, spec.argv, log_path, env=self.env)
+        if spec.ready is not None:
+            check = spec.ready
+        elif spec.port:
+            check = lambda: port_open(spec.port)  # noqa: E731
+        elif spec.ready_log:
+            check = lambda: spec.ready_log in _read_from(proc.log, offset)  # noqa: E731
+        else:
+            check = lambda: True  # noqa: E731
         proc.wait_ready(check, spec.ready_timeout)
         if spec.port is None:
             time.sleep(0.5)  # a worker that fails at start-up does so at once
@@ -135,6 +146,7 @@ class Stack:
         return proc
 
     def start_servers(self) -> None:
+        assert_not_running(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
         self._assign_ports()
@@ -204,7 +216,22 @@ class Stack:
             svc.started_at = time.time()
         self.write_state()
 
+    def supervise_in_background(self, interval_s: float = 0.5) -> None:
+        """Restart dead workers from a daemon thread (for callers that have their own main loop)."""
+        import threading
+
+        self._watching = threading.Event()
+
+        def loop() -> None:
+            while not self._watching.wait(interval_s):
+                self.supervise_once()
+
+        threading.Thread(target=loop, name="lec-stack-supervisor", daemon=True).start()
+
     def stop(self) -> None:
+        watching = getattr(self, "_watching", None)
+        if watching is not None:
+            watching.set()
         for svc in reversed(self.services):
             log.info("stopping %s", svc.spec.name)
             svc.proc.stop(timeout=15)
@@ -228,6 +255,21 @@ class Stack:
         tmp = self.run_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(self.run_dir / STATE_FILE)
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
+
+
+def assert_not_running(run_dir: Path) -> None:
+    """Refuse to start a second stack on the same run directory (they would share files)."""
+    state = read_state(run_dir)
+    if state and state.get("running") and state.get("supervisor_pid") != os.getpid() \
+            and pid_running(int(state.get("supervisor_pid", 0))):
+        raise ServiceError(f"a stack is already running in {run_dir} (pid {state['supervisor_pid']}): "
+                           f"stop it with `lec down` (LEC_RUN_DIR={run_dir}) or use another run directory")
 
 
 def read_state(run_dir: Path) -> dict | None:
