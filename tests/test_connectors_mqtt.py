@@ -263,3 +263,28 @@ def test_mqtt_config_command_writes_broker_files_from_registry(env: dict, tmp_pa
     conf = (out / "mosquitto.conf").read_text()
     assert "listener 18830 127.0.0.1" in conf and "max_queued_messages 0" in conf and "persistence true" in conf
     assert "home-box-secret" not in run.stdout + run.stderr
+
+
+def test_processes_share_the_subscription_and_lose_nothing(env: dict, tmp_path: Path) -> None:
+    """`--processes 2`: both clients of $share/lec-bridge/lec/# forward part of the stream, all of it arrives."""
+    import re
+
+    settings = env["settings"]
+    reg = Registry(settings.resolved_registry_url())
+    with mosquitto_broker(settings, reg.supplier_password_hashes(), tmp_path / "mosquitto") as port:
+        proc = start_worker("bridge", ["mqtt-bridge", "--processes", "2"], worker_env(settings, env["bootstrap"], port),
+                            tmp_path)
+        proc.wait_ready(lambda: proc.log.read_text(errors="replace").count("subscribed to $share") == 2, timeout=90)
+        payloads = _payloads(1000, uuid.uuid4().hex)
+        client = mqtt_client(port, "sup-home", PASSWORDS["sup-home"], protocol=5)
+        publish_all(client, [(ANNA, p) for p in payloads])
+        client.disconnect()
+        want = _ids("sup-home", ANNA, payloads)
+        msgs = read_topic(env["bootstrap"], topics.RAW, lambda f: want <= {i["message_id"] for i in raw_items(f)},
+                          match=lambda m: decode(m.value())["items"][0]["message_id"] in want)
+        assert {i["message_id"] for i in raw_items(msgs)} == want
+        proc.stop(40)
+        forwarded = {int(n) for n in re.findall(r"bridge-[01] INFO bridge stopped: (\d+) forwarded", proc.log.read_text())}
+        text = proc.log.read_text()
+        assert "bridge-0 INFO bridge stopped" in text and "bridge-1 INFO bridge stopped" in text
+        assert forwarded and min(forwarded) > 0
