@@ -24,13 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from lec.config import Settings  # noqa: E402
-from lec.kafka import consumer_config, ensure_topics  # noqa: E402
-from lec.procs import ManagedProcess  # noqa: E402
-from lec.services import start_tansu  # noqa: E402
-from streams.testkit import bulk_envelopes, cli, load_test_registry, log_contains, produce  # noqa: E402
+from lec.config import Settings
+from lec.kafka import consumer_config, ensure_topics
+from lec.procs import ManagedProcess
+from lec.services import start_tansu
+from streams.process import Processor
+from streams.testkit import bulk_envelopes, cli, load_test_registry, log_contains, produce
 
 CASES = {  # name: (raw records, source messages per record, readings per source message, batch size)
     "a": (1000, 100, 1, 100),
@@ -63,7 +64,13 @@ def start(kind: str, run_dir: Path, bootstrap: str, name: str, args: list[str]) 
     return ManagedProcess(name, [*cli(), kind, *args], run_dir / "logs" / f"{name}.log", env=env)
 
 
-def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, float]:
+def settings_snapshot(settings: Settings) -> object:
+    from lec.registry import open_registry
+
+    return open_registry(settings, migrate=False).snapshot()
+
+
+def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, float, float]:
     records_n, items, per_item, batch = CASES[case]
     records_n = max(workers * 4, int(records_n * scale))
     work = root / f"{case}-{workers}"
@@ -95,7 +102,12 @@ def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, 
         # a span of one flush is ~0 s: floor at 1 ms to keep the ratio finite
         rate = readings / max(span, 1e-3)
         pass_rate = readings / max(span_pass, 1e-3)
-        return rate, pass_rate
+        # the pure pipeline on the same records in this process: what bounds the worker
+        proc = Processor(settings_snapshot(settings))
+        t0 = time.perf_counter()
+        proc.process_batch(records)
+        inproc = readings / (time.perf_counter() - t0)
+        return rate, pass_rate, inproc
     finally:
         for p in procs:
             p.stop()
@@ -110,12 +122,14 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':<5} {'workers':>7} {'readings/s':>12} {'pass-through readings/s':>24} {'ratio':>6}")
+    print(f"{'case':<5} {'workers':>7} {'readings/s':>12} {'pass-through readings/s':>24} {'ratio':>6} "
+          f"{'pipeline in-process readings/s':>31}")
     try:
         for case in args.cases.split(","):
             for workers in map(int, args.workers.split(",")):
-                rate, pass_rate = run_case(case, workers, args.scale, root)
-                print(f"{case:<5} {workers:>7} {rate:>12,.0f} {pass_rate:>24,.0f} {rate / pass_rate:>6.2f}", flush=True)
+                rate, pass_rate, inproc = run_case(case, workers, args.scale, root)
+                print(f"{case:<5} {workers:>7} {rate:>12,.0f} {pass_rate:>24,.0f} {rate / pass_rate:>6.2f} "
+                      f"{inproc:>31,.0f}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -148,8 +148,20 @@ def snap(epoch: int, interval_s: int) -> int:
     return epoch - rem + (interval_s if rem * 2 > interval_s else 0)
 
 
+_DAYS: dict[int, str] = {}
+
+
 def iso_z(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    """UTC ISO-8601 seconds with Z; the date part is cached per day (readings cluster in days)."""
+    day, sod = divmod(epoch, 86400)
+    prefix = _DAYS.get(day)
+    if prefix is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        prefix = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+    h, rem = divmod(sod, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{prefix}{h:02d}:{m:02d}:{sec:02d}Z"
 
 
 def iso_to_epoch(value: str) -> float:

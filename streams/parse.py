@@ -89,8 +89,15 @@ def csv_header(options: dict[str, Any], header: str | None, delimiter: str) -> l
     if isinstance(cols, list):
         return [str(c) for c in cols]
     if header:
-        return next(csv.reader([header.strip("\r\n")], delimiter=delimiter))
+        return _header_cells(header.strip("\r\n"), delimiter)
     return None
+
+
+def _header_cells(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:
+        raise Reject("csv_no_header", f"the CSV header line is not valid CSV: {exc}") from None
 
 
 def parse_csv(text: str, options: dict[str, Any], header: str | None = None) -> list[Row]:
@@ -102,7 +109,7 @@ def parse_csv(text: str, options: dict[str, Any], header: str | None = None) -> 
     if cols is None and options.get("has_header", True):
         if not lines:
             raise Reject("csv_no_header", "the CSV chunk has no header line and the flow declares no columns")
-        cols = next(csv.reader([lines[0]], delimiter=delimiter))
+        cols = _header_cells(lines[0], delimiter)
         lines, offset = lines[1:], 1
     if not cols:
         raise Reject("csv_no_header", "the CSV has no header: send one, or declare syntax_options.columns in the flow")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lec.records import READING_SCHEMA
 from lec.registry.snapshot import Device, Flow
 from streams.normalise import DEFAULT_ENERGY_UNIT, ENERGY_TO_MWH, QUANTITIES, dt_epoch
 from streams.validate import LIMIT_FIELDS
@@ -34,6 +35,7 @@ class FlowPlan:
     stuck_limit: int
     decimal_comma: bool
     ts_marks_end: bool
+    template: dict          # the reading's fields that only depend on the flow (copied per reading)
 
 
 def build_plan(flow: Flow, dev: Device) -> FlowPlan:
@@ -59,4 +61,10 @@ def build_plan(flow: Flow, dev: Device) -> FlowPlan:
         not_after=min(ends) if ends else INF, limits=tuple(limits),
         grace_s=(flow.send_frequency_s or flow.interval_s) + flow.derogation_s,
         stuck_limit=int(opts.get("stuck_readings", DEFAULT_STUCK_READINGS.get(flow.value_kind, 8))),
-        decimal_comma=bool(opts.get("decimal_comma")), ts_marks_end=opts.get("ts_marks") == "end")
+        decimal_comma=bool(opts.get("decimal_comma")), ts_marks_end=opts.get("ts_marks") == "end",
+        template={
+            "schema": READING_SCHEMA, "community_id": flow.community_id, "supplier_id": None,
+            "device_id": flow.device_id, "flow_id": flow.id, "channel": None, "message_id": None, "ts": None,
+            "interval_s": 0, "ingest_ts": None, "current_a": None, "voltage_v": None, "power_active_w": None,
+            "power_reactive_var": None, "energy_mwh": None, "charge_pct": None, "measurement": flow.measurement,
+            "account": flow.account, "estimated": False, "interpolated": False, "late": False, "conflict": False})

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from lec.records import CHANNELS, RAW_SCHEMA, READING_SCHEMA, utc_now_iso
+from lec.records import CHANNELS, RAW_SCHEMA, utc_now_iso
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
 from streams.errors import Reject
 from streams.normalise import (
@@ -444,14 +444,12 @@ class Processor:
         if not (plan.not_before <= epoch < plan.not_after and epoch <= ctx.received_epoch + self.clock_skew_s):
             check_time(flow, dev, epoch, ctx.received_epoch, self.clock_skew_s)   # raises the precise reason
         instant = snap(epoch, flow.interval_s)
-        rd: dict[str, Any] = {
-            "schema": READING_SCHEMA, "community_id": flow.community_id, "supplier_id": ctx.supplier_id,
-            "device_id": flow.device_id, "flow_id": flow.id, "channel": ctx.channel,
-            "message_id": f"{ctx.message_id}:{n}", "ts": None, "interval_s": 0, "ingest_ts": ctx.ingest_ts,
-            "current_a": None, "voltage_v": None, "power_active_w": None, "power_reactive_var": None,
-            "energy_mwh": None, "charge_pct": None, "measurement": flow.measurement, "account": flow.account,
-            "estimated": False, "interpolated": instant != epoch, "late": False, "conflict": False,
-        }
+        rd: dict[str, Any] = plan.template.copy()
+        rd["supplier_id"] = ctx.supplier_id
+        rd["channel"] = ctx.channel
+        rd["message_id"] = f"{ctx.message_id}:{n}"
+        rd["ingest_ts"] = ctx.ingest_ts
+        rd["interpolated"] = instant != epoch
         energy = power = None
         found = False
         if plan.energy_src:

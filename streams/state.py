@@ -13,7 +13,6 @@ owner starts empty (duplicates are then caught downstream by message id).
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
 from typing import Any
 
 MAX_KEYS_PER_FLOW = 20_000
@@ -37,8 +36,8 @@ class FlowState:
     )
 
     def __init__(self) -> None:
-        self.keys: OrderedDict[int, tuple[tuple[Any, ...], str]] = OrderedDict()  # instant -> (values, item id)
-        self.source_ids: OrderedDict[str, None] = OrderedDict()
+        self.keys: dict[int, tuple[tuple[Any, ...], str]] = {}   # instant -> (values, item id), oldest first
+        self.source_ids: dict[str, None] = {}
         self.reg_ts: list[int] = []                 # sorted instants of known cumulative registers
         self.registers: dict[int, int] = {}         # instant -> register mWh
         self.stuck_value: Any = None
@@ -48,15 +47,15 @@ class FlowState:
         self.silent_reported: float | None = None
 
     def put_key(self, instant: int, signature: tuple[Any, ...], item_id: str) -> None:
-        self.keys[instant] = (signature, item_id)
-        self.keys.move_to_end(instant)
-        if len(self.keys) > MAX_KEYS_PER_FLOW:
-            self.keys.popitem(last=False)
+        keys = self.keys
+        keys[instant] = (signature, item_id)
+        if len(keys) > MAX_KEYS_PER_FLOW:       # plain dicts keep insertion order: drop the oldest
+            del keys[next(iter(keys))]
 
     def put_source_id(self, source_id: str) -> None:
         self.source_ids[source_id] = None
         if len(self.source_ids) > MAX_SOURCE_IDS_PER_FLOW:
-            self.source_ids.popitem(last=False)
+            del self.source_ids[next(iter(self.source_ids))]
 
     def put_register(self, instant: int, register: int) -> None:
         if instant not in self.registers:
@@ -79,7 +78,7 @@ class StreamState:
 
     def __init__(self) -> None:
         self.flows: dict[str, FlowState] = {}
-        self.items: OrderedDict[str, int] = OrderedDict()   # item message id -> readings accepted
+        self.items: dict[str, int] = {}   # item message id -> readings accepted, oldest first
 
     def flow(self, flow_id: str) -> FlowState:
         st = self.flows.get(flow_id)
@@ -90,4 +89,4 @@ class StreamState:
     def remember_item(self, message_id: str, accepted: int) -> None:
         self.items[message_id] = accepted
         if len(self.items) > MAX_ITEMS:
-            self.items.popitem(last=False)
+            del self.items[next(iter(self.items))]
