@@ -10,6 +10,7 @@ event loop, knows whether what it anchored is still the current content.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -77,8 +78,9 @@ class QhBucket:
 class QhWindows:
     """Groups readings by (community, QH), deduplicated by message id; closes QHs on the watermark."""
 
-    def __init__(self, grace_s: int = 300) -> None:
+    def __init__(self, grace_s: int = 300, max_future_s: int = 300) -> None:
         self.grace_s = grace_s
+        self.max_future_s = max_future_s
         self.buckets: dict[tuple[str, int], QhBucket] = {}
         self.watermarks: dict[str, int] = {}
         self.counted = 0
@@ -89,9 +91,14 @@ class QhWindows:
         """Account one canonical reading; True when it changed a QH's content."""
         community = reading["community_id"]
         ts = parse_ts(reading["ts"])
-        if ts > self.watermarks.get(community, -1):
-            self.watermarks[community] = ts
         qh = anchorable_qh(reading)
+        energy = int(reading["energy_mwh"]) if qh is not None else 0  # validate before any change
+        leaf_id = (reading["supplier_id"], reading["device_id"], reading["flow_id"])
+        message_id = reading["message_id"]
+        # a clock far in the future must not close every open QH at once
+        horizon = int(time.time()) + self.max_future_s
+        if min(ts, horizon) > self.watermarks.get(community, -1):
+            self.watermarks[community] = min(ts, horizon)
         if qh is None:
             self.ignored += 1
             return False
@@ -99,15 +106,12 @@ class QhWindows:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = QhBucket(community, qh)
-        leaf_id = (reading["supplier_id"], reading["device_id"], reading["flow_id"])
         acc = bucket.leaves.get(leaf_id)
         if acc is None:
             acc = bucket.leaves[leaf_id] = LeafAcc(reading["account"])
-        message_id = reading["message_id"]
         if message_id in acc.messages:
             self.duplicates += 1
             return False
-        energy = int(reading["energy_mwh"])
         acc.messages[message_id] = energy
         acc.energy_mwh += energy
         bucket.revision += 1

@@ -182,3 +182,19 @@ def test_without_parameters_then_with(world: dict, anvil_rpc: str) -> None:
     assert engine.anchor_due_sync() == 1
     b = client.get_anchor(COMMUNITY, QH1 + 900, 1)
     assert b.paramsVersion == 1 and b.rewardTotal == PARAMS.rateNoPeak // 2   # model 3, r1 = 0 (no production)
+
+
+def test_bad_or_future_readings_change_nothing() -> None:
+    import time
+
+    w = QhWindows(300)
+    bad = reading("f-anna-load", QH0, 5)
+    bad["energy_mwh"] = "five"
+    engine = OracleEngine(w, None, None)  # type: ignore[arg-type]
+    assert engine.ingest([orjson.dumps(bad)]) == 0 and engine.bad == 1
+    assert w.buckets == {}
+    w.add(reading("f-anna-load", QH0, 5))
+    future = int(time.time()) + 10 * 365 * 86400
+    w.add(reading("f-anna-load", future - future % 900, 1))
+    assert w.watermarks[COMMUNITY] <= int(time.time()) + 300   # capped at now + max_future_s
+    assert [b.qh for b in w.due()] == [QH0]                    # QH0 (2024) is closed by the capped watermark
