@@ -14,7 +14,9 @@ between the two cannot lose them, and skipped on replay if already there.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -73,6 +75,12 @@ class DeltaSink:
         self._first_buffered_at: float | None = None
         self._last_maintain = time.monotonic()
         self._last_refresh = 0.0
+        # Commits run in a writer thread while the next batch is consumed (Arrow parsing and
+        # delta-rs writes release the GIL); maxsize=1 bounds memory to two batches.
+        self._work: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=1)
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
+        self._committed_offsets: list[dict[tuple[str, int], int]] = []  # from the writer, for Kafka
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -95,26 +103,35 @@ class DeltaSink:
         self._consumer = Consumer(consumer_config(self.bootstrap, self.config.group_id,
                                                   **{"enable.partition.eof": False}))
         last_msg = time.monotonic()
+        self._writer = threading.Thread(target=self._writer_loop, name="lake-sink-writer", daemon=True)
+        self._writer.start()
         try:
             self._refresh_assignment()
-            while not self._stop:
+            while not self._stop and self._writer_error is None:
                 msgs = self._consumer.consume(num_messages=self._room(), timeout=0.2)
                 if msgs:
                     last_msg = time.monotonic()
                     self._take(msgs)
                 if self._due():
                     self.flush()
+                self._commit_kafka_offsets()
                 now = time.monotonic()
                 if now - self._last_refresh > 10:
                     self._refresh_assignment()
                 if self.config.maintain_interval_s and now - self._last_maintain > self.config.maintain_interval_s:
                     self.flush()
-                    self.maintain()
+                    self._last_maintain = now
+                    self._work.put(("maintain", None))
                 if max_idle_s is not None and not msgs and now - last_msg > max_idle_s and not self._buffered:
                     break
             self.flush()
         finally:
+            self._work.put(None)
+            self._writer.join()
+            self._commit_kafka_offsets()
             self._consumer.close()
+        if self._writer_error is not None:
+            raise self._writer_error
         log.info("sink stopped: %d commits, %d rows, %d rejects", self.stats.commits, self.stats.rows,
                  self.stats.rejects)
         return self.stats
@@ -131,12 +148,14 @@ class DeltaSink:
             topic_meta = meta.topics.get(spec.topic)
             if topic_meta is None or topic_meta.error is not None:
                 continue
-            dt = self._open(spec.name)
-            dl = self._open(DEADLETTER.name)
-            for p in sorted(topic_meta.partitions):
+            fresh = [p for p in sorted(topic_meta.partitions) if (spec.topic, p) not in self._assigned]
+            if not fresh:
+                continue
+            # Own table objects: the cached ones belong to the writer thread.
+            dt = open_table(table_uri(spec.name, root=self.root))
+            dl = open_table(table_uri(DEADLETTER.name, root=self.root))
+            for p in fresh:
                 key = (spec.topic, p)
-                if key in self._assigned:
-                    continue
                 done = dt.transaction_version(app_id(spec.topic, p)) if dt is not None else None
                 rej = dl.transaction_version(app_id(spec.topic, p, REJECT_PREFIX)) if dl is not None else None
                 self._written[key] = -1 if done is None else done
@@ -181,13 +200,36 @@ class DeltaSink:
 
     # -- committing ------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write everything buffered: rejects first, then one commit per table."""
+        """Hand what is buffered to the writer thread (waits while it is busy with the previous batch)."""
         if not self._buffered:
             return
+        self._work.put(("write", dict(self._buffer)))
+        self._buffer = defaultdict(Batch)
+        self._buffered = 0
+        self._first_buffered_at = None
+
+    def _writer_loop(self) -> None:
+        while True:
+            task = self._work.get()
+            if task is None:
+                return
+            if self._writer_error is not None:
+                continue  # after a failure nothing more is committed: order is what makes restarts exact
+            kind, payload = task
+            try:
+                if kind == "write":
+                    self._write(payload)
+                else:
+                    self.maintain()
+            except BaseException as exc:  # handed to the consume loop, which stops and raises it
+                self._writer_error = exc
+
+    def _write(self, buffer: dict[str, Batch]) -> None:
+        """Write one batch: rejects first, then one commit per table."""
         started = time.monotonic()
         converted: list[tuple[TableSpec, pa.Table | None, dict[int, int]]] = []
         rejects: list[Reject] = []
-        for topic, batch in self._buffer.items():
+        for topic, batch in buffer.items():
             spec = self.by_topic[topic]
             table, bad = convert(spec, batch)
             table, clash = self._fit(spec, table, batch)
@@ -200,10 +242,7 @@ class DeltaSink:
         self._write_rejects(rejects)
         for spec, table, last in converted:
             self._commit(spec, table, last)
-        self._commit_kafka_offsets(converted)
-        self._buffer.clear()
-        self._buffered = 0
-        self._first_buffered_at = None
+        self._committed_offsets.append({(spec.topic, p): off for spec, _, last in converted for p, off in last.items()})
         self.stats.last_commit_s = time.monotonic() - started
 
     def _fit(self, spec: TableSpec, table: pa.Table | None, batch: Batch) -> tuple[pa.Table | None, list[Reject]]:
@@ -293,13 +332,22 @@ class DeltaSink:
                 self._tables[name] = dt
         return dt
 
-    def _commit_kafka_offsets(self, converted: list[tuple[TableSpec, pa.Table | None, dict[int, int]]]) -> None:
-        """Informative only (lag dashboards): the table's txn versions are the truth on restart."""
+    def _commit_kafka_offsets(self) -> None:
+        """Informative only (lag dashboards): the table's txn versions are the truth on restart.
+
+        Called from the consume loop: confluent-kafka deadlocks if the writer thread commits
+        while this thread is inside ``consume``.
+        """
         from confluent_kafka import KafkaException, TopicPartition
 
-        tps = [TopicPartition(spec.topic, p, off + 1) for spec, _, last in converted for p, off in last.items()]
+        done: dict[tuple[str, int], int] = {}
+        while self._committed_offsets:
+            done.update(self._committed_offsets.pop(0))
+        if not done:
+            return
         try:
-            self._consumer.commit(offsets=tps, asynchronous=True)
+            self._consumer.commit(offsets=[TopicPartition(t, p, off + 1) for (t, p), off in done.items()],
+                                  asynchronous=True)
         except KafkaException as exc:
             log.debug("Kafka offset commit failed (harmless): %s", exc)
 
@@ -307,7 +355,6 @@ class DeltaSink:
     def maintain(self) -> None:
         from lakehouse.maintenance import maintain_table
 
-        self._last_maintain = time.monotonic()
         for spec in self.tables:
             uri = table_uri(spec.name, root=self.root)
             self._tables.pop(spec.name, None)  # maintenance commits: reopen afterwards
