@@ -142,3 +142,17 @@ def test_verify_community_from_lake(audited: dict) -> None:
     res = lec(audited, *args)
     assert res.returncode == 1
     assert f"qh {QH1}: lake recomputation differs from chain version 2" in res.stdout
+
+
+def test_verify_lake_reports_anchors_without_readings(audited: dict, tmp_path: Path) -> None:
+    from lec.registry import Registry, SecretStore
+    from oracle.verify import read_only_client, verify_lake
+
+    env = audited["env"]
+    dep = orjson.loads((audited["run"] / "chain" / "deployment.json").read_bytes())
+    client = read_only_client(audited["rpc"], dep["chainId"], dep["notary"], dep["tokens"])
+    problems, checked = verify_lake(str(tmp_path / "empty-lake"), client, SecretStore(env["LEC_SECRETS_URL"]),
+                                    Registry(env["LEC_REGISTRY_URL"]).snapshot(), COMMUNITY, 1704067200, 1704070800)
+    assert checked == 0
+    assert sorted(problems) == [f"{COMMUNITY} qh {q}: anchored on chain but no readings in the lake"
+                                for q in (QH1 - 900, QH1)]

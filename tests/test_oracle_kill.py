@@ -110,7 +110,8 @@ def test_sigkill_mid_stream_and_restart(fresh_kafka: tuple, anvil_rpc: str, tmp_
         wait_until(lambda: {w: client.balance_of(COMMUNITY, w) for w in (ANNA, BRUNO)} == expected_tokens, 120,
                    "claims", proc.proc, proc.log)
     finally:
-        proc.stop()
+        code = proc.stop(timeout=30)
+    assert code is not None and code >= 0, f"`lec oracle run` did not stop cleanly on SIGTERM (code {code})"
 
     # exactly once per distinct content: one version per QH, two for QH1 (the late reading)
     versions = [client.latest_version(COMMUNITY, QH0 + 900 * k) for k in range(13)]
