@@ -53,6 +53,7 @@ class OracleEngine:
         self.anchorer = anchorer
         self.claimer = claimer
         self.bad = 0
+        self.max_jobs = 2000
         self.chain_lock = asyncio.Lock()  # one signer: anchoring and claiming must not interleave nonces
 
     def ingest(self, values: list[bytes]) -> int:
@@ -65,10 +66,17 @@ class OracleEngine:
                 log.warning("unusable reading skipped (%s)", type(exc).__name__)
         return changed
 
+    def due_jobs(self) -> list[AnchorJob]:
+        """Copies of the closed, changed QHs, oldest first, at most ``max_jobs`` per round (a
+        backlog after a long outage is anchored in rounds, with records written as it goes)."""
+        return [AnchorJob(b.community_id, b.qh, b.revision, b.sums()) for b in self.windows.due()[:self.max_jobs]]
+
     def anchor_due_sync(self) -> int:
-        """Anchor every closed, changed QH (blocking; used by the rebuild and the timer's thread)."""
-        jobs = [AnchorJob(b.community_id, b.qh, b.revision, b.sums()) for b in self.windows.due()]
-        return self._settle(jobs, self.anchorer.run(jobs)) if jobs else 0
+        """Anchor every closed, changed QH (blocking: tests and tools; the worker uses anchor_due)."""
+        sent = 0
+        while jobs := self.due_jobs():
+            sent += self._settle(jobs, self.anchorer.run(jobs))
+        return sent
 
     def _settle(self, jobs: list[AnchorJob], result: Any) -> int:
         settled, sent = result
@@ -82,7 +90,7 @@ class OracleEngine:
 
     async def anchor_due(self) -> int:
         # jobs are copied on the loop; trees, salts and RPC run in a thread (heartbeats keep going)
-        jobs = [AnchorJob(b.community_id, b.qh, b.revision, b.sums()) for b in self.windows.due()]
+        jobs = self.due_jobs()
         if not jobs:
             return 0
         async with self.chain_lock:
