@@ -156,3 +156,28 @@ def test_verify_lake_reports_anchors_without_readings(audited: dict, tmp_path: P
     assert checked == 0
     assert sorted(problems) == [f"{COMMUNITY} qh {q}: anchored on chain but no readings in the lake"
                                 for q in (QH1 - 900, QH1)]
+
+
+def test_erased_device_leaves_the_rest_provable(audited: dict, tmp_path: Path) -> None:
+    """GDPR erasure deletes a device's secret: its leaf can no longer be disclosed, the QH's
+    take-out is incomplete, and every other leaf still proves against the anchored root."""
+    import shutil
+
+    from lec.registry import SecretStore
+    from oracle.store import OracleLake
+    from oracle.takeout import build_takeout
+    from oracle.verify import read_only_client
+
+    env = audited["env"]
+    copy_db = tmp_path / "secrets.db"
+    shutil.copy(env["LEC_SECRETS_URL"].removeprefix("sqlite:///"), copy_db)
+    secrets = SecretStore(f"sqlite:///{copy_db}")
+    assert secrets.delete("PV-0001")
+    dep = orjson.loads((audited["run"] / "chain" / "deployment.json").read_bytes())
+    client = read_only_client(audited["rpc"], dep["chainId"], dep["notary"], dep["tokens"])
+    doc = build_takeout(OracleLake(env["LEC_LAKE_URI"]), client, secrets, community_id=COMMUNITY,
+                        qh_from=1704067200, qh_to=1704070800)
+    assert [(a["complete"], len(a["readings"]), a["leafCount"]) for a in doc["anchors"]] == [(False, 2, 3),
+                                                                                              (False, 1, 2)]
+    assert "PV-0001" not in {r["device_id"] for a in doc["anchors"] for r in a["readings"]}
+    assert verify_takeout(doc, audited["rpc"]) == []
