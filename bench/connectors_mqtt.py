@@ -1,6 +1,6 @@
 """MQTT bridge throughput (QoS 1, Kafka acknowledged) beside mosquitto's own C clients, same broker, same run.
 
-    .venv/bin/python bench/connectors_mqtt.py [--messages 30000] [--processes 1,2]
+    .venv/bin/python bench/connectors_mqtt.py [--messages 30000] [--processes 1,2] [--protocols 5,3.1.1]
 
 Starts Tansu and Mosquitto (config generated from the example community), then measures:
   baseline: mosquitto_pub -l (QoS 1) -> Mosquitto -> mosquitto_sub (QoS 1), msgs/s;
@@ -81,20 +81,22 @@ def count_in_kafka(bootstrap: str, tag: str, n: int, timeout: float = 600) -> fl
     return time.perf_counter() - t0
 
 
-def start_bridge(settings: Settings, bootstrap: str, port: int, processes: int, logs: Path) -> ManagedProcess:
+def start_bridge(settings: Settings, bootstrap: str, port: int, processes: int, logs: Path,
+                 protocol: str) -> ManagedProcess:
     env = worker_env(settings, bootstrap, port)
     proc = ManagedProcess(f"bridge{processes}", [sys.executable, "-m", "connectors.mqtt_http_cli", "mqtt-bridge",
-                                                 "--protocol", "5", "--processes", str(processes)],
+                                                 "--protocol", protocol, "--processes", str(processes)],
                           logs / f"bridge-{processes}-{uuid.uuid4().hex[:4]}.log", env=env, cwd=ROOT)
     proc.wait_ready(lambda: proc.log.read_text(errors="replace").count("subscribed to") >= processes, 120)
     return proc
 
 
-def bridge_live_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path) -> float:
+def bridge_live_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path,
+                     protocol: str) -> float:
     """mosquitto_pub and the bridge at once: until the last message is in Kafka."""
     import threading
 
-    proc = start_bridge(settings, bootstrap, port, processes, logs)
+    proc = start_bridge(settings, bootstrap, port, processes, logs, protocol)
     try:
         tag = uuid.uuid4().hex
         data = lines(n, tag)
@@ -108,12 +110,13 @@ def bridge_live_rate(settings: Settings, bootstrap: str, port: int, n: int, proc
         proc.stop(30)
 
 
-def bridge_drain_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path) -> float:
+def bridge_drain_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path,
+                      protocol: str) -> float:
     """A backlog queued in the bridge's persistent sessions while it was stopped: how fast it drains."""
-    start_bridge(settings, bootstrap, port, processes, logs).stop(30)   # sessions + subscriptions exist
+    start_bridge(settings, bootstrap, port, processes, logs, protocol).stop(30)   # sessions + subscriptions exist
     tag = uuid.uuid4().hex
     publish(port, b"").communicate(lines(n, tag))
-    proc = start_bridge(settings, bootstrap, port, processes, logs)
+    proc = start_bridge(settings, bootstrap, port, processes, logs, protocol)
     try:
         count_in_kafka(bootstrap, tag, n)
         done = time.time()   # the last message is in Kafka
@@ -151,6 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=30000)
     ap.add_argument("--processes", default="1,2")
+    ap.add_argument("--protocols", default="5,3.1.1")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
         root = Path(tmp)
@@ -171,18 +175,19 @@ def main() -> None:
             with fresh_broker() as port:
                 base = baseline(port, password, n)
             print(f"live  baseline mosquitto_pub -> mosquitto -> mosquitto_sub (QoS 1): {base:,.0f} msg/s")
-            for p in procs:
+            runs = [(proto, p) for proto in args.protocols.split(",") for p in procs]
+            for proto, p in runs:
                 with fresh_broker() as port:
-                    rate = bridge_live_rate(settings, bootstrap, port, n, p, root)
-                print(f"live  bridge --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
+                    rate = bridge_live_rate(settings, bootstrap, port, n, p, root, proto)
+                print(f"live  bridge --protocol {proto} --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
                       f"= {rate / base:.2f} x baseline")
             with fresh_broker() as port:
                 drain = sub_drain_rate(port, password, n)
             print(f"drain baseline mosquitto_sub emptying a queued backlog (QoS 1): {drain:,.0f} msg/s")
-            for p in procs:
+            for proto, p in runs:
                 with fresh_broker() as port:
-                    rate = bridge_drain_rate(settings, bootstrap, port, n, p, root)
-                print(f"drain bridge --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
+                    rate = bridge_drain_rate(settings, bootstrap, port, n, p, root, proto)
+                print(f"drain bridge --protocol {proto} --processes {p} (QoS 1, Kafka-acked): {rate:,.0f} msg/s "
                       f"= {rate / drain:.2f} x baseline")
         finally:
             kafka.stop()

@@ -23,7 +23,7 @@ from typing import Any
 
 from lec import topics
 from lec.config import Settings
-from lec.records import encode, message_id_for, raw_envelope, raw_item
+from lec.records import encode, message_id_for, raw_envelope, raw_item, utc_now_iso
 from lec.registry.snapshot import RegistrySnapshot
 
 from connectors.feedback_records import deadletter_record, rejection_feedback
@@ -78,7 +78,7 @@ class Rejection(Exception):
 
 
 class BridgeCore:
-    """Checks, packs and produces messages; acknowledges them through ``ack(token)`` once Kafka has them.
+    """Checks, packs and produces messages; acknowledges them through ``ack(tokens)`` once Kafka has them.
 
     Runs on one thread (the bridge's main loop); the MQTT network loop only queues ``Incoming``.
     """
@@ -98,7 +98,7 @@ class BridgeCore:
         self.rejected = 0
 
     # -- intake -------------------------------------------------------------------------------
-    def handle(self, msg: Incoming) -> None:
+    def handle(self, msg: Incoming, received_ts: str | None = None) -> None:
         token = AckToken(msg.generation, msg.mid, msg.qos)
         self.unacked += 1
         supplier = supplier_of(msg.topic) or "unknown"
@@ -112,7 +112,8 @@ class BridgeCore:
         flow = self.snapshot.flows.get(coords.flow_id)
         content_type = msg.content_type or CONTENT_TYPES.get(flow.syntax if flow else "", "application/octet-stream")
         item = raw_item(msg.payload, message_id=message_id, source={"mqtt_topic": msg.topic},
-                        device_id=coords.device_id, flow_id=coords.flow_id, content_type=content_type)
+                        device_id=coords.device_id, flow_id=coords.flow_id, content_type=content_type,
+                        received_ts=received_ts)
         key = (coords.community_id, coords.supplier_id)
         pack = self.packs.get(key)
         if pack is None:
@@ -184,11 +185,13 @@ class BridgeCore:
                 log.warning("Kafka did not take a record for %s (%s): retrying", topic, err)
                 self.retry.append((topic, key, value, tokens))
                 return
+            done = []
             for token in tokens:
                 token.remaining -= 1
                 if token.remaining == 0:
-                    self.unacked -= 1
-                    self._ack(token)
+                    done.append(token)
+            self.unacked -= len(done)
+            self._ack(done)
 
         try:
             self.producer.produce(topic, value, key, on_delivery=delivered)
@@ -213,7 +216,7 @@ class MqttBridge:
         self.settings = settings
         self.registry = open_registry(settings)
         self.protocol = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
-        self.shared = shared and protocol == 5
+        self.shared = shared
         self.incoming: deque[Incoming] = deque()
         self.wake = threading.Event()
         self.lock = threading.Lock()
@@ -267,17 +270,20 @@ class MqttBridge:
                 if name == "message_id":
                     key = value
             ctype = getattr(props, "ContentType", None)
+        idle = not self.incoming
         self.incoming.append(Incoming(message.topic, message.payload, message.mid, message.qos,
                                       self.generation, key, ctype))
-        self.wake.set()
+        if idle:  # the main loop drains everything queued once woken; one wake-up per burst
+            self.wake.set()
 
     # main thread -----------------------------------------------------------------------------
-    def _ack(self, token: AckToken) -> None:
-        if token.qos == 0:
-            return
+    def _ack(self, tokens: list[AckToken]) -> None:
         with self.lock:
-            if token.generation == self.generation:
-                self.client.ack(token.mid, token.qos)
+            current = [t for t in tokens if t.generation == self.generation]
+            self.client.ack_many([t.mid for t in current if t.qos == 1])
+            for t in current:
+                if t.qos == 2:
+                    self.client.ack(t.mid, 2)
 
     def connect(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -303,8 +309,9 @@ class MqttBridge:
             self.wake.wait(0.005)
             self.wake.clear()
             n = 0
+            now = utc_now_iso()  # one clock read per drained batch (ms precision anyway)
             while self.incoming and n < 5000:
-                core.handle(self.incoming.popleft())
+                core.handle(self.incoming.popleft(), now)
                 n += 1
             core.flush_due()
             self.producer.poll(0)
@@ -340,8 +347,11 @@ def resolve_bootstrap(settings: Settings) -> str:
     raise ConfigError("no Kafka bootstrap: set LEC_KAFKA_BOOTSTRAP (or start the stack with `lec up`)")
 
 
-def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0) -> bool:
-    """Whether the broker accepts an MQTT 5 login (Mosquitto does; the embedded amqtt does not)."""
+def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0) -> bool | None:
+    """Whether the broker accepts an MQTT 5 login (Mosquitto does; the embedded amqtt does not).
+
+    None when the broker cannot be reached at all.
+    """
     import uuid
 
     import paho.mqtt.client as mqtt
@@ -361,12 +371,34 @@ def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0)
     try:
         probe.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10)
     except OSError:
-        return False
+        return None
     probe.loop_start()
     done.wait(timeout)
     probe.disconnect()
     probe.loop_stop()
     return result.get("ok", False)
+
+
+def choose_protocol(settings: Settings, protocol: int, wait_s: float = 60.0) -> tuple[int, bool]:
+    """(protocol, shared). A broker that speaks MQTT 5 (Mosquitto) also offers shared subscriptions,
+    to its MQTT 3.1.1 clients too; the embedded amqtt offers neither. ``protocol`` 0 = MQTT 5 if possible."""
+    from connectors.mqtt_config import bridge_password
+    from lec.errors import ConfigError, ServiceError
+
+    password = bridge_password(settings)
+    deadline = time.monotonic() + wait_s
+    speaks5 = broker_speaks_mqtt5(settings, password)
+    while speaks5 is None and time.monotonic() < deadline:  # broker still starting
+        time.sleep(1.0)
+        speaks5 = broker_speaks_mqtt5(settings, password)
+    if speaks5 is None:
+        raise ServiceError(f"no MQTT broker answers on {settings.mqtt_host}:{settings.mqtt_port}")
+    if protocol == 5 and not speaks5:
+        raise ConfigError("the MQTT broker refuses MQTT 5: use --protocol auto or 3.1.1")
+    chosen = protocol or (5 if speaks5 else 4)
+    log.info("broker speaks MQTT %s; bridge uses MQTT %s%s", "5" if speaks5 else "3.1.1",
+             "5" if chosen == 5 else "3.1.1", " with shared subscriptions" if speaks5 else "")
+    return chosen, speaks5
 
 
 def run_one(index: int, protocol: int, shared: bool) -> None:
@@ -375,11 +407,6 @@ def run_one(index: int, protocol: int, shared: bool) -> None:
 
     s = current()
     logging.basicConfig(level=s.log_level, format=f"%(asctime)s bridge-{index} %(levelname)s %(message)s")
-    if protocol == 0:  # auto
-        from connectors.mqtt_config import bridge_password
-
-        protocol = 5 if broker_speaks_mqtt5(s, bridge_password(s)) else 4
-        log.info("broker speaks MQTT %s", "5" if protocol == 5 else "3.1.1")
     bridge = MqttBridge(s, bootstrap=resolve_bootstrap(s), client_id=f"{s.mqtt_username}-{index}",
                         protocol=protocol, shared=shared)
     signal.signal(signal.SIGTERM, bridge.stop)
@@ -387,25 +414,27 @@ def run_one(index: int, protocol: int, shared: bool) -> None:
     bridge.run()
 
 
-def run_bridge(processes: int = 1, protocol: int = 0, shared: bool = True) -> None:
+def run_bridge(processes: int = 1, protocol: int = 0) -> None:
     """Run ``processes`` bridge clients (children restarted if they die) until SIGTERM/SIGINT.
 
-    ``protocol``: 5, 4 (MQTT 3.1.1) or 0 = ask the broker (MQTT 5 if it accepts it).
+    ``protocol``: 5, 4 (MQTT 3.1.1) or 0 = MQTT 5 if the broker accepts it. Shared subscriptions
+    whenever the broker offers them.
     """
-    if processes <= 1:
-        run_one(0, protocol, shared)
-        return
     import multiprocessing as mp
 
-    from connectors.mqtt_config import bridge_password
     from lec.config import settings as current
     from lec.errors import ConfigError
 
-    if protocol == 0:
-        protocol = 5 if broker_speaks_mqtt5(current(), bridge_password(current())) else 4
-    if protocol == 4 or not shared:
-        raise ConfigError("--processes > 1 needs MQTT 5 shared subscriptions (--protocol 5, on Mosquitto)")
-    logging.basicConfig(level="INFO", format="%(asctime)s bridge %(levelname)s %(message)s")
+    s = current()
+    name = "bridge" if processes > 1 else "bridge-0"
+    logging.basicConfig(level=s.log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    protocol, shared = choose_protocol(s, protocol)
+    if processes <= 1:
+        run_one(0, protocol, shared)
+        return
+    if not shared:
+        raise ConfigError("--processes > 1 needs a broker with shared subscriptions (Mosquitto), "
+                          "not the embedded one")
     ctx = mp.get_context("spawn")
     stopping = threading.Event()
     children = {}

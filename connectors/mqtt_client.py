@@ -8,11 +8,13 @@ state machine; the buffer is dropped with the socket, so a new connection never 
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 READ_BLOCK = 64 * 1024
+_PUBACK = struct.Struct("!BBH")   # PUBACK, remaining length 2, packet id (reason "success" implied)
 
 
 class BufferedClient(mqtt.Client):
@@ -41,3 +43,10 @@ class BufferedClient(mqtt.Client):
         while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
             rc = super().loop_read(1)
         return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK several QoS 1 messages (``manual_ack``) as one write: one wake-up of the network
+        thread instead of one per message."""
+        if mids:
+            packet = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
+            self._packet_queue(0x40, packet, 0, 1)
