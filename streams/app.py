@@ -114,9 +114,11 @@ def build_app(settings: Settings, *, app_id: str = "lec-streams", raw_topic: str
     async def normalise(stream: Any) -> None:
         async for batch in stream.take(batch_size, within=within_s):
             try:
-                out = processor.process_batch([(None, v) for v in batch])
-                emitter.send(out)
-                stats.add(len(batch), out)
+                processor.begin_batch()
+                for value in batch:     # send per envelope: memory stays bounded by one envelope's output
+                    out = processor.process_envelope(value)
+                    emitter.send(out)
+                    stats.add(1, out)
             except Exception:   # a bug, not bad input: never ack a batch we could not process
                 log.critical("batch processing failed; exiting so it is redelivered", exc_info=True)
                 os._exit(4)

@@ -183,6 +183,10 @@ class Processor:
         if pending is not None:
             self.set_snapshot(pending)
 
+    def begin_batch(self) -> None:
+        """Between batches: take a newly offered registry snapshot."""
+        self._swap_snapshot()
+
     def process_batch(self, values: list[tuple[bytes | None, bytes]]) -> Output:
         self._swap_snapshot()
         out = Output()

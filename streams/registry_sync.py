@@ -56,6 +56,14 @@ class RegistryFollower:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Exception:
+                log.exception("registry follower failed; retrying in 2 s")
+                self._stop.wait(2.0)
+
+    def _follow(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"lec-registry-{uuid.uuid4().hex}",
@@ -71,7 +79,7 @@ class RegistryFollower:
                     continue
                 try:
                     snap = RegistrySnapshot.from_json(msg.value())
-                except Exception:  # a bad record must not stop the follower
+                except Exception:
                     log.exception("ignoring an unreadable registry snapshot at offset %s", msg.offset())
                     continue
                 if snap.version != self.version:
@@ -79,7 +87,5 @@ class RegistryFollower:
                     self.on_snapshot(snap)
                     log.info("registry snapshot %s: %d flows, %d devices", snap.version, len(snap.flows),
                              len(snap.devices))
-        except Exception:
-            log.exception("registry follower stopped")
         finally:
             consumer.close()
