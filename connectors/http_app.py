@@ -193,7 +193,10 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
         return b"".join(parts)
 
     @app.post("/v1/readings", status_code=202, response_model=Accepted, openapi_extra={"requestBody": READINGS_BODY},
-              responses={**ERRORS, 400: _problem(400, "Malformed body or parameters."),
+              operation_id="post_readings",
+              responses={202: {"links": {"GetBatch": {"operationId": "get_batch",
+                                                      "parameters": {"batch_id": "$response.body#/batch_id"}}}},
+                         **ERRORS, 400: _problem(400, "Malformed body or parameters."),
                          413: _problem(413, "Body or one reading too large."),
                          415: _problem(415, "Content type not JSON or CSV."),
                          503: _problem(503, "Kafka did not take the batch: retry.")})
@@ -245,6 +248,7 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
                 "items": len(chunks), "status_url": f"/v1/batches/{batch_id}"}
 
     @app.get("/v1/batches/{batch_id}", response_model=BatchReport, response_model_exclude_none=True,
+             operation_id="get_batch",
              responses={**ERRORS, 404: _problem(404, "No such batch for this supplier on this server.")})
     async def get_batch(request: Request, batch_id: str, readings: bool = False) -> Any:
         """Acceptance of each reading of a batch, from the feedback of its items."""
