@@ -86,7 +86,7 @@ def test_sink_subprocess_killed_on_hdfs(fresh_kafka: tuple, hdfs_url: str, tmp_p
     produce(bootstrap, sample_readings(total))
     env = {"LEC_KAFKA_BOOTSTRAP": bootstrap, "LEC_LAKE_URI": root, "LEC_RUN_DIR": str(tmp_path / "run"),
            "LEC_LAKE_COMMIT_INTERVAL_S": "0.5", "LEC_LAKE_COMMIT_ROWS": "8000", "LEC_LAKE_MAINTAIN_INTERVAL_S": "0"}
-    argv = [sys.executable, "-m", "lakehouse.cli", "lake", "sink"]
+    argv = [str(Path(sys.executable).with_name("lec")), "lake", "sink"]
     uri = table_uri("readings", root=root)
     counts = []
     for i in range(3):
