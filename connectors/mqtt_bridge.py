@@ -27,7 +27,7 @@ from lec.records import encode, message_id_for, raw_envelope, raw_item, utc_now_
 from lec.registry.snapshot import RegistrySnapshot
 
 from connectors.feedback_records import deadletter_record, rejection_feedback
-from connectors.mqtt_topics import BRIDGE_FILTER, SHARED_FILTER, parse_reading_topic, supplier_of
+from connectors.mqtt_topics import BRIDGE_FILTER, SHARED_FILTER, ReadingTopic, parse_reading_topic, supplier_of
 
 log = logging.getLogger("lec.connectors.mqtt_bridge")
 
@@ -124,7 +124,7 @@ class BridgeCore:
         if len(pack.items) >= self.pack_max_items or pack.size >= PACK_MAX_BYTES:
             self._flush_pack(key)
 
-    def _check(self, msg: Incoming):
+    def _check(self, msg: Incoming) -> ReadingTopic:
         coords = parse_reading_topic(msg.topic)
         if coords is None:
             raise Rejection("bad_topic", f"topic '{msg.topic}' does not follow lec/{{community}}/{{supplier}}/"
@@ -316,8 +316,11 @@ class MqttBridge:
             core.flush_due()
             self.producer.poll(0)
             if time.monotonic() - last_refresh > registry_refresh_s:
-                core.snapshot = self.registry.snapshot()
                 last_refresh = time.monotonic()
+                try:
+                    core.snapshot = self.registry.snapshot()
+                except Exception:  # keep forwarding with the last good snapshot
+                    log.exception("could not refresh the registry snapshot")
         while self.incoming:
             core.handle(self.incoming.popleft())
         core.flush_due(force=True)
