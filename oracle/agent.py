@@ -42,6 +42,7 @@ class OracleConfig:
     readings_topic: str = topics.READINGS
     anchors_topic: str = topics.ANCHORS
     group_id: str = "lec-oracle"
+    restate_after_s: float = 10.0   # a changed anchored QH waits this long without change before version n+1
     batch_size: int = 1000
 
 
@@ -263,7 +264,7 @@ def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None)
                         SnapshotCache(open_registry(settings)), chain_id=deployment.chainId,
                         notary=deployment.notary, publish=kafka_publisher(cfg.bootstrap, cfg.anchors_topic))
     claimer = Claimer(client, lake)
-    engine = OracleEngine(QhWindows(cfg.grace_s, settings.clock_skew_s), anchorer, claimer)
+    engine = OracleEngine(QhWindows(cfg.grace_s, settings.clock_skew_s, cfg.restate_after_s), anchorer, claimer)
     t0 = time.monotonic()
     n = replay_readings(cfg.bootstrap, cfg.readings_topic, engine.ingest)
     log.info("replayed %d readings (%d counted, %d duplicates) in %.1f s; %d QHs in memory", n,

@@ -65,6 +65,7 @@ class QhBucket:
     leaves: dict[LeafId, LeafAcc] = field(default_factory=dict)
     revision: int = 0          # bumped on every content change
     settled_revision: int = -1  # revision known to match the chain (anchored or checked)
+    changed_at: float = 0.0    # monotonic time of the last change
 
     @property
     def dirty(self) -> bool:
@@ -78,9 +79,10 @@ class QhBucket:
 class QhWindows:
     """Groups readings by (community, QH), deduplicated by message id; closes QHs on the watermark."""
 
-    def __init__(self, grace_s: int = 300, max_future_s: int = 300) -> None:
+    def __init__(self, grace_s: int = 300, max_future_s: int = 300, restate_after_s: float = 0.0) -> None:
         self.grace_s = grace_s
         self.max_future_s = max_future_s
+        self.restate_after_s = restate_after_s
         self.buckets: dict[tuple[str, int], QhBucket] = {}
         self.watermarks: dict[str, int] = {}
         self.counted = 0
@@ -115,6 +117,7 @@ class QhWindows:
         acc.messages[message_id] = energy
         acc.energy_mwh += energy
         bucket.revision += 1
+        bucket.changed_at = time.monotonic()
         self.counted += 1
         return True
 
@@ -123,6 +126,13 @@ class QhWindows:
         return self.watermarks.get(community_id, -1) >= qh + QH_S + self.grace_s
 
     def due(self) -> list[QhBucket]:
-        """Closed QHs whose content is not yet known to be on chain, oldest first."""
-        return sorted((b for b in self.buckets.values() if b.dirty and self.is_closed(b.community_id, b.qh)),
+        """Closed QHs whose content is not yet known to be on chain, oldest first.
+
+        A QH already settled once (anchored or checked) that changes again waits until its content
+        has been still for ``restate_after_s``: late readings usually come in bursts (an SFTP file,
+        an HTTP batch), and one version n+1 per burst costs less gas than one per arrival.
+        """
+        now = time.monotonic()
+        return sorted((b for b in self.buckets.values() if b.dirty and self.is_closed(b.community_id, b.qh)
+                       and (b.settled_revision < 0 or now - b.changed_at >= self.restate_after_s)),
                       key=lambda b: (b.qh, b.community_id))

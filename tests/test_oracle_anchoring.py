@@ -198,3 +198,17 @@ def test_bad_or_future_readings_change_nothing() -> None:
     w.add(reading("f-anna-load", future - future % 900, 1))
     assert w.watermarks[COMMUNITY] <= int(time.time()) + 300   # capped at now + max_future_s
     assert [b.qh for b in w.due()] == [QH0]                    # QH0 (2024) is closed by the capped watermark
+
+
+def test_restating_an_anchored_qh_waits_for_the_burst_to_end() -> None:
+    import time
+
+    w = QhWindows(300, restate_after_s=0.3)
+    w.add(reading("f-anna-load", QH0, 5))
+    w.add(reading("f-anna-load", QH0 + 1200, 1, msg="wm"))
+    (b,) = w.due()                                   # version 1: at once
+    b.settled_revision = b.revision
+    w.add(reading("f-bruno-pv", QH0, -3))
+    assert w.due() == []                             # version 2 waits until the QH is still
+    time.sleep(0.35)
+    assert [x.qh for x in w.due()] == [QH0]
