@@ -312,7 +312,8 @@ class Processor:
                 rejects.append((n, rows[n], flow, Reject("batch_rejected", f"the flow rejects whole messages on "
                                                          f"error and reading {rejects[0][0]} failed ({first})")))
             readings = []
-            ctx.anomalies = [a for a in ctx.anomalies if a["kind"] != "conflict"]
+            # only the anomalies of the rejected readings stand: nothing of this item was accepted
+            ctx.anomalies = [a for a in ctx.anomalies if a["kind"] in ("after_end", "out_of_range")]
         if readings:
             self._commit(ctx, readings)
         for flow, rd in readings:
