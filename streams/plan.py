@@ -25,7 +25,9 @@ class FlowPlan:
     energy_src: str | None
     energy_factor: int | None            # mWh per source unit; None = unknown unit (rejected per reading)
     energy_unit: str
-    others: tuple[tuple[str, str, str, float | None, str | None], ...]   # (quantity, source, field, factor, unit)
+    energy_label: str                    # how errors name the energy field
+    # (quantity, source field, canonical field, factor to SI, unit, label for errors)
+    others: tuple[tuple[str, str, str, float | None, str | None, str], ...]
     power_w_factor: int                  # source power unit -> W, for energy estimation
     message_id_src: str | None
     not_before: float                    # latest of flow and device start (epoch s)
@@ -45,7 +47,7 @@ def build_plan(flow: Flow, dev: Device) -> FlowPlan:
     for q, (field, default, factors) in QUANTITIES.items():
         if m.get(q):
             unit = units.get(q, default)
-            others.append((q, m[q], field, factors.get(unit), unit))
+            others.append((q, m[q], field, factors.get(unit), unit, f"{q} ('{m[q]}')"))
     eu = units.get("energy", DEFAULT_ENERGY_UNIT)
     starts = [e for e in (dt_epoch(flow.start_ts), dt_epoch(dev.start_ts)) if e is not None]
     ends = [e for e in (dt_epoch(flow.end_ts), dt_epoch(dev.end_ts)) if e is not None]
@@ -55,7 +57,7 @@ def build_plan(flow: Flow, dev: Device) -> FlowPlan:
             limits.append((LIMIT_FIELDS.get(key, key), bounds[0], bounds[1]))
     opts = flow.syntax_options
     return FlowPlan(
-        ts_src=m.get("ts", "ts"), energy_src=m.get("energy"), energy_factor=ENERGY_TO_MWH.get(eu), energy_unit=eu,
+        ts_src=m.get("ts", "ts"), energy_src=m.get("energy"), energy_label=f"energy ('{m.get('energy')}')", energy_factor=ENERGY_TO_MWH.get(eu), energy_unit=eu,
         others=tuple(others), power_w_factor=int(QUANTITIES["power"][2].get(units.get("power", "W"), 1)),
         message_id_src=m.get("message_id"), not_before=max(starts) if starts else -INF,
         not_after=min(ends) if ends else INF, limits=tuple(limits),

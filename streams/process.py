@@ -462,14 +462,14 @@ class Processor:
             if v is not None and v != "":
                 found = True
                 energy = self._energy(v, plan)
-        for q, src, fname, factor, unit in plan.others:
+        for q, src, fname, factor, unit, label in plan.others:
             v = row_field(row, src)
             if v is None or v == "":
                 continue
             found = True
             if factor is None:
                 raise Reject("unit_unknown", f"{q} unit '{unit}' of flow '{flow.id}' is not known")
-            d = to_decimal(v, f"{q} ('{src}')", plan.decimal_comma)
+            d = to_decimal(v, label, plan.decimal_comma)
             rd[fname] = float(d) * factor
             if q == "power":
                 power = d
@@ -508,7 +508,7 @@ class Processor:
             raise Reject("unit_unknown", f"energy unit '{plan.energy_unit}' is not one of mWh, Wh, kWh, MWh")
         if type(v) is int:
             return v * plan.energy_factor
-        return energy_to_mwh(to_decimal(v, f"energy ('{plan.energy_src}')", plan.decimal_comma), plan.energy_unit)
+        return energy_to_mwh(to_decimal(v, plan.energy_label, plan.decimal_comma), plan.energy_unit)
 
     def _resolve_ambiguous(self, ctx: ItemContext, flow: Flow, naive: datetime, first_epoch: int) -> int:
         """Fall-back hour: the second time a wall time appears (in this message, or in another message
