@@ -32,7 +32,7 @@ def register_mqtt_http(group: typer.Typer) -> None:
         run_broker()
 
     @group.command("mqtt-bridge")
-    def mqtt_bridge(processes: int = typer.Option(1, help="Bridge processes sharing $share/lec-bridge/lec/# (MQTT 5)."),
+    def mqtt_bridge(processes: int = typer.Option(1, help="Bridge processes sharing $share/lec-bridge/lec/# (needs a broker with shared subscriptions: Mosquitto)."),
                     protocol: str = typer.Option("auto", help="auto, 5 or 3.1.1.")) -> None:
         """Forward every message under lec/# to Kafka lec.raw (QoS 1 acked after Kafka acked it)."""
         from connectors.mqtt_bridge import run_bridge
