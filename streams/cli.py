@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(500, help="Raw records per batch (stream.take)."),
         raw_topic: str = typer.Option("lec.raw", help="Input topic."),
         readings_topic: str = typer.Option("lec.readings", help="Canonical output topic."),
+        silence_check_s: float = typer.Option(30.0, help="Seconds between checks for silent flows."),
     ) -> None:
         """Run a streams worker in the foreground (reads LEC_KAFKA_BOOTSTRAP, LEC_REGISTRY_URL, LEC_RUN_DIR,
         LEC_CLOCK_SKEW_S, LEC_MAX_PAYLOAD_BYTES); SIGTERM stops it cleanly."""
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from streams.app import build_app, run_worker
 
         run_worker(build_app(settings(), app_id=app_id, batch_size=batch_size, raw_topic=raw_topic,
-                             readings_topic=readings_topic))
+                             readings_topic=readings_topic, silence_check_s=silence_check_s))
 
     @streams.command("passthrough")
     def passthrough(

@@ -104,6 +104,7 @@ devices:
   - {id: DEV-XML, user: u-a, supplier: sup-a}
   - {id: DEV-OLD, user: u-a, supplier: sup-a, end: "2024-06-01T00:00:00Z"}
   - {id: DEV-B, user: u-b, supplier: sup-b}
+  - {id: DEV-FAST, user: u-a, supplier: sup-a}
 flows:
   - {id: f-load, device: DEV-LOAD, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
      account: consumption, units: {energy: Wh, power: W}, mapping: {ts: ts, energy: e, power: p, message_id: id},
@@ -134,6 +135,8 @@ flows:
      units: {energy: Wh}, mapping: {ts: time, energy: wh}, syntax_options: {record_path: ".//reading"}}
   - {id: f-old, device: DEV-OLD, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
      units: {energy: Wh}, mapping: {ts: ts, energy: e}}
+  - {id: f-fast, device: DEV-FAST, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
+     units: {energy: Wh}, mapping: {ts: ts, energy: e}, send_frequency: 1m, derogation_s: 5}
   - {id: f-b, device: DEV-B, supplier: sup-b, channel: mqtt, syntax: json, measurement: load,
      units: {energy: Wh}, mapping: {ts: ts, energy: e}}
 """

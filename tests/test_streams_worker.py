@@ -38,10 +38,12 @@ def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -
     _, bootstrap = fresh_kafka
     ensure_topics(bootstrap)
     load_test_registry(settings)
-    worker = start_worker(settings.resolved_run_dir(), bootstrap, "streams")
+    worker = start_worker(settings.resolved_run_dir(), bootstrap, "streams", "--silence-check-s", "2")
     try:
         worker.wait_ready(lambda: log_contains(worker, READY), timeout=90)
         ts = "2025-03-01T10:00:00Z"
+        produce(bootstrap, topics.RAW, [(b"DEV-FAST", envelope([item({"ts": ts, "e": 1}, "fast", flow="f-fast")]))])
+        fast_sent = time.monotonic()
         table13 = [item({"ts": ts, "e": v}, f"t13-{flow}-{v}", flow=flow) for flow, v in [
             ("f-load", 100), ("f-pv", 0.25), ("f-pv2", -250), ("f-grid", 40), ("f-grid2", 40), ("f-bat", 30),
             ("f-bat2", 30)]] + [item({"ts": ts, "e": 100}, "dup", flow="f-load")]
@@ -62,14 +64,23 @@ def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -
             (b"junk", b"not an envelope at all"),
         ]
         produce(bootstrap, topics.RAW, records)
-        readings = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 7 + 100 + 92 + 4, timeout=90)
-        feedback = read_topic(bootstrap, topics.FEEDBACK, lambda o: len(o) >= 14, timeout=30)
+        readings = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 1 + 7 + 100 + 92 + 4, timeout=90)
+        feedback = read_topic(bootstrap, topics.FEEDBACK, lambda o: len(o) >= 15, timeout=30)
         dead = read_topic(bootstrap, topics.DEADLETTER, lambda o: len(o) >= 3, timeout=30)
+        # f-fast sends every minute + 5 s derogation: the periodic check reports it silent, once
+        silent = read_topic(bootstrap, topics.ANOMALIES, lambda o: any(a["kind"] == "silent_flow" for a in o),
+                            timeout=120)
+        silent_after = time.monotonic() - fast_sent
+        time.sleep(3)
+        anomalies = read_topic(bootstrap, topics.ANOMALIES, lambda o: False, timeout=3)
     finally:
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(timeout=30)
         worker.stop()
     assert code == 0 and log_contains(worker, "Closing event loop")     # SIGTERM: a clean stop
+    assert [a["flow_id"] for a in silent if a["kind"] == "silent_flow"] == ["f-fast"] and silent_after > 60
+    assert [a["flow_id"] for a in anomalies if a["kind"] == "silent_flow"] == ["f-fast"]
+    assert sorted(a["kind"] for a in anomalies if a["kind"] != "silent_flow") == ["stuck_meter"]   # 0,25 kWh x 192
     by_item = collections.defaultdict(list)
     for r in readings:
         by_item[r["message_id"].rsplit(":", 1)[0]].append(r)
@@ -77,8 +88,8 @@ def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -
         [100_000, -250_000, -250_000, 40_000, -40_000, 30_000, -30_000])
     assert len({r["ts"] for r in by_item["fall"]}) == 100 and len({r["ts"] for r in by_item["spring"]}) == 92
     assert [r["energy_mwh"] for r in by_item["cum"]] == [None, 9_000, 5_000, 6_000]
-    assert len(readings) == 7 + 100 + 92 + 4
-    assert len(feedback) == 14 and len({f["message_id"] for f in feedback}) == 14
+    assert len(readings) == 1 + 7 + 100 + 92 + 4
+    assert len(feedback) == 15 and len({f["message_id"] for f in feedback}) == 15
     status = {f["message_id"]: f["status"] for f in feedback}
     assert status["dup"] == "duplicate" and status["garbage"] == "rejected" and status["fall"] == "accepted"
     assert sorted(d["reason_code"] for d in dead) == ["envelope_invalid", "json_invalid", "not_your_device"]
@@ -110,7 +121,7 @@ def test_registry_reaches_workers_on_its_topic_and_refreshes(fresh_kafka, settin
 """).replace("devices:\n", "devices:\n  - {id: DEV-NEW, user: u-a, supplier: sup-a}\n"))
         reg.load_file(extra)
         assert subprocess.run([*cli(), "publish-registry"], check=False, env=env, capture_output=True, timeout=120).returncode == 0
-        wait_until(lambda: log_contains(worker, "14 flows"), 30, "refresh")
+        wait_until(lambda: log_contains(worker, "15 flows"), 30, "refresh")
         produce(bootstrap, topics.RAW, [(b"DEV-NEW", envelope([item({"ts": "2025-03-01T10:00:00Z", "e": 2}, "b",
                                                                     flow="f-new")]))])
         both = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 2, timeout=60)
