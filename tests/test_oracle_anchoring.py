@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import jsonschema
 import orjson
 import pytest
 
@@ -135,6 +138,9 @@ def test_anchor_versions_idempotency_and_claims(world: dict) -> None:
     assert client.get_anchor(COMMUNITY, QH1, 1).productionMwh == 10_000
     records = engine.published
     assert [(r["qh"], r["version"]) for r in records] == [(QH0, 1), (QH1, 1), (QH1, 2)]
+    schema = orjson.loads((Path(__file__).resolve().parent.parent / "schemas" / "anchor.json").read_bytes())
+    for r in records:
+        jsonschema.validate(r, schema)   # the published contract of lec.oracle.anchors
     assert OracleLake(str(world["tmp"] / "lake")).latest_anchors()[(COMMUNITY, QH1)]["version"] == 2
 
     # claims on members' behalf: balances equal the latest versions' rewards; a second run mints nothing
