@@ -88,6 +88,7 @@ def build_demo(start: datetime, days: int, households: int = 8, pv_plants: int =
                           "limits": {"energy_mwh": [0, 50_000_000]}})
         series.append(DemoSeries(fid, pod, sup, "load", start, wh))
 
+    pv_plants = min(pv_plants, households)  # each PV plant belongs to a household
     prosumers = [u["id"] for u in users[:pv_plants]]
     renew = prof["renewables"]
     for j, (_, gen) in enumerate(net.sgen.head(pv_plants).iterrows(), 1):
