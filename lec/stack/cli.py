@@ -103,6 +103,7 @@ def register_demo(app: typer.Typer) -> None:
     def demo(days: int = typer.Option(2, min=1, max=28, help="Days of demo traffic (from 26 March 2016, across DST)."),
              households: int = typer.Option(8, min=2, max=13, help="Households of the SimBench grid."),
              run_dir: str = typer.Option(".lec/demo", help="Fresh run directory of the demo (wiped first)."),
+             summary_json: str = typer.Option("", help="Also write the summary as JSON to this file."),
              ) -> None:
         """The main job: embedded stack, SimBench demo community, traffic over MQTT/SFTP/HTTP, summary."""
         from pathlib import Path
@@ -110,4 +111,6 @@ def register_demo(app: typer.Typer) -> None:
         from lec.demo.run import default_start, run_demo
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        run_demo(Path(run_dir).resolve(), default_start(), days, households, echo=typer.echo)
+        summary = run_demo(Path(run_dir).resolve(), default_start(), days, households, echo=typer.echo)
+        if summary_json:
+            Path(summary_json).write_text(json.dumps(summary, indent=2, default=str))
