@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lakehouse.sink import DeltaSink  # noqa: E402
-from lakehouse.sink_config import SinkConfig  # noqa: E402
-from lakehouse.sink_convert import Batch, convert  # noqa: E402
-from lakehouse.sink_sample import produce, sample_readings  # noqa: E402
-from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri  # noqa: E402
+from lakehouse.sink import DeltaSink
+from lakehouse.sink_config import SinkConfig
+from lakehouse.sink_convert import Batch, convert
+from lakehouse.sink_sample import produce, sample_readings
+from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
 
 
 def _specs() -> tuple:
@@ -62,9 +62,8 @@ def sink_rate(bootstrap: str, root: str, n: int, commit_rows: int) -> tuple[floa
 
 def ceiling_rate(root: str, n: int, commit_rows: int) -> float:
     """The same Arrow batches appended with deltalake directly (conversion done beforehand)."""
-    from deltalake import write_deltalake
-
     import orjson
+    from deltalake import write_deltalake
 
     values = [orjson.dumps(r) for r in sample_readings(n, devices=200, days=2)]
     batches = []
@@ -92,9 +91,8 @@ def latency(bootstrap: str, root: str, count: int = 60) -> list[float]:
     sent: dict[str, float] = {}
 
     def producer() -> None:
-        from confluent_kafka import Producer
-
         import orjson
+        from confluent_kafka import Producer
 
         from lec.kafka import producer_config
 

@@ -23,11 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakehouse.sink_config import SinkConfig
 from lakehouse.sink_convert import Batch, Reject, convert, rejects_table
-from lakehouse.tables import DEADLETTER, arrow_schema, SINK_TABLES, TableSpec, open_table, storage_options, table_uri
+from lakehouse.sink_schema import align, fit_to_schema, order, storage_type
+from lakehouse.tables import (
+    DEADLETTER,
+    SINK_TABLES,
+    TableSpec,
+    arrow_schema,
+    open_table,
+    storage_options,
+    table_uri,
+)
 from lec.errors import LecError
 
 log = logging.getLogger("lec.lake.sink")
@@ -221,7 +229,7 @@ class DeltaSink:
                     self._write(payload)
                 else:
                     self.maintain()
-            except BaseException as exc:  # handed to the consume loop, which stops and raises it
+            except BaseException as exc:  # noqa: BLE001 - handed to the consume loop, which stops and raises it
                 self._writer_error = exc
 
     def _write(self, buffer: dict[str, Batch]) -> None:
@@ -246,31 +254,10 @@ class DeltaSink:
         self.stats.last_commit_s = time.monotonic() - started
 
     def _fit(self, spec: TableSpec, table: pa.Table | None, batch: Batch) -> tuple[pa.Table | None, list[Reject]]:
-        """Rows whose value cannot take the table's column type (a field changed type) become rejects."""
         dt = self._open(spec.name)
         if table is None or dt is None:
             return table, []
-        target = arrow_schema(dt)
-        bad = None
-        for name in table.column_names:
-            if name not in target.names or table.schema.field(name).type.equals(target.field(name).type):
-                continue
-            try:
-                table.column(name).cast(_storage_type(target.field(name).type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                valid = pc.is_valid(table.column(name))
-                bad = valid if bad is None else pc.or_(bad, valid)
-                table = table.set_column(table.column_names.index(name), name,
-                                         pa.nulls(table.num_rows, _storage_type(target.field(name).type)))
-        if bad is None:
-            return table, []
-        where = {(p, o): v for p, o, v in zip(batch.partitions, batch.offsets, batch.values)}
-        rows = table.filter(bad).select(["kafka_partition", "kafka_offset"]).to_pylist()
-        rejects = [Reject(spec.topic, r["kafka_partition"], r["kafka_offset"],
-                          where[(r["kafka_partition"], r["kafka_offset"])] or b"",
-                          f"a field does not fit the type of its column in table {spec.name}") for r in rows]
-        kept = table.filter(pc.invert(bad))
-        return (kept if kept.num_rows else None), rejects
+        return fit_to_schema(spec, table, batch, arrow_schema(dt))
 
     def _write_rejects(self, rejects: list[Reject]) -> None:
         fresh = [r for r in rejects if r.offset > self._rejected.get((r.topic, r.partition), -1)]
@@ -306,12 +293,12 @@ class DeltaSink:
         dt = self._open(spec.name)
         schema_mode = None
         if data is None:
-            data = pa.schema([pa.field(f.name, _storage_type(f.type)) for f in
+            data = pa.schema([pa.field(f.name, storage_type(f.type)) for f in
                               (arrow_schema(dt) if dt is not None else spec.schema)]).empty_table()
         elif dt is not None:
-            data, schema_mode = _align(data, dt)
+            data, schema_mode = align(data, arrow_schema(dt))
         else:
-            data = _order(data, spec.schema)
+            data = order(data, spec.schema)
         props = CommitProperties(app_transactions=[Transaction(a, v) for a, v in sorted(txns.items())])
         try:
             write_deltalake(dt if dt is not None else uri, data, mode="append",
@@ -365,47 +352,6 @@ class DeltaSink:
                 continue
             if report is not None:
                 log.info("maintained %s: %s", spec.name, report)
-
-
-def _order(data: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Known columns in the schema's order first, extra (evolved) ones after."""
-    known = [n for n in schema.names if n in data.column_names]
-    extra = [n for n in data.column_names if n not in schema.names]
-    return data.select(known + extra)
-
-
-def _align(data: pa.Table, dt: Any) -> tuple[pa.Table, str | None]:
-    """Match the batch to the table's current schema; new columns mean a schema merge."""
-    target = arrow_schema(dt)
-    cols: list[pa.Array | pa.ChunkedArray] = []
-    fields: list[pa.Field] = []
-    for f in target:
-        if f.name in data.column_names:
-            col = data.column(f.name)
-            if not col.type.equals(f.type):
-                col = col.cast(_storage_type(f.type))
-            cols.append(col)
-        else:
-            cols.append(pa.nulls(data.num_rows, _storage_type(f.type)))
-        fields.append(pa.field(f.name, _storage_type(f.type)))
-    extra = [n for n in data.column_names if n not in target.names]
-    for n in extra:
-        cols.append(data.column(n))
-        fields.append(data.schema.field(n))
-    return pa.Table.from_arrays(cols, schema=pa.schema(fields)), ("merge" if extra else None)
-
-
-def _storage_type(t: pa.DataType) -> pa.DataType:
-    """delta-rs reports strings as string_view etc.; write plain Arrow types."""
-    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
-        return pa.binary()
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _storage_type(f.type)) for f in t])
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
-        return pa.list_(_storage_type(t.value_type))
-    return t
 
 
 def run_sink(settings: Any = None, config: SinkConfig | None = None) -> CommitStats:

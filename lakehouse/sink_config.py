@@ -17,7 +17,7 @@ class SinkConfig:
     group_id: str = "lec-lake-sink"      # LEC_LAKE_SINK_GROUP: Kafka group (offsets there are informative only)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "SinkConfig":
+    def from_env(cls, environ: dict[str, str] | None = None) -> SinkConfig:
         env = os.environ if environ is None else environ
         fields = {"commit_interval_s": float, "commit_rows": int, "maintain_interval_s": float,
                   "vacuum_retention_h": int}

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pyarrow as pa
@@ -57,7 +57,7 @@ class Batch:
         return [KafkaRecord(p, o, v) for p, o, v in zip(self.partitions, self.offsets, self.values)]
 
     @classmethod
-    def of(cls, records: list[KafkaRecord]) -> "Batch":
+    def of(cls, records: list[KafkaRecord]) -> Batch:
         b = cls()
         for r in records:
             b.add(r.partition, r.offset, r.value)
@@ -176,7 +176,7 @@ def _finish(spec: TableSpec, table: pa.Table, partitions: list[int], offsets: li
 
 def rejects_table(rejects: list[Reject]) -> pa.Table:
     """Dead-letter rows for records the sink could not store, with their original bytes."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for r in rejects:
         payload = r.value[:MAX_REJECT_PAYLOAD]

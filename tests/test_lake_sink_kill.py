@@ -28,7 +28,7 @@ def _count(root: Path) -> int:
 def _wait_for_progress(root: Path, before: int, timeout: float = 60) -> None:
     """Until the sink has committed something new (startup time varies a lot on a busy machine)."""
     deadline = time.monotonic() + timeout
-    while _count(root) <= before and before < TOTAL and time.monotonic() < deadline:
+    while _count(root) <= before < TOTAL and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
