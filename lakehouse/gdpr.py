@@ -1,9 +1,10 @@
 """Right to be forgotten (seed §4.1.1.6): erase a user's or a device's data everywhere we keep it.
 
-Every Delta table under the lake root that has a ``device_id`` or ``user_id`` column loses the
-matching rows; then VACUUM with zero retention deletes the data files older versions still point
-to, and the log is checkpointed and its older entries removed, so time travel cannot bring the
-rows back. Last, the registry rows and the device secrets go (``Registry.erase_*``). The lake is
+Every Delta table under the lake root that has a ``device_id``, ``user_id`` or ``member_id``
+(KPI tables: the user id, or ``device:<id>``) column loses the matching rows (anchored Merkle
+leaves are blanked instead, see :func:`erase_from_table`); then VACUUM with zero retention
+deletes the data files older versions still point to, and the log is checkpointed and its older
+entries removed, so time travel cannot bring the rows back. Last, the registry rows and the device secrets go (``Registry.erase_*``). The lake is
 done first: if it fails, the registry still knows the user's devices and the command can be rerun.
 """
 
@@ -26,25 +27,43 @@ def _sql_list(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
+# Columns that identify a device or a person, blanked (not deleted) in anchored-commitment tables.
+IDENTITY_COLUMNS = ("device_id", "flow_id", "device_key", "user_id", "member_id")
+
+
+def _predicate(columns: set[str], device_ids: list[str], user_ids: list[str]) -> str | None:
+    clauses = []
+    if "device_id" in columns and device_ids:
+        clauses.append(f"device_id IN ({_sql_list(device_ids)})")
+    if "user_id" in columns and user_ids:
+        clauses.append(f"user_id IN ({_sql_list(user_ids)})")
+    if "member_id" in columns and (user_ids or device_ids):  # KPI tables: user id, or "device:<id>"
+        clauses.append(f"member_id IN ({_sql_list(user_ids + [f'device:{d}' for d in device_ids])})")
+    return " OR ".join(clauses) or None
+
+
 def erase_from_table(uri: str, device_ids: list[str], user_ids: list[str]) -> int | None:
-    """Delete the rows of these devices/users from one table and purge its history; rows deleted."""
+    """Erase the rows of these devices/users from one table and purge its history; rows erased.
+
+    Rows are deleted, except in tables holding anchored Merkle leaves (a ``leaf_hash`` column,
+    e.g. the oracle's ``oracle_leaves``): there the identifying columns are blanked and the row
+    kept, because every leaf is needed to rebuild the anchored roots for the other members
+    (oracle.md §4); with the device secret gone, the leaf's salt can no longer be derived.
+    """
     from deltalake.exceptions import DeltaError
 
     dt = open_table(uri)
     if dt is None:
         return None
     columns = set(arrow_schema(dt).names)
-    clauses = []
-    if "device_id" in columns and device_ids:
-        clauses.append(f"device_id IN ({_sql_list(device_ids)})")
-    if "user_id" in columns and user_ids:
-        clauses.append(f"user_id IN ({_sql_list(user_ids)})")
-    if not clauses:
+    predicate = _predicate(columns, device_ids, user_ids)
+    if predicate is None:
         return None
-    predicate = " OR ".join(clauses)
     try:
         found = query(f"SELECT count(*) AS n FROM t WHERE {predicate}", {"t": dt}).column("n")[0].as_py()
-        if found:
+        if found and "leaf_hash" in columns:
+            dt.update(updates={c: "NULL" for c in IDENTITY_COLUMNS if c in columns}, predicate=predicate)
+        elif found:
             dt.delete(predicate)
         _purge_history(dt)
     except DeltaError as exc:

@@ -25,7 +25,7 @@ DEVICES = ["IT001E00000001", "IT001E00000002", "PV-0001"]  # examples/community.
 
 
 def _fill_lake(bootstrap: str, root: Path) -> None:
-    """Readings, anomalies and dead letters of the example devices, plus a KPI table with user_id."""
+    """Readings, anomalies, dead letters of the example devices, a KPI table and anchored leaves."""
     tag = uuid.uuid4().hex[:8]
     specs = tuple(replace(s, topic=f"{s.topic}.{tag}") for s in (READINGS, DEADLETTER, ANOMALIES))
     readings = [dict(r, device_id=DEVICES[i % 3]) for i, r in enumerate(sample_readings(300))]
@@ -34,8 +34,12 @@ def _fill_lake(bootstrap: str, root: Path) -> None:
     produce(bootstrap, [sample_anomaly(i, device=DEVICES[i % 3]) for i in range(6)], specs[2].topic)
     DeltaSink(bootstrap, str(root), SinkConfig(commit_interval_s=0.2, commit_rows=100, maintain_interval_s=0),
               tables=specs).run(max_idle_s=1.5)
-    write_deltalake(f"{root}/kpi/member_daily", pa.table({
-        "user_id": ["u-anna", "u-bruno", "u-anna"], "day": ["2024-01-01"] * 3, "kwh": [1.0, 2.0, 3.0]}))
+    write_deltalake(f"{root}/kpi/member_daily", pa.table({  # the KPI layout: member_id = user or device:<id>
+        "member_id": ["u-anna", "u-bruno", "u-anna", "device:PV-0001"], "day": ["2024-01-01"] * 4,
+        "kwh": [1.0, 2.0, 3.0, 4.0]}))
+    write_deltalake(f"{root}/oracle_leaves", pa.table({  # anchored Merkle leaves (the oracle's layout)
+        "qh": [1, 1, 1], "device_id": DEVICES, "flow_id": ["f1", "f2", "f3"], "device_key": ["k1", "k2", "k3"],
+        "energy_mwh": [5, 6, 7], "leaf_hash": ["h1", "h2", "h3"]}))
     write_deltalake(f"{root}/kpi/community_daily", pa.table({"community_id": ["cer-a"], "kwh": [6.0]}))
 
 
@@ -61,7 +65,13 @@ def test_erase_device_everywhere(kafka_bootstrap: str, settings, registry) -> No
     assert _rows_of(root, "readings", ["PV-0001"]) == 100
 
     report = erase(settings, device="PV-0001")
-    assert report["tables"] == {"readings": 100, "deadletter": 2, "anomalies": 2}
+    assert report["tables"] == {"readings": 100, "deadletter": 2, "anomalies": 2, "oracle_leaves": 1,
+                                "kpi/member_daily": 1}
+    leaves = query("SELECT device_id, flow_id, device_key, leaf_hash FROM t ORDER BY leaf_hash",
+                   {"t": open_table(f"{root}/oracle_leaves")}).to_pylist()
+    # the leaf stays (other members' proofs need it), without anything that identifies the device
+    assert leaves[2] == {"device_id": None, "flow_id": None, "device_key": None, "leaf_hash": "h3"}
+    assert leaves[0]["device_id"] == "IT001E00000001"
     for name, version in versions.items():
         assert _rows_of(root, name, ["PV-0001"]) == 0
         for v in range(version + 1):
@@ -83,14 +93,14 @@ def test_erase_user_with_cli(kafka_bootstrap: str, settings, registry, tmp_path:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert sorted(report["registry_devices"]) == ["IT001E00000002", "PV-0001"]
-    assert report["tables"]["readings"] == 200 and report["tables"]["kpi/member_daily"] == 1
+    assert report["tables"]["readings"] == 200 and report["tables"]["kpi/member_daily"] == 2
     assert "kpi/community_daily" not in report["tables"]  # no device_id/user_id column: not touched
     assert _rows_of(root, "readings", ["IT001E00000002", "PV-0001"]) == 0
     assert _rows_of(root, "readings", ["IT001E00000001"]) == 100
-    kpi = query("SELECT user_id FROM t", {"t": open_table(f"{root}/kpi/member_daily")}).column("user_id").to_pylist()
+    kpi = query("SELECT member_id FROM t", {"t": open_table(f"{root}/kpi/member_daily")}).column("member_id").to_pylist()
     assert kpi == ["u-anna", "u-anna"]
     try:
-        old = query("SELECT count(*) n FROM t WHERE user_id = 'u-bruno'",
+        old = query("SELECT count(*) n FROM t WHERE member_id = 'u-bruno'",
                     {"t": open_table(f"{root}/kpi/member_daily", version=kpi_version)}).column("n")[0].as_py()
     except DeltaError:  # time travel to the erased version fails
         old = 0
