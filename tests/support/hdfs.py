@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,16 +44,17 @@ def hadoop_jars() -> Path:
     sdist = next(cache.glob("pyspark-2.4.8.tar.gz"), None)
     if sdist is None:
         sdist = _download_sdist(cache)
-    tmp = cache / "jars.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix="jars.partial.", dir=cache))
     with tarfile.open(sdist) as tar:
         for member in tar.getmembers():
             if member.name.startswith(JARS_IN_SDIST) and member.name.endswith(".jar") and member.isfile():
                 member.name = member.name[len(JARS_IN_SDIST):]
                 tar.extract(member, tmp, filter="data")
-    tmp.rename(jars)  # atomic: a half-unpacked folder is never taken for a complete one
-    sdist.unlink()
+    try:
+        tmp.rename(jars)  # atomic: a half-unpacked folder is never taken for a complete one
+    except OSError:  # another process got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    sdist.unlink(missing_ok=True)
     return jars
 
 
