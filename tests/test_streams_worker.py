@@ -93,6 +93,10 @@ def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -
     status = {f["message_id"]: f["status"] for f in feedback}
     assert status["dup"] == "duplicate" and status["garbage"] == "rejected" and status["fall"] == "accepted"
     assert sorted(d["reason_code"] for d in dead) == ["envelope_invalid", "json_invalid", "not_your_device"]
+    from lec.schemas import errors
+    for schema, records in (("reading", readings), ("feedback", feedback), ("deadletter", dead),
+                            ("anomaly", anomalies)):
+        assert [e for r in records for e in errors(schema, r)] == [], schema
 
 
 def test_registry_reaches_workers_on_its_topic_and_refreshes(fresh_kafka, settings: Settings,
