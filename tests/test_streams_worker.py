@@ -34,6 +34,12 @@ from streams.testkit import (
 READY = "[^Worker]: Ready"
 
 
+def raw_share(worker) -> str | None:
+    """The lec.raw partitions of the worker's latest assignment, as Faust logs them (e.g. '{0-1}')."""
+    lines = [ln for ln in worker.log.read_text(errors="replace").splitlines() if ln.startswith("| lec.raw ") and "{" in ln]
+    return lines[-1].split("|")[2].strip() if lines else None
+
+
 def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -> None:
     _, bootstrap = fresh_kafka
     ensure_topics(bootstrap)
@@ -182,7 +188,9 @@ def test_two_workers_share_partitions_each_reading_once(fresh_kafka, settings: S
     try:
         for w in (w1, w2):
             w.wait_ready(lambda w=w: log_contains(w, READY), timeout=120)
-        time.sleep(4)        # let the group settle after the second join before sending
+        # the group has settled when each worker's latest assignment holds part of lec.raw, not all of it
+        wait_until(lambda: all(raw_share(w) not in (None, "{0-3}") for w in (w1, w2)), 60, "rebalance")
+        time.sleep(1)
         records, expected = bulk_envelopes(120, 50, prefix="two")
         produce(bootstrap, topics.RAW, records)
         out = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= len(expected), timeout=120)
