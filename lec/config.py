@@ -106,11 +106,37 @@ def load_settings(environ: dict[str, str] | None = None, config_file: Path | Non
         raise ConfigError(f"config file {path} does not exist")
     values.update(_from_env(env))
     try:
-        return Settings(**values)
+        loaded = Settings(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"setting '{field}' (env LEC_{field.upper()}): {first['msg']}") from exc
+    return _with_running_stack(loaded, set(values))
+
+
+# What a running `lec up` chose (its free ports) fills the settings a command did not set, so
+# `lec registry load`, `lec audit ...` or `lec kpi` in another shell talk to that stack.
+STACK_FILLED = ("kafka_bootstrap", "mqtt_port", "sftp_port", "http_port", "chain_rpc")
+
+
+def _with_running_stack(s: Settings, explicit: set[str]) -> Settings:
+    import json
+
+    from lec.procs import pid_running
+
+    state_file = s.resolved_run_dir() / "stack.json"
+    if not state_file.exists():
+        return s
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return s
+    if not state.get("running") or not pid_running(int(state.get("supervisor_pid", 0))):
+        return s
+    env = state.get("env", {})
+    update = {name: env[f"LEC_{name.upper()}"] for name in STACK_FILLED
+              if name not in explicit and f"LEC_{name.upper()}" in env}
+    return Settings(**{**s.model_dump(), **update}) if update else s
 
 
 @lru_cache(maxsize=1)

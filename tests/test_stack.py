@@ -77,6 +77,17 @@ def test_up_status_down(stack_env: dict[str, str], mode: list[str]) -> None:
 def test_sigterm_stops_everything_and_a_dead_worker_is_restarted(stack_env: dict[str, str]) -> None:
     proc = start_up(stack_env)
     try:
+        # another shell with only LEC_RUN_DIR talks to this stack: its ports come from stack.json
+        cfg = json.loads(lec(stack_env, "config").stdout)
+        state = json.loads((Path(stack_env["LEC_RUN_DIR"]) / "stack.json").read_text())
+        assert cfg["kafka_bootstrap"] == state["env"]["LEC_KAFKA_BOOTSTRAP"]
+        # loading a community hands it to the workers and deploys the contracts on the embedded chain
+        from tests.conftest import EXAMPLE_COMMUNITY
+
+        r = lec(stack_env, "registry", "load", str(EXAMPLE_COMMUNITY), timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "published registry snapshot" in r.stdout
+        assert (Path(stack_env["LEC_RUN_DIR"]) / "chain" / "deployment.json").exists()
         status = json.loads(lec(stack_env, "status").stdout)
         victim = status["streams"]["pid"]
         os.killpg(victim, signal.SIGKILL)  # a crash

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         doc = open_registry().load_file(file)
         typer.echo(f"loaded community '{doc.community.id}': {len(doc.users)} members, {len(doc.suppliers)} "
                    f"suppliers, {len(doc.devices)} devices, {len(doc.flows)} flows")
+        _tell_running_stack()
 
     @reg.command("show")
     def show() -> None:
@@ -42,3 +43,23 @@ def register(app: typer.Typer) -> None:
             typer.echo(text)
 
     app.add_typer(reg, name="registry")
+
+
+def _tell_running_stack() -> None:
+    """With an embedded stack up: hand the new registry to the workers and deploy missing contracts."""
+    import subprocess
+    import sys
+
+    from lec.config import settings
+    from lec.stack.supervisor import read_state
+
+    s = settings()
+    state = read_state(s.resolved_run_dir())
+    if not (state and state.get("running") and s.kafka_bootstrap):
+        return
+    for args in (["streams", "publish-registry"], ["chain", "deploy", "--dev", "--if-missing"]):
+        if args[0] == "chain" and s.chain_rpc != state["env"].get("LEC_CHAIN_RPC"):
+            continue  # an external chain is deployed by its operators
+        r = subprocess.run([sys.executable, "-m", "lec.cli", *args], capture_output=True, text=True, timeout=300)
+        typer.echo((r.stdout or r.stderr).strip().splitlines()[-1] if (r.stdout or r.stderr).strip() else "",
+                   err=r.returncode != 0)
