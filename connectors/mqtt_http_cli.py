@@ -74,7 +74,6 @@ def register_tokens(app: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # `python -m connectors.mqtt_http_cli mqtt-bridge`: the same commands without `lec`
-    _app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    register_mqtt_http(_app)
-    register_tokens(_app)
-    _app()
+    from lec.cli import run_standalone
+
+    run_standalone(register_mqtt_http, register_tokens)

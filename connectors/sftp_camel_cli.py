@@ -101,13 +101,7 @@ def register_sftp_camel(group: typer.Typer) -> None:
     group.add_typer(camel_app(), name="camel")
 
 
-if __name__ == "__main__":
-    _app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    register_sftp_camel(_app)
-    from lec.errors import LecError
+if __name__ == "__main__":  # `python -m connectors.sftp_camel_cli sftp-watch`: the same commands without `lec`
+    from lec.cli import run_standalone
 
-    try:
-        _app()
-    except LecError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    run_standalone(register_sftp_camel)

@@ -87,14 +87,9 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """`python -m lakehouse.cli ...`: the lakehouse commands alone (same functions as `lec lake ...`)."""
-    from lec.errors import LecError
+    from lec.cli import run_standalone
 
-    standalone = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    register(standalone)
-    try:
-        standalone()
-    except LecError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    run_standalone(register)
 
 
 if __name__ == "__main__":

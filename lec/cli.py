@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -24,13 +25,26 @@ def _register_all() -> None:
         module.register(app)
 
 
-def main() -> None:
-    _register_all()
+def _run(typer_app: typer.Typer) -> None:
+    """Run a Typer app; a LecError is a message and exit code 2, never a traceback."""
     try:
-        app()
+        typer_app()
     except LecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def run_standalone(*registers: Callable[[typer.Typer], None]) -> None:
+    """``python -m <package>...``: one package's commands alone, with the same error handling as ``lec``."""
+    standalone = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    for register in registers:
+        register(standalone)
+    _run(standalone)
+
+
+def main() -> None:
+    _register_all()
+    _run(app)
 
 
 if __name__ == "__main__":

@@ -163,17 +163,9 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """`python -m oracle.cli ...`: only this package's commands (same code as `lec oracle|audit`)."""
-    import sys
+    from lec.cli import run_standalone
 
-    from lec.errors import LecError
-
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    register(app)
-    try:
-        app()
-    except LecError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    run_standalone(register)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,7 @@
 """``python -m streams ...``: the streams commands alone (same as ``lec streams ...``)."""
 
-import typer
-
+from lec.cli import run_standalone
 from streams.cli import register
 
-app = typer.Typer(pretty_exceptions_enable=False)
-register(app)
-
 if __name__ == "__main__":
-    app()
+    run_standalone(register)
