@@ -226,12 +226,14 @@ class Stack:
             while not self._watching.wait(interval_s):
                 self.supervise_once()
 
-        threading.Thread(target=loop, name="lec-stack-supervisor", daemon=True).start()
+        self._watcher = threading.Thread(target=loop, name="lec-stack-supervisor", daemon=True)
+        self._watcher.start()
 
     def stop(self) -> None:
         watching = getattr(self, "_watching", None)
-        if watching is not None:
+        if watching is not None:  # no restart may race the stop
             watching.set()
+            self._watcher.join(timeout=60)
         for svc in reversed(self.services):
             log.info("stopping %s", svc.spec.name)
             svc.proc.stop(timeout=15)
