@@ -101,3 +101,19 @@ def test_sigterm_stops_everything_and_a_dead_worker_is_restarted(stack_env: dict
         proc.wait(timeout=60)
     time.sleep(0.5)
     assert [p for p in pids if pid_alive(p)] == []
+
+
+def test_demo_stopped_with_sigterm_leaves_nothing_running(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    log = open(tmp_path / "demo.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "lec.cli", "demo", "--days", "1", "--households", "2",
+                             "--run-dir", str(run_dir)], stdout=log, stderr=subprocess.STDOUT)
+    state = run_dir / "stack.json"
+    wait_until(lambda: state.exists() and "oracle" in json.loads(state.read_text())["services"], 300, "demo stack",
+               proc, tmp_path / "demo.log")
+    pids = [s["pid"] for s in json.loads(state.read_text())["services"].values()]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    time.sleep(0.5)
+    assert [p for p in pids if pid_alive(p)] == []
+    assert json.loads(state.read_text())["running"] is False

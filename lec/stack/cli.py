@@ -111,6 +111,11 @@ def register_demo(app: typer.Typer) -> None:
         from lec.demo.run import default_start, run_demo
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+        def on_sigterm(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt  # unwinds through run_demo's `finally`, which stops every service
+
+        signal.signal(signal.SIGTERM, on_sigterm)
         summary = run_demo(Path(run_dir).resolve(), default_start(), days, households, echo=typer.echo)
         if summary_json:
             Path(summary_json).write_text(json.dumps(summary, indent=2, default=str))
