@@ -143,11 +143,13 @@ def finish_downstream(settings: Settings, run_dir: Path, summary: dict[str, Any]
 
     end = start + timedelta(days=days)
     plot = run_dir / "kpi.png"
-    kpis = orjson.loads(lec_cli("kpi", "--community", COMMUNITY_ID, "--from", start.date().isoformat(),
-                                "--to", end.date().isoformat(), "--resolution", "1d", "--format", "json", "--level", "community",
-                                "--plot", str(plot)))
+    period = ["--community", COMMUNITY_ID, "--from", start.date().isoformat(), "--to", end.date().isoformat(),
+              "--level", "community"]
+    kpis = orjson.loads(lec_cli("kpi", *period, "--resolution", "1d", "--format", "json"))
+    hourly = run_dir / "kpi_1h.csv"
+    lec_cli("kpi", *period, "--resolution", "1h", "--format", "csv", "--out", str(hourly), "--plot", str(plot))
     out["kpi"] = kpis
-    echo(f"KPIs per day (lec kpi --resolution 1d), plot in {plot}:")
+    echo(f"KPIs per day (lec kpi --resolution 1d); hourly curves in {hourly} and {plot}:")
     for row in kpis:
         echo("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k in KPI_SHOWN))
 
