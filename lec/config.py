@@ -119,21 +119,25 @@ def load_settings(environ: dict[str, str] | None = None, config_file: Path | Non
 STACK_FILLED = ("kafka_bootstrap", "mqtt_port", "sftp_port", "http_port", "chain_rpc")
 
 
-def _with_running_stack(s: Settings, explicit: set[str]) -> Settings:
+def running_stack_env(run_dir: Path) -> dict[str, str] | None:
+    """The LEC_* variables of the `lec up` running on ``run_dir``, or None if none runs."""
     import json
 
     from lec.procs import pid_running
 
-    state_file = s.resolved_run_dir() / "stack.json"
-    if not state_file.exists():
-        return s
     try:
-        state = json.loads(state_file.read_text())
+        state = json.loads((run_dir / "stack.json").read_text())
     except (OSError, ValueError):
-        return s
+        return None
     if not state.get("running") or not pid_running(int(state.get("supervisor_pid", 0))):
+        return None
+    return dict(state.get("env", {}))
+
+
+def _with_running_stack(s: Settings, explicit: set[str]) -> Settings:
+    env = running_stack_env(s.resolved_run_dir())
+    if not env:
         return s
-    env = state.get("env", {})
     update = {name: env[f"LEC_{name.upper()}"] for name in STACK_FILLED
               if name not in explicit and f"LEC_{name.upper()}" in env}
     return Settings(**{**s.model_dump(), **update}) if update else s

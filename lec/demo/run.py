@@ -33,11 +33,6 @@ def demo_settings(run_dir: Path) -> Settings:
     return load_settings()
 
 
-def wait_quiet(bootstrap: str, topic: str, *, quiet_s: float, timeout_s: float, min_records: int = 0) -> list[dict]:
-    """Records of a topic once no new record arrived for ``quiet_s`` seconds."""
-    return read_topic(bootstrap, topic, idle_s=quiet_s, timeout_s=timeout_s, min_records=min_records)
-
-
 def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
              echo: Any = print) -> dict[str, Any]:
     """Run the whole demo and return its summary (also printed through ``echo``)."""
@@ -205,11 +200,11 @@ def claimed_balances(settings: Settings, reward_total: int) -> dict[str, int] | 
 
 def summarise_topics(settings: Settings) -> dict[str, Any]:
     bootstrap = settings.kafka_bootstrap
-    raw = wait_quiet(bootstrap, topics.RAW, quiet_s=5, timeout_s=120, min_records=1)
-    feedback = wait_quiet(bootstrap, topics.FEEDBACK, quiet_s=10, timeout_s=300, min_records=1)
-    readings = wait_quiet(bootstrap, topics.READINGS, quiet_s=5, timeout_s=120)
-    dead = wait_quiet(bootstrap, topics.DEADLETTER, quiet_s=2, timeout_s=60)
-    anomalies = wait_quiet(bootstrap, topics.ANOMALIES, quiet_s=2, timeout_s=60)
+    raw = read_topic(bootstrap, topics.RAW, idle_s=5, timeout_s=120, min_records=1)
+    feedback = read_topic(bootstrap, topics.FEEDBACK, idle_s=10, timeout_s=300, min_records=1)
+    readings = read_topic(bootstrap, topics.READINGS, idle_s=5, timeout_s=120)
+    dead = read_topic(bootstrap, topics.DEADLETTER, idle_s=2, timeout_s=60)
+    anomalies = read_topic(bootstrap, topics.ANOMALIES, idle_s=2, timeout_s=60)
     return {
         "raw_envelopes": Counter(r["channel"] for r in raw),
         "raw_items": sum(len(r["items"]) for r in raw),

@@ -50,16 +50,16 @@ def _tell_running_stack() -> None:
     import subprocess
     import sys
 
-    from lec.config import settings
-    from lec.stack.supervisor import read_state
+    from lec.config import running_stack_env, settings
 
     s = settings()
-    state = read_state(s.resolved_run_dir())
-    if not (state and state.get("running") and s.kafka_bootstrap):
+    env = running_stack_env(s.resolved_run_dir())
+    if env is None:
         return
-    for args in (["streams", "publish-registry"], ["chain", "deploy", "--dev", "--if-missing"]):
-        if args[0] == "chain" and s.chain_rpc != state["env"].get("LEC_CHAIN_RPC"):
-            continue  # an external chain is deployed by its operators
+    steps = [["streams", "publish-registry"]]
+    if s.chain_rpc == env.get("LEC_CHAIN_RPC"):  # the embedded chain; an external one has its operators
+        steps.append(["chain", "deploy", "--dev", "--if-missing"])
+    for args in steps:
         r = subprocess.run([sys.executable, "-m", "lec.cli", *args], capture_output=True, text=True, timeout=300)
-        typer.echo((r.stdout or r.stderr).strip().splitlines()[-1] if (r.stdout or r.stderr).strip() else "",
-                   err=r.returncode != 0)
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        typer.echo(lines[-1] if lines else f"lec {' '.join(args)}: exit {r.returncode}", err=r.returncode != 0)
