@@ -23,15 +23,16 @@ def tansu_binary() -> Path:
     return path
 
 
+def tansu_argv(port: int) -> list[str]:
+    """A Tansu broker on loopback with memory storage (data does not survive a restart)."""
+    return [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+            "--advertised-listener-url", f"tcp://localhost:{port}", "--storage-engine", "memory://tansu/"]
+
+
 def start_tansu(run_dir: Path, port: int = 0) -> tuple[ManagedProcess, str]:
     """Start a Tansu Kafka broker (memory storage); returns the process and bootstrap address."""
     port = port or free_port()
-    proc = ManagedProcess("kafka", [
-        str(tansu_binary()), "broker",
-        "--listener-url", f"tcp://127.0.0.1:{port}",
-        "--advertised-listener-url", f"tcp://localhost:{port}",
-        "--storage-engine", "memory://tansu/",
-    ], run_dir / "logs" / "kafka.log")
+    proc = ManagedProcess("kafka", tansu_argv(port), run_dir / "logs" / "kafka.log")
     proc.wait_ready(lambda: port_open(port), timeout=20)
     return proc, f"localhost:{port}"
 
@@ -43,13 +44,17 @@ def anvil_binary() -> Path:
     raise ServiceError("anvil not found: run `npm ci` in the project root (package.json pins @foundry-rs/anvil)")
 
 
-def start_anvil(run_dir: Path, port: int = 0, chain_id: int = 31337, state: Path | None = None) -> tuple[ManagedProcess, str]:
-    """Start anvil on loopback; returns the process and its JSON-RPC URL."""
-    port = port or free_port()
+def anvil_argv(port: int, chain_id: int = 31337, state: Path | None = None) -> list[str]:
     argv = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
             "--silent"]
     if state is not None:
         argv += ["--state", str(state)]  # persists the chain across restarts of `lec up`
-    proc = ManagedProcess("chain", argv, run_dir / "logs" / "chain.log")
+    return argv
+
+
+def start_anvil(run_dir: Path, port: int = 0, chain_id: int = 31337, state: Path | None = None) -> tuple[ManagedProcess, str]:
+    """Start anvil on loopback; returns the process and its JSON-RPC URL."""
+    port = port or free_port()
+    proc = ManagedProcess("chain", anvil_argv(port, chain_id, state), run_dir / "logs" / "chain.log")
     proc.wait_ready(lambda: port_open(port), timeout=20)
     return proc, f"http://127.0.0.1:{port}"

@@ -93,24 +93,18 @@ class Stack:
         }
 
     def server_specs(self) -> list[ServiceSpec]:
-        from lec.services import anvil_binary, tansu_binary
+        from lec.services import anvil_argv, tansu_argv
 
         specs = []
         if not self.settings.kafka_bootstrap:
-            p = self.ports["kafka"]
-            specs.append(ServiceSpec("kafka", [
-                str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{p}",
-                "--advertised-listener-url", f"tcp://localhost:{p}", "--storage-engine", "memory://tansu/"],
-                port=p, restart=False))
+            specs.append(ServiceSpec("kafka", tansu_argv(self.ports["kafka"]), port=self.ports["kafka"], restart=False))
         specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
         specs.append(ServiceSpec("sftp", lec_argv("connectors", "sftp-server"), port=self.ports["sftp"]))
         if not self.settings.chain_rpc:
-            p = self.ports["chain"]
             state = self.run_dir / "chain" / "anvil-state.json"
             state.parent.mkdir(parents=True, exist_ok=True)
-            specs.append(ServiceSpec("chain", [
-                str(anvil_binary()), "--host", "127.0.0.1", "--port", str(p), "--chain-id",
-                str(self.settings.chain_id), "--silent", "--state", str(state)], port=p, restart=False))
+            specs.append(ServiceSpec("chain", anvil_argv(self.ports["chain"], self.settings.chain_id, state),
+                                     port=self.ports["chain"], restart=False))
         return specs
 
     def worker_specs(self) -> list[ServiceSpec]:
