@@ -22,6 +22,7 @@ import orjson
 from lec.records import CHANNELS, RAW_SCHEMA, utc_now_iso
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
 from streams.errors import Reject
+from streams.fast import FastFlow, fast_reading, item_parts
 from streams.normalise import (
     energy_to_mwh,
     iso_to_epoch,
@@ -158,8 +159,9 @@ class Processor:
     """The pipeline of one worker over a registry snapshot and bounded state."""
 
     def __init__(self, snapshot: RegistrySnapshot, *, clock_skew_s: int = 300,
-                 max_payload_bytes: int = 1024 * 1024) -> None:
+                 max_payload_bytes: int = 1024 * 1024, fast_path: bool = True) -> None:
         self.state = StreamState()
+        self.fast_path = fast_path      # False: every reading through the per-reading path (tests compare both)
         self._pending: RegistrySnapshot | None = None
         self.clock_skew_s = clock_skew_s
         self.max_payload_bytes = max_payload_bytes
@@ -169,6 +171,7 @@ class Processor:
         self.snapshot = snapshot
         self._candidates: dict[tuple[str, str, str], list[Flow]] = {}
         self._plans: dict[str, FlowPlan] = {}
+        self._fast: dict[str, FastFlow | None] = {}
         self._checked: dict[tuple[str, str, str, str | None], Device | Reject] = {}
         self._now_iso = utc_now_iso()
         self._received: tuple[Any, float] = (None, 0.0)
@@ -286,15 +289,27 @@ class Processor:
         self._rows(out, ctx, rows, fixed, syntax_flow)
 
     def _rows(self, out: Output, ctx: ItemContext, rows: list[Row], fixed: Flow | None, syntax_flow: Flow) -> None:
-        readings: list[tuple[Flow, dict]] = []
+        readings: list[tuple[Flow, int, bytes, bytes | dict]] = []   # (flow, index, key, encoded or dict)
         rejects: list[tuple[int, Row, Flow | None, Reject]] = []
         dups: list[tuple[int, Row, str]] = []
+        fast: dict[str, FastFlow | None] = {}
+        parts = item_parts(ctx) if self.fast_path else None
         for n, row in enumerate(rows):
             flow = fixed
             try:
                 if flow is None:
                     flow = self._row_flow(ctx, row, syntax_flow)
-                readings.append((flow, self._reading(ctx, flow, row, n)))
+                if parts is not None:
+                    ff = fast.get(flow.id, False)
+                    if ff is False:
+                        ff = fast[flow.id] = self._fast_flow(ctx, flow)
+                    if ff is not None:
+                        got = fast_reading(self, ctx, ff, parts, row, n)
+                        if got is not None:
+                            readings.append((flow, n, ff.key, got))
+                            continue
+                rd = self._reading(ctx, flow, row, n)
+                readings.append((flow, n, rd["device_id"].encode(), rd))
             except Duplicate as dup:
                 dups.append((n, row, dup.message))
             except Reject as rej:
@@ -307,8 +322,7 @@ class Processor:
         batch_flow = fixed or syntax_flow
         if rejects and readings and batch_flow.on_error == "reject_batch":
             first = rejects[0][3].reason_code
-            for flow, rd in readings:
-                n = int(rd["message_id"].rsplit(":", 1)[1])
+            for flow, n, _key, _value in readings:
                 rejects.append((n, rows[n], flow, Reject("batch_rejected", f"the flow rejects whole messages on "
                                                          f"error and reading {rejects[0][0]} failed ({first})")))
             readings = []
@@ -316,8 +330,8 @@ class Processor:
             ctx.anomalies = [a for a in ctx.anomalies if a["kind"] in ("after_end", "out_of_range")]
         if readings:
             self._commit(ctx, readings)
-        for flow, rd in readings:
-            out.readings.append((rd["device_id"].encode(), orjson.dumps(rd)))
+        for _flow, _n, key, value in readings:
+            out.readings.append((key, value if type(value) is bytes else orjson.dumps(value)))
         errors = []
         small = len(ctx.payload) <= SMALL_ITEM
         for n, row, flow, rej in sorted(rejects, key=lambda r: r[0]):
@@ -431,6 +445,19 @@ class Processor:
         return got
 
     # -- one reading ------------------------------------------------------------------------
+    def _fast_flow(self, ctx: ItemContext, flow: Flow) -> FastFlow | None:
+        """The flow's fast path (streams/fast.py), or None when the flow or its device needs the full path."""
+        try:
+            dev = self._device(ctx, flow)
+        except Reject:
+            return None          # every reading gets the precise rejection from the full path
+        if flow.id not in self._fast:
+            plan = self._plans.get(flow.id)
+            if plan is None:
+                plan = self._plans[flow.id] = build_plan(flow, dev)
+            self._fast[flow.id] = FastFlow.build(flow, plan)
+        return self._fast[flow.id]
+
     def _reading(self, ctx: ItemContext, flow: Flow, row: Row, n: int) -> dict[str, Any]:
         if "_error" in row:
             raise Reject(*row["_error"])
@@ -588,7 +615,7 @@ class Processor:
                 "stuck_meter", flow, instant, f"flow '{flow.id}' sent the same value {value} in {limit} readings in a "
                 "row: the meter may be stuck", float(value), "run"))
 
-    def _commit(self, ctx: ItemContext, readings: list[tuple[Flow, dict]]) -> None:
+    def _commit(self, ctx: ItemContext, readings: list[tuple[Flow, int, bytes, bytes | dict]]) -> None:
         for (flow_id, instant), (sig, mid) in ctx.staged_keys.items():
             self.state.flow(flow_id).put_key(instant, sig, mid)
         for flow_id, regs in ctx.staged_registers.items():
@@ -598,7 +625,7 @@ class Processor:
         for flow_id, sid in ctx.staged_source_ids:
             self.state.flow(flow_id).put_source_id(sid)
         now = time.time()
-        for flow_id in {flow.id for flow, _ in readings}:
+        for flow_id in {r[0].id for r in readings}:
             self.state.flow(flow_id).last_seen = now
 
     # -- silence ----------------------------------------------------------------------------
