@@ -9,7 +9,9 @@ Cases: (a) one reading per source message, 100 source messages packed per raw re
 connectors pack them); (a1) one reading per raw record (Faust's per-record cost, for reference);
 (b) 1,000 readings per source message.
 
-    .venv/bin/python bench/streams.py [--scale 1.0] [--cases a,a1,b] [--workers 1,2]
+    .venv/bin/python bench/streams.py [--scale 1.0] [--cases a,a1,b] [--workers 1,2] [--repeat 1]
+
+With ``--repeat N`` each case runs N times (a fresh broker each time) and a ``median`` line follows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -119,6 +122,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the number of raw records")
     ap.add_argument("--cases", default="a,a1,b")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case; prints each and the median")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -127,9 +131,16 @@ def main() -> None:
     try:
         for case in args.cases.split(","):
             for workers in map(int, args.workers.split(",")):
-                rate, pass_rate, inproc = run_case(case, workers, args.scale, root)
-                print(f"{case:<5} {workers:>7} {rate:>12,.0f} {pass_rate:>24,.0f} {rate / pass_rate:>6.2f} "
-                      f"{inproc:>31,.0f}", flush=True)
+                runs = []
+                for _ in range(max(1, args.repeat)):
+                    rate, pass_rate, inproc = run_case(case, workers, args.scale, root)
+                    runs.append((rate, pass_rate, inproc))
+                    print(f"{case:<5} {workers:>7} {rate:>12,.0f} {pass_rate:>24,.0f} {rate / pass_rate:>6.2f} "
+                          f"{inproc:>31,.0f}", flush=True)
+                if len(runs) > 1:
+                    rate, pass_rate, inproc = (statistics.median(col) for col in zip(*runs))
+                    print(f"{'median':<5} {workers:>7} {rate:>12,.0f} {pass_rate:>24,.0f} {rate / pass_rate:>6.2f} "
+                          f"{inproc:>31,.0f}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -22,7 +22,10 @@ class Emitter:
         self.producer = Producer(producer_config(bootstrap, **{"linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
                                                                "queue.buffering.max.kbytes": 1_048_576,
                                                                # callbacks only for failures: no per-record Python call
-                                                               "delivery.report.only.error": True, **extra}))
+                                                               "delivery.report.only.error": True,
+                                                               # one producer-wide callback: produce() without it is
+                                                               # about twice as fast per record
+                                                               "on_delivery": self._on_delivery, **extra}))
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -35,7 +38,7 @@ class Emitter:
             for key, value in getattr(out, name):
                 while True:
                     try:
-                        produce(topic, value, key, on_delivery=self._on_delivery)
+                        produce(topic, value, key)
                         break
                     except BufferError:
                         poll(0.05)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streams.errors import Reject
 from streams.normalise import iso_z
 from streams.parse import field as row_field
 from streams.validate import LIMIT_FIELDS
@@ -38,6 +37,8 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 _DAYS: dict[str, int | None] = {}
 _TRUE, _FALSE = b"true", b"false"
 _I64 = 2 ** 63
+_SIXTY = {f"{i:02d}": i for i in range(60)}
+_MINUTES: dict[str, int | None] = {}
 
 
 def day_epoch(day: str) -> int | None:
@@ -56,21 +57,31 @@ def day_epoch(day: str) -> int | None:
     return got
 
 
+def minute_epoch(prefix: str) -> int | None:
+    """Epoch of ``YYYY-MM-DDTHH:MM`` (UTC), cached (readings cluster in a few minutes of a few days)."""
+    got = _MINUTES.get(prefix, 0)
+    if got == 0:
+        got = None
+        if prefix[10] == "T" and prefix[13] == ":":
+            h, m = _SIXTY.get(prefix[11:13]), _SIXTY.get(prefix[14:16])
+            day = day_epoch(prefix[:10])
+            if h is not None and h < 24 and m is not None and day is not None:
+                got = day + h * 3600 + m * 60
+        if len(_MINUTES) > 200_000:
+            _MINUTES.clear()
+        _MINUTES[prefix] = got
+    return got
+
+
 def utc_seconds(value: Any) -> int | None:
     """Epoch seconds of exactly ``YYYY-MM-DDTHH:MM:SSZ``; None for anything else (the slow path decides)."""
-    if type(value) is not str or len(value) != 20 or value[19] != "Z" or value[10] != "T" \
-            or value[13] != ":" or value[16] != ":":
+    if type(value) is not str or len(value) != 20 or value[19] != "Z" or value[16] != ":":
         return None
-    hms = value[11:13] + value[14:16] + value[17:19]
-    if not (hms.isascii() and hms.isdigit()):
+    sec = _SIXTY.get(value[17:19])
+    if sec is None:
         return None
-    h, m, s = int(hms[0:2]), int(hms[2:4]), int(hms[4:6])
-    if h > 23 or m > 59 or s > 59:
-        return None
-    day = day_epoch(value[:10])
-    if day is None:
-        return None
-    return day + h * 3600 + m * 60 + s
+    base = minute_epoch(value[:16])
+    return None if base is None else base + sec
 
 
 class FastFlow:
@@ -126,10 +137,14 @@ class FastFlow:
         return self
 
 
-def item_parts(ctx: Any) -> tuple[bytes, bytes, bytes, bytes]:
-    """(supplier JSON, channel JSON, message id prefix ``"<mid>:``, ingest_ts JSON) of one item."""
-    return (orjson.dumps(ctx.supplier_id), orjson.dumps(ctx.channel), orjson.dumps(ctx.message_id)[:-1] + b":",
-            orjson.dumps(ctx.ingest_ts))
+def item_parts(ctx: Any) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """(supplier JSON, channel JSON, message id prefix ``"<mid>:``, ingest_ts JSON) of one item; None if
+    one cannot be encoded (the full path then meets the same error where it always did)."""
+    try:
+        return (orjson.dumps(ctx.supplier_id), orjson.dumps(ctx.channel),
+                orjson.dumps(ctx.message_id)[:-1] + b":", orjson.dumps(ctx.ingest_ts))
+    except TypeError:
+        return None
 
 
 def fast_reading(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes, bytes], row: dict,
@@ -158,7 +173,7 @@ def fast_reading(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, b
     else:
         try:
             energy = proc._energy(v, ff.plan)
-        except Exception:      # the slow path gives the same rejection (or the same error)
+        except Exception:  # noqa: BLE001 -- the full path meets the same rejection (or error) in its place
             return None
     signed = (-energy if energy else energy) if ff.sign else energy
     if not -_I64 <= signed < _I64:
@@ -190,3 +205,83 @@ def fast_reading(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, b
                      iso_z(instant).encode(), b'"', p[4], parts[3], p[5], str(signed).encode(), p[6],
                      _FALSE if instant == epoch else _TRUE, p[7],
                      _TRUE if ctx.received_epoch > instant + iv + ff.grace_s else _FALSE, p[8]))
+
+
+def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes, bytes], rows: list,
+             start: int, readings: list) -> int:
+    """``fast_reading`` over ``rows[start:]`` in one loop (one flow), appending (flow, n, key, bytes) to
+    ``readings``; returns the index of the first row that is not clean (``len(rows)`` if none)."""
+    plan, flow, fid, key = ff.plan, ff.flow, ff.flow_id, ff.key
+    ts_src, energy_src, other_srcs, mid_src = plan.ts_src, ff.energy_src, ff.other_srcs, ff.mid_src
+    factor, sign, bounds, iv, grid, marks_end = ff.factor, ff.sign, ff.energy_bounds, ff.interval_s, ff.snap_grid, \
+        ff.marks_end
+    received = ctx.received_epoch
+    lo_t, hi_t, max_t, late_span = ff.not_before, ff.not_after, received + proc.clock_skew_s, iv + ff.grace_s
+    staged, mid, stuck, energy_of = ctx.staged_keys, ctx.message_id, proc._stuck, proc._energy
+    fst = proc.state.flows.get(fid)
+    known = fst.keys if fst is not None else {}
+    p0, p1, p2, p3, p4, p5, p6, p7, p8 = ff.pieces
+    head = p0 + parts[0] + p1 + parts[1] + p2 + parts[2]
+    ingest = b'"' + p4 + parts[3] + p5
+    append = readings.append
+    minutes, sixty = _MINUTES, _SIXTY
+    n = start
+    for n in range(start, len(rows)):
+        row = rows[n]
+        if "_error" in row or "_not_object" in row:
+            return n
+        ts = row[ts_src] if ts_src in row else row_field(row, ts_src)
+        if type(ts) is not str or len(ts) != 20 or ts[19] != "Z" or ts[16] != ":":
+            return n
+        epoch = minutes.get(ts[:16], 0)          # inlined utc_seconds
+        if epoch == 0:
+            epoch = minute_epoch(ts[:16])
+        sec = sixty.get(ts[17:19])
+        if epoch is None or sec is None:
+            return n
+        epoch += sec
+        if marks_end:
+            epoch -= iv
+        if not (lo_t <= epoch < hi_t and epoch <= max_t):
+            return n
+        v = row[energy_src] if energy_src in row else row_field(row, energy_src)
+        if v is None or v == "":
+            return n
+        for src in other_srcs:
+            o = row_field(row, src)
+            if o is not None and o != "":
+                return n
+        if mid_src and row_field(row, mid_src) is not None:
+            return n
+        if type(v) is int:
+            energy = v * factor
+        else:
+            try:
+                energy = energy_of(v, plan)
+            except Exception:  # noqa: BLE001 -- the full path meets the same rejection (or error) in its place
+                return n
+        signed = (-energy if energy else energy) if sign else energy
+        if not -_I64 <= signed < _I64:
+            return n
+        for lo, hi in bounds:
+            if (lo is not None and signed < lo) or (hi is not None and signed > hi):
+                return n
+        if grid:
+            rem = epoch % iv
+            instant = epoch - rem + (iv if rem * 2 > iv else 0)
+        else:
+            instant = epoch
+        if (fid, instant) in staged or instant in known:
+            return n
+        if fst is None:
+            fst = proc.state.flow(fid)
+            known = fst.keys
+        row["_epoch"] = epoch
+        staged[(fid, instant)] = ((energy, None, None, None, None, None), mid)
+        stuck(ctx, flow, fst, instant, energy, plan)
+        # the canonical form of an on-grid UTC timestamp is the source text itself (years 1000-9999)
+        ts_b = ts.encode() if instant == epoch >= 0 and not marks_end and ts[0] != "0" else iso_z(instant).encode()
+        append((flow, n, key, b"".join((head, str(n).encode(), b'"', p3, b'"', ts_b, ingest, str(signed).encode(),
+                                          p6, _FALSE if instant == epoch else _TRUE, p7,
+                                          _TRUE if received > instant + late_span else _FALSE, p8))))
+    return len(rows)

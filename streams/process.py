@@ -22,7 +22,7 @@ import orjson
 from lec.records import CHANNELS, RAW_SCHEMA, utc_now_iso
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
 from streams.errors import Reject
-from streams.fast import FastFlow, fast_reading, item_parts
+from streams.fast import FastFlow, fast_reading, fast_run, item_parts
 from streams.normalise import (
     energy_to_mwh,
     iso_to_epoch,
@@ -293,8 +293,11 @@ class Processor:
         rejects: list[tuple[int, Row, Flow | None, Reject]] = []
         dups: list[tuple[int, Row, str]] = []
         fast: dict[str, FastFlow | None] = {}
-        parts = item_parts(ctx) if self.fast_path else None
+        parts = item_parts(ctx) if self.fast_path else None     # None: every reading on the full path
+        resume = 0
         for n, row in enumerate(rows):
+            if n < resume:
+                continue            # taken by fast_run
             flow = fixed
             try:
                 if flow is None:
@@ -303,7 +306,11 @@ class Processor:
                     ff = fast.get(flow.id, False)
                     if ff is False:
                         ff = fast[flow.id] = self._fast_flow(ctx, flow)
-                    if ff is not None:
+                    if ff is not None and fixed is not None:     # one flow: a run of clean rows in one loop
+                        resume = fast_run(self, ctx, ff, parts, rows, n, readings)
+                        if resume > n:
+                            continue
+                    elif ff is not None:
                         got = fast_reading(self, ctx, ff, parts, row, n)
                         if got is not None:
                             readings.append((flow, n, ff.key, got))
@@ -616,8 +623,12 @@ class Processor:
                 "row: the meter may be stuck", float(value), "run"))
 
     def _commit(self, ctx: ItemContext, readings: list[tuple[Flow, int, bytes, bytes | dict]]) -> None:
+        states: dict[str, FlowState] = {}
         for (flow_id, instant), (sig, mid) in ctx.staged_keys.items():
-            self.state.flow(flow_id).put_key(instant, sig, mid)
+            fst = states.get(flow_id)
+            if fst is None:
+                fst = states[flow_id] = self.state.flow(flow_id)
+            fst.put_key(instant, sig, mid)
         for flow_id, regs in ctx.staged_registers.items():
             fst = self.state.flow(flow_id)
             for instant, reg in regs.items():

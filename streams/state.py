@@ -13,6 +13,7 @@ owner starts empty (duplicates are then caught downstream by message id).
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from typing import Any
 
 MAX_KEYS_PER_FLOW = 20_000
@@ -36,8 +37,9 @@ class FlowState:
     )
 
     def __init__(self) -> None:
-        self.keys: dict[int, tuple[tuple[Any, ...], str]] = {}   # instant -> (values, item id), oldest first
-        self.source_ids: dict[str, None] = {}
+        # OrderedDict: dropping the oldest is O(1) (a plain dict's next(iter()) scans the deleted slots)
+        self.keys: OrderedDict[int, tuple[tuple[Any, ...], str]] = OrderedDict()   # instant -> (values, item id)
+        self.source_ids: OrderedDict[str, None] = OrderedDict()
         self.reg_ts: list[int] = []                 # sorted instants of known cumulative registers
         self.registers: dict[int, int] = {}         # instant -> register mWh
         self.stuck_value: Any = None
@@ -49,13 +51,13 @@ class FlowState:
     def put_key(self, instant: int, signature: tuple[Any, ...], item_id: str) -> None:
         keys = self.keys
         keys[instant] = (signature, item_id)
-        if len(keys) > MAX_KEYS_PER_FLOW:       # plain dicts keep insertion order: drop the oldest
-            del keys[next(iter(keys))]
+        if len(keys) > MAX_KEYS_PER_FLOW:       # insertion order (a re-put keeps its place): drop the oldest
+            keys.popitem(last=False)
 
     def put_source_id(self, source_id: str) -> None:
         self.source_ids[source_id] = None
         if len(self.source_ids) > MAX_SOURCE_IDS_PER_FLOW:
-            del self.source_ids[next(iter(self.source_ids))]
+            self.source_ids.popitem(last=False)
 
     def put_register(self, instant: int, register: int) -> None:
         if instant not in self.registers:
@@ -78,7 +80,7 @@ class StreamState:
 
     def __init__(self) -> None:
         self.flows: dict[str, FlowState] = {}
-        self.items: dict[str, int] = {}   # item message id -> readings accepted, oldest first
+        self.items: OrderedDict[str, int] = OrderedDict()   # item message id -> readings accepted, oldest first
 
     def flow(self, flow_id: str) -> FlowState:
         st = self.flows.get(flow_id)
@@ -89,4 +91,4 @@ class StreamState:
     def remember_item(self, message_id: str, accepted: int) -> None:
         self.items[message_id] = accepted
         if len(self.items) > MAX_ITEMS:
-            del self.items[next(iter(self.items))]
+            self.items.popitem(last=False)
