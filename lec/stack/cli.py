@@ -113,6 +113,7 @@ def register_demo(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
         def on_sigterm(signum: int, _frame: object) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean stop short
             raise KeyboardInterrupt  # unwinds through run_demo's `finally`, which stops every service
 
         signal.signal(signal.SIGTERM, on_sigterm)

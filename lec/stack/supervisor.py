@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class Stack:
         self.ports: dict[str, int] = {}
         self.env: dict[str, str] = {}
         self.ready = False  # every requested service started and answered once
+        self._watching: threading.Event | None = None  # background supervision (demo)
+        self._watcher: threading.Thread | None = None
 
     # -- plan -----------------------------------------------------------------------------
     def _assign_ports(self) -> None:
@@ -212,22 +215,22 @@ class Stack:
 
     def supervise_in_background(self, interval_s: float = 0.5) -> None:
         """Restart dead workers from a daemon thread (for callers that have their own main loop)."""
-        import threading
-
-        self._watching = threading.Event()
+        watching = threading.Event()
 
         def loop() -> None:
-            while not self._watching.wait(interval_s):
+            while not watching.wait(interval_s):
                 self.supervise_once()
 
+        # both set before the start: a signal may stop the stack at any point in between
+        self._watching = watching
         self._watcher = threading.Thread(target=loop, name="lec-stack-supervisor", daemon=True)
         self._watcher.start()
 
     def stop(self) -> None:
-        watching = getattr(self, "_watching", None)
-        if watching is not None:  # no restart may race the stop
-            watching.set()
-            self._watcher.join(timeout=60)
+        if self._watching is not None:  # no restart may race the stop
+            self._watching.set()
+            if self._watcher is not None and self._watcher.ident is not None:  # started
+                self._watcher.join(timeout=60)
         for svc in reversed(self.services):
             log.info("stopping %s", svc.spec.name)
             svc.proc.stop(timeout=15)
