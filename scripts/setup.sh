@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in mosquitto mosquitto-clients openssh-server openssh-client postgresql; do
+for pkg in mosquitto mosquitto-clients openssh-server openssh-client postgresql maven; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
@@ -26,4 +26,5 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[all,test]"
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund; fi
-echo "setup done: .venv, node_modules"
+bash scripts/fetch-jars.sh
+echo "setup done: .venv, node_modules, .cache/jvm"
