@@ -16,7 +16,8 @@ from lec.errors import LecError
 app = typer.Typer(help="LEC platform: ingest, normalise, store and anchor energy-community readings.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-PACKAGES = ("lec.registry.cli", "lec.stack.cli", "connectors.cli", "streams.cli", "lakehouse.cli", "oracle.cli")
+PACKAGES = ("lec.registry.cli", "lec.stack.cli", "connectors.cli", "streams.cli", "lakehouse.cli", "oracle.cli",
+            "lakehouse.settlement.cli")
 
 
 def _register_all() -> None:
