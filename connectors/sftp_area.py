@@ -12,6 +12,7 @@ The same layout serves the embedded asyncssh server and production OpenSSH (``sf
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,11 @@ from pathlib import Path
 from lec.errors import LecError
 from lec.registry import RegistrySnapshot
 
+log = logging.getLogger("lec.connectors.sftp_area")
+
 INBOX, PROCESSED, FAILED = "inbox", "processed", "failed"
 SECTIONS = (INBOX, PROCESSED, FAILED)
+STAGING = ".staging"           # <root>/.staging/<supplier>/<flow>/: files being read, out of the suppliers' reach
 PART_SUFFIX = ".part"          # uploads in progress: renamed to the final name when complete
 REPORT_SUFFIX = ".report.txt"  # written beside a failed file
 
@@ -73,11 +77,20 @@ class SftpArea:
     def folder(self, supplier_id: str, section: str, flow_id: str) -> Path:
         return self.root / supplier_id / section / flow_id
 
+    def staging(self, supplier_id: str, flow_id: str) -> Path:
+        """Where the watcher moves (renames, same filesystem) an upload before reading it, so that
+        what it reads is what it archives: a supplier cannot replace or rewrite it there."""
+        return self.root / STAGING / supplier_id / flow_id
+
     def ensure(self, snapshot: RegistrySnapshot) -> dict[str, set[str]]:
         """Create every supplier's space and flow folders (idempotent); returns supplier -> flows."""
         owned = sftp_flows(snapshot)
         for supplier_id, flows in owned.items():
             for section in SECTIONS:
                 for flow_id in flows:
-                    self.folder(supplier_id, section, flow_id).mkdir(parents=True, exist_ok=True)
+                    folder = self.folder(supplier_id, section, flow_id)
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:  # one broken folder must not stop every other supplier
+                        log.error("cannot create SFTP folder %s (%s): fix it by hand", folder, exc)
         return owned

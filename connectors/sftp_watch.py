@@ -27,7 +27,8 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from connectors.sftp_area import FAILED, INBOX, PART_SUFFIX, PROCESSED, REPORT_SUFFIX, SftpArea, SftpError
+from connectors.sftp_area import (FAILED, INBOX, PART_SUFFIX, PROCESSED, REPORT_SUFFIX, STAGING, SftpArea,
+                                  SftpError)
 from connectors.sftp_chunks import FileScan, Problem, chunks, read_header, scan
 from connectors.sftp_state import IngestedFiles
 from lec import topics
@@ -109,6 +110,7 @@ class SftpWatcher:
         self._seen: dict[Path, tuple[int, int, float]] = {}
         self._snapshot: RegistrySnapshot | None = None
         self._snapshot_at = 0.0
+        self._set_aside_failed: set[Path] = set()  # could not even be moved to failed/: not retried in a loop
 
     # -- registry ------------------------------------------------------------------------
     def snapshot(self) -> RegistrySnapshot:
@@ -120,19 +122,24 @@ class SftpWatcher:
 
     # -- discovery -----------------------------------------------------------------------
     def ready_files(self) -> Iterator[tuple[str, str, Path]]:
-        """(supplier, flow folder, path) of uploads that look complete, oldest first."""
+        """(supplier, flow folder, path) of uploads that look complete, oldest first.
+
+        Files left in the private staging folder (a watcher stopped or killed while reading them)
+        come first and need no settling: nobody else can write there.
+        """
         found: list[tuple[int, str, str, Path]] = []
         now = time.monotonic()
         current: set[Path] = set()
         if not self.area.root.is_dir():
             return iter(())
+        staged = list(self._staged_files())
         for space in sorted(self.area.root.iterdir()):
             inbox = space / INBOX
-            if space.is_symlink() or not inbox.is_dir() or inbox.is_symlink():
+            if space.name.startswith(".") or space.is_symlink() or not inbox.is_dir() or inbox.is_symlink():
                 continue
             for folder in sorted(inbox.iterdir()):
-                if folder.is_symlink() or not folder.is_dir():
-                    continue
+                if folder.is_symlink() or not folder.is_dir() or file_name_problem(folder.name) is not None:
+                    continue  # flow folders are made by the platform: an odd one is nobody's flow
                 for entry in os.scandir(folder):
                     if entry.name.endswith(PART_SUFFIX) or entry.name.startswith("."):
                         continue
@@ -152,10 +159,23 @@ class SftpWatcher:
                     found.append((st.st_mtime_ns, space.name, folder.name, path))
         for gone in set(self._seen) - current:
             del self._seen[gone]
-        return ((s, f, p) for _, s, f, p in sorted(found))
+        return iter([*staged, *((s, f, p) for _, s, f, p in sorted(found))])
+
+    def _staged_files(self) -> Iterator[tuple[str, str, Path]]:
+        base = self.area.root / STAGING
+        if not base.is_dir():
+            return
+        for space in sorted(base.iterdir()):
+            for folder in sorted(space.iterdir()) if space.is_dir() else ():
+                for entry in sorted(os.scandir(folder), key=lambda e: e.name) if folder.is_dir() else ():
+                    yield space.name, folder.name, Path(entry.path)
 
     def scan_once(self) -> list[Outcome]:
-        """Ingest every complete upload present now (if the schedule allows)."""
+        """Ingest every complete upload present now (if the schedule allows).
+
+        One file's failure never stops the others: anything unexpected while handling a file is
+        caught here, the file is set aside in failed/ with a report, and the scan goes on.
+        """
         if not self.window.is_open():
             return []
         snap = self.snapshot()
@@ -163,7 +183,14 @@ class SftpWatcher:
         for supplier_id, flow_folder, path in list(self.ready_files()):
             if self.stop_requested.is_set():
                 break
-            outcomes.append(self.ingest(snap, supplier_id, flow_folder, path))
+            if path in self._set_aside_failed:
+                continue
+            try:
+                outcome = self.ingest(snap, supplier_id, flow_folder, path)
+            except Exception as exc:  # noqa: BLE001 - one file must never stop every supplier's ingestion
+                outcome = self._fail_unexpected(snap, supplier_id, flow_folder, path, exc)
+            if outcome is not None:
+                outcomes.append(outcome)
             self._seen.pop(path, None)
         return outcomes
 
@@ -172,33 +199,90 @@ class SftpWatcher:
         while not self.stop_requested.is_set():
             try:
                 self.scan_once()
-            except SftpError as exc:
-                log.error("%s", exc)
+            except Exception:  # noqa: BLE001 - e.g. the registry briefly unreadable: try again next poll
+                log.exception("SFTP scan failed; retrying in %.1f s", self.options.poll_s)
             self.stop_requested.wait(self.options.poll_s)
         log.info("SFTP watcher stopped")
 
     # -- one file ------------------------------------------------------------------------
-    def ingest(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, path: Path) -> Outcome:
-        shown = f"{INBOX}/{flow_folder}/{path.name}"
+    def ingest(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, path: Path) -> Outcome | None:
+        """Stage, read, send and archive one upload; None when it must wait (its staging slot is busy)."""
+        shown = f"{INBOX}/{flow_folder}/{printable(path.name)}"
         flow = snap.flows.get(flow_folder)
+        staged = self._stage(supplier_id, flow_folder, path)
+        if staged is None:
+            return None
+        bad_name = file_name_problem(path.name)
+        if bad_name is not None:
+            return self._fail(snap, supplier_id, flow_folder, staged, shown,
+                              Problem("bad_file_name", None, f"{shown}: {bad_name}"), None, flow)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:  # a symlink (ELOOP) or something that is not a plain file
             problem = Problem("not_a_regular_file", None,
                               f"{shown} is not a regular file ({exc.strerror}); upload plain files only")
-            return self._fail(snap, supplier_id, flow_folder, path, shown, problem, None, flow)
+            return self._fail(snap, supplier_id, flow_folder, staged, shown, problem, None, flow)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 problem = Problem("not_a_regular_file", None, f"{shown} is not a regular file; upload plain files only")
-                return self._fail(snap, supplier_id, flow_folder, path, shown, problem, None, flow)
+                return self._fail(snap, supplier_id, flow_folder, staged, shown, problem, None, flow)
             if flow is None or flow.supplier_id != supplier_id or flow.channel != "sftp" or not flow.active:
                 problem = Problem("flow_not_owned", None,
                                   f"flow '{flow_folder}' is not an active SFTP flow of supplier '{supplier_id}'; "
                                   f"upload into inbox/<flow>/ of one of your own flows")
-                return self._fail(snap, supplier_id, flow_folder, path, shown, problem, None, flow)
-            return self._ingest_fd(snap, supplier_id, flow, path, shown, fd)
+                return self._fail(snap, supplier_id, flow_folder, staged, shown, problem, None, flow)
+            outcome = self._ingest_fd(snap, supplier_id, flow, staged, shown, fd)
         finally:
             os.close(fd)
+        if outcome.status == "interrupted":
+            self._unstage(staged, self.area.folder(supplier_id, INBOX, flow_folder) / staged.name)
+        return outcome
+
+    def _stage(self, supplier_id: str, flow_folder: str, path: Path) -> Path | None:
+        """Rename the upload into the private staging folder (same filesystem: atomic, no copy).
+
+        From then on the supplier can neither replace nor rename it, so the bytes read are the bytes
+        archived (a ``posix_rename`` over the inbox name now creates a new upload, read next time).
+        """
+        folder = self.area.staging(supplier_id, flow_folder)
+        if path.parent == folder:
+            return path  # left here by a stopped or killed watcher: resume it
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dest = folder / path.name
+        if dest.exists() or dest.is_symlink():
+            return None  # an earlier upload of the same name is still being handled: wait for it
+        try:
+            os.rename(path, dest)
+        except FileNotFoundError:
+            return None  # renamed or deleted by the supplier since the scan
+        return dest
+
+    def _unstage(self, staged: Path, inbox_path: Path) -> None:
+        """Put an interrupted file back in the inbox (where the supplier sees it waiting), never over
+        a newer upload of the same name; if that is not possible it is resumed from staging."""
+        try:
+            os.link(staged, inbox_path)  # fails if the name is taken: never clobbers a new upload
+        except OSError:
+            return
+        os.unlink(staged)
+
+    def _fail_unexpected(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, path: Path,
+                         exc: Exception) -> Outcome | None:
+        """A bug or an odd file: set the file aside in failed/ with a report instead of retrying forever."""
+        shown = f"{INBOX}/{printable(flow_folder)}/{printable(path.name)}"
+        log.exception("%s/%s could not be processed", supplier_id, shown)
+        staged = self.area.staging(supplier_id, flow_folder) / path.name
+        where = staged if staged.exists() or staged.is_symlink() else path
+        problem = Problem("internal_error", None,
+                          f"{shown} could not be processed ({type(exc).__name__}: {printable(str(exc))[:300]}); "
+                          f"it was set aside in failed/: tell the platform operator")
+        try:
+            return self._fail(snap, supplier_id, printable(flow_folder), where, shown, problem, None,
+                              snap.flows.get(flow_folder))
+        except Exception:  # noqa: BLE001 - even setting it aside failed: log, keep scanning the others
+            log.exception("%s/%s could not be set aside in failed/ either; skipped until restart", supplier_id, shown)
+            self._set_aside_failed.add(path)
+            return Outcome(shown, "failed", problem=problem)
 
     def _ingest_fd(self, snap: RegistrySnapshot, supplier_id: str, flow: Flow, path: Path, shown: str,
                    fd: int) -> Outcome:
@@ -234,11 +318,17 @@ class SftpWatcher:
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             log.warning("%s/%s changed while being read: it will be read again when stable", supplier_id, shown)
             return Outcome(shown, "interrupted", sent, result.lines)
-        self.state.record(supplier_id, flow.id, result.sha256, shown, result.lines, sent)
-        self._move(path, supplier_id, PROCESSED, flow.id)
+        self._mark_processed(supplier_id, flow, path, shown, result, sent)
         log.info("%s/%s: %d lines in %d chunks acknowledged, moved to processed/", supplier_id, shown,
                  result.lines, sent)
         return Outcome(shown, "processed", sent, result.lines)
+
+    def _mark_processed(self, supplier_id: str, flow: Flow, staged: Path, shown: str, result: FileScan,
+                        sent: int) -> Path:
+        """Every chunk is acknowledged: remember the checksum, then archive the exact bytes read
+        (``staged`` cannot have changed: it is out of the supplier's reach) into processed/."""
+        self.state.record(supplier_id, flow.id, result.sha256, shown, result.lines, sent)
+        return self._move(staged, supplier_id, PROCESSED, flow.id)
 
     def _send(self, snap: RegistrySnapshot, supplier_id: str, flow: Flow, shown: str, fd: int,
               result: FileScan) -> int | None:
@@ -335,6 +425,27 @@ class SftpWatcher:
             dest = folder / f"{path.name}.{datetime.now().strftime('%Y%m%dT%H%M%S%f')}"
         os.rename(path, dest)
         return dest
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why a file name cannot be carried in records and reports, or None when it can.
+
+    Names come from the file system as str with undecodable bytes as surrogates: such a name cannot
+    be serialised (the cause of a crash loop once), and control characters would forge report lines.
+    """
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the file name is not valid UTF-8; rename the file using UTF-8 text (e.g. letters, digits, '-', '_')"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "the file name contains control characters (such as a line break); rename the file"
+    return None
+
+
+def printable(name: str) -> str:
+    """A file name safe for JSON records, logs and reports: bad bytes and control characters as escapes."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if 0x20 <= ord(c) != 0x7F else f"\\x{ord(c):02x}" for c in text)
 
 
 def sends_whole(flow: Flow) -> bool:

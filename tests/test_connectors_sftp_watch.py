@@ -250,12 +250,13 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
                 proc.wait()
             consumer.close()
     assert seen >= 1000, "the watcher never started sending:\n" + log_path.read_text()[-3000:]
-    assert path.exists(), "killed mid-file: the file must still be in the inbox"
+    staged = area.staging("sup-a", "f-a") / "big.csv"
+    assert path.exists() or staged.exists(), "killed mid-file: the file must still be in the inbox or staging"
     result = subprocess.run([*argv, "--once", *chunking], env=env, cwd=REPO, check=False, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"processed\tinbox/f-a/big.csv\tlines={n_lines + 1}" in result.stdout
-    assert not path.exists()
+    assert not path.exists() and not staged.exists()
     records = [r for r in consume_all(kafka_bootstrap, "lec.raw", idle_s=3, timeout_s=240)
                if r[1]["items"][0]["source"].get("file_sha256") == sha]
     got = lines_received(records)  # also asserts a resent chunk kept its message id
