@@ -180,6 +180,19 @@ CREATE TABLE devices (
 	FOREIGN KEY(supplier_id) REFERENCES suppliers (id)
 );
 
+CREATE TABLE statute_rules (
+	community_id VARCHAR(128) NOT NULL, 
+	version INTEGER NOT NULL, 
+	effective_from DATETIME NOT NULL, 
+	producers_bps INTEGER NOT NULL, 
+	consumers_bps INTEGER NOT NULL, 
+	fund_bps INTEGER NOT NULL, 
+	costs_bps INTEGER NOT NULL, 
+	social_bps INTEGER NOT NULL, 
+	PRIMARY KEY (community_id, version), 
+	FOREIGN KEY(community_id) REFERENCES communities (id) ON DELETE CASCADE
+);
+
 CREATE TABLE suppliers_communities (
 	supplier_id VARCHAR(128) NOT NULL, 
 	community_id VARCHAR(128) NOT NULL, 
@@ -251,6 +264,18 @@ CREATE TABLE derivedtimeseries_values (
 	FOREIGN KEY(derivedtimeseries_id) REFERENCES derivedtimeseries (id) ON DELETE CASCADE
 );
 
+CREATE TABLE device_perimeters (
+	id INTEGER NOT NULL, 
+	device_id VARCHAR(128) NOT NULL, 
+	valid_from DATETIME, 
+	valid_to DATETIME, 
+	primary_substation VARCHAR(64) NOT NULL, 
+	market_zone VARCHAR(16) NOT NULL, 
+	region VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(device_id) REFERENCES devices (id) ON DELETE CASCADE
+);
+
 CREATE TABLE flows (
 	id VARCHAR(128) NOT NULL, 
 	device_id VARCHAR(128) NOT NULL, 
@@ -284,6 +309,17 @@ CREATE TABLE flows (
 	PRIMARY KEY (id), 
 	FOREIGN KEY(device_id) REFERENCES devices (id) ON DELETE CASCADE, 
 	FOREIGN KEY(supplier_id) REFERENCES suppliers (id)
+);
+
+CREATE TABLE plants (
+	device_id VARCHAR(128) NOT NULL, 
+	power_kw FLOAT NOT NULL, 
+	plant_type VARCHAR(16) NOT NULL, 
+	commissioned DATETIME NOT NULL, 
+	capital_grant BOOLEAN NOT NULL, 
+	grant_reduction_pct INTEGER, 
+	PRIMARY KEY (device_id), 
+	FOREIGN KEY(device_id) REFERENCES devices (id) ON DELETE CASCADE
 );
 
 CREATE TABLE clusters_days (

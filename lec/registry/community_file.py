@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from lec.errors import RegistryFileError
+from lec.registry.settlement import PerimeterDoc, PlantDoc, StatuteDoc, check_settlement
 
 IDENT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"   # safe in MQTT topics, folder names and SQL
 WALLET = r"^0x[0-9a-fA-F]{40}$"
@@ -68,6 +69,8 @@ class DeviceDoc(_Model):
     address: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    perimeters: list[PerimeterDoc] = []      # settlement: dated substation / zone / region
+    plant: PlantDoc | None = None            # settlement: the device is a renewable plant
 
 
 class FlowDoc(_Model):
@@ -122,6 +125,7 @@ class CommunityFile(_Model):
     suppliers: list[SupplierDoc] = []
     devices: list[DeviceDoc] = []
     flows: list[FlowDoc] = []
+    statute: list[StatuteDoc] = []           # settlement: repartition rule versions
 
     def check_references(self) -> list[tuple[tuple[Any, ...], str]]:
         """Cross-references the schema cannot see; returns (location, message) pairs."""
@@ -155,7 +159,7 @@ class CommunityFile(_Model):
                 problems.append((("flows", i, "supplier"), f"unknown supplier '{f.supplier}'"))
             if f.timezone != "UTC" and not re.match(r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$", f.timezone):
                 problems.append((("flows", i, "timezone"), f"'{f.timezone}' is not an IANA time zone"))
-        return problems
+        return problems + check_settlement(self)
 
 
 def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:

@@ -320,3 +320,37 @@ ROLES: list[tuple[str, str]] = [
     ("oracle_admin", "Oracle Admin"), ("token_admin", "Token Admin"), ("member", "Member"),
     ("stakeholder", "Stakeholder"),
 ]
+
+# Settlement (CER, DM 414/2023): dated perimeters of points and plants, plants, statute rules.
+# Created by migration 0002 on databases made before it (0001 creates whatever the metadata holds).
+device_perimeters = Table(
+    "device_perimeters", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(ID), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("valid_from", DateTime(timezone=True)),               # null: since ever
+    Column("valid_to", DateTime(timezone=True)),                 # null: still valid (exclusive end)
+    Column("primary_substation", String(64), nullable=False),    # cabina primaria code
+    Column("market_zone", String(16), nullable=False),           # NORD, CNOR, CSUD, SUD, CALA, SICI, SARD
+    Column("region", String(64), nullable=False),
+)
+plants = Table(
+    "plants", metadata,
+    Column("device_id", String(ID), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("power_kw", Float, nullable=False),
+    Column("plant_type", String(16), nullable=False, default="pv"),   # pv | wind | hydro | biomass | other
+    Column("commissioned", DateTime(timezone=True), nullable=False),  # commissioning date (UTC midnight)
+    Column("capital_grant", Boolean, nullable=False, default=False),
+    Column("grant_reduction_pct", Integer),                           # null: the tariff's default (50)
+)
+statute_rules = Table(
+    "statute_rules", metadata,
+    Column("community_id", String(ID), ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("producers_bps", Integer, nullable=False),
+    Column("consumers_bps", Integer, nullable=False),
+    Column("fund_bps", Integer, nullable=False),
+    Column("costs_bps", Integer, nullable=False),
+    Column("social_bps", Integer, nullable=False),
+)
+SETTLEMENT_TABLES = (device_perimeters, plants, statute_rules)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lec.errors import RegistryError
 from lec.registry import schema as t
+from lec.registry import settlement
 from lec.registry.community_file import CommunityFile, read_community_file
 from lec.registry.passwords import hash_password
 from lec.registry.secrets import SecretStore
@@ -81,6 +82,7 @@ class Registry:
                            (t.measurementstables, "flow_id")):
             conn.execute(delete(table).where(table.c[col].in_(flow_ids) | table.c[col].in_(old_flows)))
         conn.execute(delete(t.flows).where(t.flows.c.id.in_(flow_ids) | t.flows.c.device_id.in_(old_devs)))
+        settlement.delete_rows(conn, cid, dev_ids)
         conn.execute(delete(t.devices).where(t.devices.c.id.in_(dev_ids) | (t.devices.c.community_id == cid)))
         conn.execute(delete(t.users_communities).where(t.users_communities.c.community_id == cid))
         conn.execute(delete(t.users_roles).where(t.users_roles.c.community_id == cid))
@@ -130,6 +132,7 @@ class Registry:
             for quantity, unit in f.units.items():
                 label = f.mapping.get(quantity, quantity)
                 conn.execute(insert(t.signallabels).values(flow_id=f.id, label=label, quantity=quantity, unit=unit))
+        settlement.insert_rows(conn, doc)
 
     # -- read -----------------------------------------------------------------------------
     def community_ids(self) -> list[str]:
@@ -182,7 +185,7 @@ class Registry:
         def drop_none(d: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in d.items() if v is not None and v != "" and v != {} and v != []}
 
-        return {
+        out = {
             "community": drop_none(crow),
             "users": [drop_none({"id": u.id, "name": u.name, "email": u.email, "wallet": u.wallet,
                                  "role": u.member_role,
@@ -209,6 +212,16 @@ class Registry:
                 "limits": f.limits, "syntax_options": f.syntax_options, "counter_max_mwh": f.counter_max_mwh,
             }) for f in flows],
         }
+        with self.engine.connect() as conn:
+            extra = settlement.read(conn, community_id)
+        for d in out["devices"]:
+            if d["id"] in extra["perimeters"]:
+                d["perimeters"] = [drop_none(p) for p in extra["perimeters"][d["id"]]]
+            if d["id"] in extra["plants"]:
+                d["plant"] = drop_none(extra["plants"][d["id"]])
+        if extra["statute"]:
+            out["statute"] = extra["statute"]
+        return out
 
     def supplier_password_hashes(self) -> dict[str, str]:
         """Supplier id -> password hash, for generating broker/SSH credentials."""
