@@ -30,6 +30,8 @@ from connectors.http_batches import Batch, BatchStore, Chunk
 from connectors.tokens import TokenError, TokenVerifier
 
 CHUNK_READINGS = 1000
+MAX_JSON_DEPTH = 254        # orjson writes at most this many levels
+MAX_IDEMPOTENCY_KEY = 255
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
@@ -197,6 +199,7 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
               responses={202: {"links": {"GetBatch": {"operationId": "get_batch",
                                                       "parameters": {"batch_id": "$response.body#/batch_id"}}}},
                          **ERRORS, 400: _problem(400, "Malformed body or parameters."),
+                         409: _problem(409, "Idempotency-Key already used for a different request."),
                          413: _problem(413, "Body or one reading too large."),
                          415: _problem(415, "Content type not JSON or CSV."),
                          503: _problem(503, "Kafka did not take the batch: retry.")})
@@ -225,7 +228,12 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
             raise ApiError(403, "not_owner", f"flow '{flow_id}' belongs to device '{flow.device_id}', "
                                              f"not '{device_id}'")
         key = request.headers.get("idempotency-key")
-        batch_id = (hashlib.sha256(f"{supplier}\x00{key}".encode()).hexdigest()[:32] if key
+        # the key names one request: the same key again with another flow or body is a client bug, not a
+        # retry (it used to reuse the first batch's id, so the second flow's readings were "duplicates")
+        fingerprint = hashlib.sha256(b"\x00".join([flow_id.encode(), content_type.encode(), body])).hexdigest()
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise ApiError(400, "bad_idempotency_key", f"an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        batch_id = (hashlib.sha256(f"{supplier}\x00{key}\x00{fingerprint}".encode()).hexdigest()[:32] if key
                     else uuid.uuid4().hex)
         received = utc_now_iso()
         chunks, records = [], []
@@ -242,10 +250,18 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
         readings = sum(c.count for c in chunks)
         if readings == 0:
             raise ApiError(400, "no_readings", "the body holds no readings")
-        store.add(Batch(batch_id, supplier, flow_id, flow.device_id, received, readings, chunks))
-        await sender.send(records)
-        return {"batch_id": batch_id, "flow_id": flow_id, "device_id": flow.device_id, "readings": readings,
-                "items": len(chunks), "status_url": f"/v1/batches/{batch_id}"}
+        batch = store.claim(Batch(batch_id, supplier, flow_id, flow.device_id, received, readings, chunks,
+                                  idempotency_key=key, fingerprint=fingerprint))
+        if batch.fingerprint != fingerprint:
+            raise ApiError(409, "idempotency_key_reused",
+                           f"Idempotency-Key '{key}' was already used for another request (batch {batch.batch_id}, "
+                           f"flow '{batch.flow_id}'): send a new batch with a new key; resend only the identical "
+                           "request with the same key")
+        if not batch.stored:  # a retry of a request Kafka did not take yet: send the same records again
+            await sender.send(records)
+            batch.stored = True
+        return {"batch_id": batch.batch_id, "flow_id": batch.flow_id, "device_id": batch.device_id,
+                "readings": batch.readings, "items": len(batch.chunks), "status_url": f"/v1/batches/{batch.batch_id}"}
 
     @app.get("/v1/batches/{batch_id}", response_model=BatchReport, response_model_exclude_none=True,
              operation_id="get_batch",
@@ -297,7 +313,10 @@ def _split(readings: list[Any], start: int, max_payload: int) -> list[tuple[int,
     out = []
     for i in range(0, len(readings), CHUNK_READINGS):
         part = readings[i:i + CHUNK_READINGS]
-        data = orjson.dumps(part)
+        try:
+            data = orjson.dumps(part)
+        except TypeError:  # orjson.JSONEncodeError: nested deeper than it writes (a 500 once)
+            raise _too_deep(part, start + i) from None
         if len(data) <= max_payload:
             out.append((start + i, len(part), data))
         elif len(part) == 1:
@@ -308,6 +327,17 @@ def _split(readings: list[Any], start: int, max_payload: int) -> list[tuple[int,
             out += _split(part[:half], start + i, max_payload)
             out += _split(part[half:], start + i + half, max_payload)
     return out
+
+
+def _too_deep(part: list[Any], first: int) -> ApiError:
+    """The 400 naming the first reading of ``part`` that cannot be written back as JSON."""
+    for k, reading in enumerate(part):
+        try:
+            orjson.dumps(reading)
+        except TypeError:
+            return ApiError(400, "too_deep", f"reading {first + k} is nested more than {MAX_JSON_DEPTH} levels "
+                                             "deep: send flat reading objects")
+    return ApiError(400, "too_deep", f"readings {first}.. are nested too deeply: send flat reading objects")
 
 
 def _csv_chunks(body: bytes, max_payload: int) -> tuple[str, list[tuple[int, int, bytes]]]:

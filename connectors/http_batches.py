@@ -37,6 +37,9 @@ class Batch:
     received_ts: str
     readings: int
     chunks: list[Chunk] = field(default_factory=list)
+    idempotency_key: str | None = None
+    fingerprint: str = ""              # sha256 of flow, content type and body: what the key stands for
+    stored: bool = False               # Kafka acknowledged every item
 
 
 class BatchStore:
@@ -44,20 +47,36 @@ class BatchStore:
         self._batches: OrderedDict[str, Batch] = OrderedDict()
         self._by_message: dict[str, Chunk] = {}
         self._early: OrderedDict[str, dict[str, Any]] = OrderedDict()  # feedback seen before its batch
+        self._keys: dict[tuple[str, str], str] = {}  # (supplier, Idempotency-Key) -> batch id
         self._lock = threading.Lock()
         self.max_batches = max_batches
 
-    def add(self, batch: Batch) -> None:
+    def claim(self, batch: Batch) -> Batch:
+        """Add ``batch``, or return the batch its supplier already sent with the same Idempotency-Key
+        (the caller compares fingerprints: same request = a retry, another request = a conflict)."""
         with self._lock:
-            self._batches[batch.batch_id] = batch
-            for chunk in batch.chunks:
-                self._by_message[chunk.message_id] = chunk
-                if chunk.message_id in self._early:
-                    chunk.feedback = self._early.pop(chunk.message_id)
-            while len(self._batches) > self.max_batches:
-                _, old = self._batches.popitem(last=False)
-                for chunk in old.chunks:
-                    self._by_message.pop(chunk.message_id, None)
+            if batch.idempotency_key is not None:
+                prior_id = self._keys.get((batch.supplier_id, batch.idempotency_key))
+                prior = self._batches.get(prior_id) if prior_id else None
+                if prior is not None:
+                    return prior
+                self._keys[(batch.supplier_id, batch.idempotency_key)] = batch.batch_id
+            self._add(batch)
+            return batch
+
+    def _add(self, batch: Batch) -> None:
+        """Index a batch (lock held); the oldest are forgotten beyond ``max_batches``."""
+        self._batches[batch.batch_id] = batch
+        for chunk in batch.chunks:
+            self._by_message[chunk.message_id] = chunk
+            if chunk.message_id in self._early:
+                chunk.feedback = self._early.pop(chunk.message_id)
+        while len(self._batches) > self.max_batches:
+            _, old = self._batches.popitem(last=False)
+            for chunk in old.chunks:
+                self._by_message.pop(chunk.message_id, None)
+            if old.idempotency_key is not None:
+                self._keys.pop((old.supplier_id, old.idempotency_key), None)
 
     def apply_feedback(self, record: dict[str, Any]) -> None:
         if record.get("channel") != "http":

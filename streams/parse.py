@@ -11,7 +11,9 @@ import re
 from typing import Any
 from xml.etree import ElementTree
 
+import defusedxml.ElementTree as DefusedET
 import orjson
+from defusedxml import DefusedXmlException
 
 from streams.errors import Reject
 
@@ -162,8 +164,10 @@ def parse_xml(payload: bytes, options: dict[str, Any]) -> list[Row]:
     """
     if _XML_FORBIDDEN.search(payload):
         raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety")
-    try:
-        root = ElementTree.fromstring(payload)
+    try:  # defusedxml: DTDs refused by the parser itself (the regex above misses e.g. UTF-16 input)
+        root = DefusedET.fromstring(payload, forbid_dtd=True)
+    except DefusedXmlException:
+        raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety") from None
     except (ElementTree.ParseError, ValueError) as exc:
         raise Reject("xml_invalid", f"the payload is not well-formed XML: {str(exc)[:200]}") from None
     except RecursionError:
