@@ -6,8 +6,9 @@ persistent (MQTT 3.1.1 ``clean_session=False`` / MQTT 5 session expiry), so a cr
 broker redelivers what was not acknowledged. When Kafka is unreachable nothing is acknowledged,
 and the broker stops sending once the client's in-flight window (receive maximum) is full.
 
-Several messages of one supplier and community are packed into one raw envelope (environment.md:
-per-message cost downstream). Scale-out: MQTT 5 shared subscription ``$share/lec-bridge/lec/#``
+Several messages of one device (same supplier and community) are packed into one raw envelope
+keyed by that device (environment.md: per-message cost downstream); keying by device keeps every
+reading of a device on one partition, hence one stream worker (cumulative registers, duplicates). Scale-out: MQTT 5 shared subscription ``$share/lec-bridge/lec/#``
 across ``--processes N`` processes.
 """
 
@@ -53,6 +54,7 @@ class AckToken:
 class Pack:
     community_id: str
     supplier_id: str
+    device_id: str
     items: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[AckToken] = field(default_factory=list)
     size: int = 0
@@ -91,7 +93,7 @@ class BridgeCore:
         self.max_payload_bytes = max_payload_bytes
         self.pack_max_items = pack_max_items
         self.pack_max_age_s = pack_max_age_s
-        self.packs: dict[tuple[str, str], Pack] = {}
+        self.packs: dict[tuple[str, str, str], Pack] = {}
         self.retry: deque[tuple[str, bytes, bytes, list[AckToken]]] = deque()
         self.unacked = 0
         self.forwarded = 0
@@ -114,10 +116,10 @@ class BridgeCore:
         item = raw_item(msg.payload, message_id=message_id, source={"mqtt_topic": msg.topic},
                         device_id=coords.device_id, flow_id=coords.flow_id, content_type=content_type,
                         received_ts=received_ts)
-        key = (coords.community_id, coords.supplier_id)
+        key = (coords.community_id, coords.supplier_id, coords.device_id)
         pack = self.packs.get(key)
         if pack is None:
-            pack = self.packs[key] = Pack(coords.community_id, coords.supplier_id)
+            pack = self.packs[key] = Pack(coords.community_id, coords.supplier_id, coords.device_id)
         pack.items.append(item)
         pack.tokens.append(token)
         pack.size += len(msg.payload)
@@ -170,10 +172,9 @@ class BridgeCore:
             topic, k, v, tokens = self.retry.popleft()
             self._produce(topic, k, v, tokens)
 
-    def _flush_pack(self, key: tuple[str, str]) -> None:
+    def _flush_pack(self, key: tuple[str, str, str]) -> None:
         pack = self.packs.pop(key)
-        devices = {i.get("device_id") for i in pack.items}
-        kafka_key = devices.pop() if len(devices) == 1 else pack.supplier_id
+        kafka_key = pack.device_id  # one device per pack, always: its readings stay on one partition
         envelope = raw_envelope("mqtt", pack.community_id, pack.supplier_id, pack.items)  # type: ignore[arg-type]
         self._produce(topics.RAW, kafka_key.encode(), encode(envelope), pack.tokens)
         self.forwarded += len(pack.items)
