@@ -105,10 +105,10 @@ def _readable_by_mosquitto(path: Path) -> None:
     try:
         gid = grp.getgrnam("mosquitto").gr_gid
     except KeyError:
-        path.chmod(0o644)  # no such group: the broker runs as the current user
+        path.chmod(0o600)  # no such group: the broker runs as the current user
         return
     if os.geteuid() == 0:
         os.chown(path, -1, gid)
         path.chmod(0o640)
     else:
-        path.chmod(0o644)
+        path.chmod(0o600)  # not root: Mosquitto runs as this user and needs nobody else

@@ -9,6 +9,7 @@ documents every field.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,40 @@ class Settings(BaseModel):
         return self.sftp_root if str(self.sftp_root) not in ("", ".") else self.resolved_run_dir() / "sftp"
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings safe to print: secrets masked."""
+        """Settings safe to print: secrets masked, also credentials inside URLs (``user:***@host``)."""
         data = self.model_dump(mode="json")
         for key in data:
             if "password" in key or "secret" in key:
                 data[key] = "***" if data[key] else ""
+            elif isinstance(data[key], str):
+                data[key] = mask_url_credentials(data[key])
         return data
+
+
+# scheme://user:password@host (and several comma-separated URLs): the password part; also a token
+# given as the user alone (https://TOKEN@host) and query parameters that carry secrets.
+_URL_PASSWORD = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@,]*:)(?P<secret>[^@\s/,]*)(?=@)")
+_URL_TOKEN = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://)(?P<secret>[^/\s:@,]+)(?=@)")
+_QUERY_SECRET = re.compile(r"(?P<pre>[?&](?:password|passwd|pwd|secret|token|access_token|api_key|apikey|key|sig)=)"
+                           r"(?P<secret>[^&\s#]+)", re.IGNORECASE)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with every password (or bare token) inside a URL replaced by ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: m["pre"] + "***", text)
+    text = _URL_TOKEN.sub(lambda m: m["pre"] + "***", text)
+    return _QUERY_SECRET.sub(lambda m: m["pre"] + "***", text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a state file readable by its owner only (0600), atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)   # an existing temp file keeps its old mode through O_CREAT
+    tmp.replace(path)
 
 
 def _from_file(path: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from lec.errors import RegistryError
 from lec.registry import schema as t
 from lec.registry import settlement
 from lec.registry.community_file import CommunityFile, read_community_file
-from lec.registry.passwords import hash_password
+from lec.registry.passwords import hash_password, needs_rehash, verify_password
 from lec.registry.secrets import SecretStore
 from lec.registry.snapshot import (
     ACCOUNT_CONSUMPTION, ACCOUNT_NONE, ACCOUNT_PRODUCTION, Community, Device, Flow, Member, RegistrySnapshot,
@@ -23,6 +24,14 @@ from lec.registry.snapshot import (
 
 ACCOUNT_CODES = {"none": ACCOUNT_NONE, "consumption": ACCOUNT_CONSUMPTION, "production": ACCOUNT_PRODUCTION}
 ACCOUNT_NAMES = {v: k for k, v in ACCOUNT_CODES.items()}
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The registry holds password hashes: its SQLite file (and SQLite's journals, which copy the
+    file's mode) is readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    os.chmod(path, 0o600)
 
 
 def _utc(dt: datetime | None) -> datetime | None:
@@ -37,7 +46,7 @@ class Registry:
     def __init__(self, url: str, secrets: SecretStore | None = None) -> None:
         self.url = url
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
         self.engine: Engine = create_engine(url, future=True)
         self.secrets = secrets
 
@@ -65,13 +74,69 @@ class Registry:
         cid = doc.community.id
         try:
             with self.engine.begin() as conn:
+                self._refuse_foreign_ids(conn, doc)
+                kept = self._kept_credentials(conn, doc)
                 self._delete_community_rows(conn, cid, doc)
-                self._insert(conn, doc)
+                self._insert(conn, doc, kept)
         except SQLAlchemyError as exc:
             raise RegistryError(f"could not load community '{cid}': {exc.orig if hasattr(exc, 'orig') else exc}") from exc
         if self.secrets is not None:
             for dev in doc.devices:
                 self.secrets.ensure(dev.id)
+
+    def _refuse_foreign_ids(self, conn: Connection, doc: CommunityFile) -> None:
+        """A community file may only name ids that are new or already its own (multi-tenant isolation):
+        otherwise loading it would move another community's meter, or reset a supplier's password
+        for every community it serves."""
+        cid = doc.community.id
+        taken: list[str] = []
+
+        def check(kind: str, owners: dict[str, set[str]]) -> None:
+            for oid, communities in sorted(owners.items()):
+                others = sorted(communities - {cid})
+                if others:
+                    taken.append(f"{kind} '{oid}' (community {', '.join(repr(o) for o in others)})")
+
+        def owners(rows: Any) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            for oid, owner in rows:
+                out.setdefault(oid, set()).add(owner)
+            return out
+
+        user_ids = [u.id for u in doc.users]
+        sup_ids = [s.id for s in doc.suppliers]
+        dev_ids = [d.id for d in doc.devices]
+        flow_ids = [f.id for f in doc.flows]
+        check("user", owners(conn.execute(select(t.users_communities.c.user_id, t.users_communities.c.community_id)
+                                          .where(t.users_communities.c.user_id.in_(user_ids)))))
+        check("supplier", owners(conn.execute(
+            select(t.suppliers_communities.c.supplier_id, t.suppliers_communities.c.community_id)
+            .where(t.suppliers_communities.c.supplier_id.in_(sup_ids)))))
+        check("device", owners(conn.execute(select(t.devices.c.id, t.devices.c.community_id)
+                                            .where(t.devices.c.id.in_(dev_ids)))))
+        flow_owner = (select(t.flows.c.id, t.devices.c.community_id)
+                      .join(t.devices, t.devices.c.id == t.flows.c.device_id).where(t.flows.c.id.in_(flow_ids)))
+        check("flow", owners(conn.execute(flow_owner)))
+        check("flow", owners(conn.execute(select(t.flows_communities.c.flow_id, t.flows_communities.c.community_id)
+                                          .where(t.flows_communities.c.flow_id.in_(flow_ids)))))
+        if taken:
+            raise RegistryError(f"community '{cid}' names ids that belong to other communities: "
+                                f"{'; '.join(dict.fromkeys(taken))}. Ids are global: choose other ids, or "
+                                "remove them from the other community first")
+
+    def _kept_credentials(self, conn: Connection, doc: CommunityFile) -> dict[str, str]:
+        """Stored password hashes a reload keeps: when the file gives none (an export carries none), or
+        its password is the one already stored (no new hash, so verified-login caches stay valid)."""
+        ids = [s.id for s in doc.suppliers if not s.password_hash]
+        stored = {r.id: r.password_hash for r in conn.execute(
+            select(t.suppliers.c.id, t.suppliers.c.password_hash).where(t.suppliers.c.id.in_(ids)))
+            if r.password_hash}
+        kept = {}
+        for s in doc.suppliers:
+            old = stored.get(s.id)
+            if old and (s.password is None or (not needs_rehash(old) and verify_password(s.password, old))):
+                kept[s.id] = old
+        return kept
 
     def _delete_community_rows(self, conn: Connection, cid: str, doc: CommunityFile) -> None:
         flow_ids = [f.id for f in doc.flows]
@@ -89,7 +154,7 @@ class Registry:
         conn.execute(delete(t.suppliers_communities).where(t.suppliers_communities.c.community_id == cid))
         conn.execute(delete(t.communities).where(t.communities.c.id == cid))
 
-    def _insert(self, conn: Connection, doc: CommunityFile) -> None:
+    def _insert(self, conn: Connection, doc: CommunityFile, kept: dict[str, str] | None = None) -> None:
         c = doc.community
         cid = c.id
         conn.execute(insert(t.communities).values(**c.model_dump()))
@@ -103,7 +168,7 @@ class Registry:
             for role in sorted(set(u.roles) | {"member"}):
                 conn.execute(insert(t.users_roles).values(user_id=u.id, role_id=role_ids[role], community_id=cid))
         for s in doc.suppliers:
-            pw_hash = s.password_hash or (hash_password(s.password) if s.password else None)
+            pw_hash = s.password_hash or (kept or {}).get(s.id) or (hash_password(s.password) if s.password else None)
             conn.execute(delete(t.suppliers).where(t.suppliers.c.id == s.id))
             conn.execute(insert(t.suppliers).values(
                 id=s.id, name=s.name, kind=s.kind, contact_email=s.contact_email, password_hash=pw_hash,
@@ -229,6 +294,14 @@ class Registry:
             rows = conn.execute(select(t.suppliers.c.id, t.suppliers.c.password_hash)
                                 .where(t.suppliers.c.active.is_(True))).all()
         return {r.id: r.password_hash for r in rows if r.password_hash}
+
+    def replace_password_hash(self, supplier_id: str, old_hash: str, new_hash: str) -> bool:
+        """Compare-and-set a supplier's hash (transparent rehash at login); False if it changed meanwhile."""
+        with self.engine.begin() as conn:
+            done = conn.execute(t.suppliers.update().where(
+                (t.suppliers.c.id == supplier_id) & (t.suppliers.c.password_hash == old_hash))
+                .values(password_hash=new_hash)).rowcount
+        return bool(done)
 
     def supplier_ssh_keys(self) -> dict[str, list[str]]:
         with self.engine.connect() as conn:

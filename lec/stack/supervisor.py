@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lec.config import Settings
+from lec.config import Settings, write_private
 from lec.errors import ServiceError
 from lec.procs import ManagedProcess, free_port, pid_running, port_open
 
@@ -239,7 +239,7 @@ class Stack:
         if state.exists():
             doc = json.loads(state.read_text())
             doc["running"] = False
-            state.write_text(json.dumps(doc, indent=2))
+            write_private(state, json.dumps(doc, indent=2))
 
     # -- state ----------------------------------------------------------------------------
     def write_state(self) -> None:
@@ -251,9 +251,7 @@ class Stack:
             "services": {s.spec.name: {"pid": s.proc.pid, "port": s.spec.port, "restarts": s.restarts,
                                        "log": str(s.proc.log), "argv": s.spec.argv} for s in self.services},
         }
-        tmp = self.run_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        tmp.replace(self.run_dir / STATE_FILE)
+        write_private(self.run_dir / STATE_FILE, json.dumps(doc, indent=2))  # env holds URLs with passwords
 
 
 def _read_from(path: Path, offset: int) -> str:
