@@ -36,5 +36,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"rows": n, "zones": sorted({p.zone for p in parsed}), "first_day": days[0],
                                "last_day": days[-1]}))
 
+    @settlement.command("run")
+    def run(community: str = typer.Option(..., "--community", help="Community id."),
+            month: str = typer.Option(..., "--month", help="Local calendar month, YYYY-MM.")) -> None:
+        """Settle a community-month on Spark (LEC_SPARK_REMOTE or in-process Sail): new version unless
+        the inputs are unchanged. Prints the month's summary."""
+        from lakehouse.settlement.run import settle_month
+        from lec.config import settings
+
+        _logging()
+        typer.echo(json.dumps(settle_month(settings(), community, month), indent=2, default=str))
+
     settlement.add_typer(prices, name="prices")
     app.add_typer(settlement, name="settlement")

@@ -1,0 +1,77 @@
+"""`lec settlement run` on Sail over the example community: versions, idempotence, late readings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
+from lakehouse.settlement.prices import load_prices, parse_csv
+from lakehouse.settlement.run import settle_month
+from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
+
+ROME = ZoneInfo("Europe/Rome")
+CID = "cer-example"
+ANNA = SampleFlow("f-anna-load", "IT001E00000001", "u-anna", "load", 1)
+BRUNO = SampleFlow("f-bruno-load", "IT001E00000002", "u-bruno", "load", 1)
+PV = SampleFlow("f-bruno-pv", "PV-0001", "u-bruno", "production", 2)
+KWH = 1_000_000
+
+
+def may_prices() -> bytes:
+    lines = ["date,hour,zone,price"]
+    day = datetime(2026, 5, 1)
+    while day.month == 5:
+        lines += [f"{day.date().isoformat()},{h},CNOR,{60 + h}.25" for h in range(1, 25)]
+        day += timedelta(days=1)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def day_rows(day: int) -> list:
+    """Local 12:00-14:00 of a May day: PV 2 kWh/QH, Anna 1 kWh/QH, Bruno 0.5 kWh/QH."""
+    rows = []
+    start = datetime(2026, 5, day, 12, tzinfo=ROME)
+    for q in range(8):
+        t = start + timedelta(minutes=15 * q)
+        rows += [(PV, t, -2 * KWH), (ANNA, t, KWH), (BRUNO, t, KWH // 2)]
+    return rows
+
+
+@pytest.mark.slow
+def test_run_versions_and_idempotence(settings, registry) -> None:
+    lake = settings.resolved_lake_uri()
+    write_readings(lake, readings_table(CID, day_rows(4) + day_rows(5)))
+    load_prices(lake, parse_csv(may_prices()))
+    first = settle_month(settings, CID, "2026-05", registry=registry)
+    assert first["written"] and first["version"] == 1
+    # two days x 2 hours x 4 QH: shared per QH = min(2, 1.5) kWh -> 16 x 1.5 = 24 kWh
+    assert first["shared_mwh"] == 24 * KWH and first["hours"] == 744
+    # TIP: 6 kW PV in Lazio: min(120, 80 + 180 - Pz) + 4; Pz of local hours 13 and 14 = 73.25, 74.25
+    # -> 120 + 4 = 124 €/MWh: 24 kWh x 124 = 2.976 € ; ARERA 24 kWh x 11.22 = 0.26928 €
+    assert first["incentive_cents"] == 297 and first["valorisation_cents"] == 26
+    assert first["total_cents"] == 323
+    parts = [first[f"{g}_cents"] for g in ("producers", "consumers", "fund", "costs", "social")]
+    assert sum(parts) == 323 and parts == [129, 145, 32, 10, 7]   # 129.2 145.35 32.3 9.69 6.46: +1 to .69, .46
+    assert first["threshold_warning"] == ""                         # 53% <= 55%
+    store = SettlementStore(lake)
+    members = {r["user_id"]: r for r in store.rows(MEMBERS, CID, "2026-05")}
+    assert members["u-bruno"]["producer_cents"] == 129
+    assert members["u-anna"]["consumer_cents"] + members["u-bruno"]["consumer_cents"] == 145
+    # consumers by withdrawal in shared hours: Anna 16 kWh, Bruno 8 kWh -> 96.67 / 48.33
+    assert (members["u-anna"]["consumer_cents"], members["u-bruno"]["consumer_cents"]) == (97, 48)
+    assert len(store.rows(MEMBER_DAYS, CID, "2026-05")) == 4
+    plants = store.rows(HOURLY, CID, "2026-05", where="kind = 'plant'")
+    assert len(plants) == 4 and {r["tip_micro"] for r in plants} == {124_000_000}
+
+    again = settle_month(settings, CID, "2026-05", registry=registry)        # same inputs: nothing new
+    assert not again["written"] and again["version"] == 1 and again["inputs_digest"] == first["inputs_digest"]
+
+    write_readings(lake, readings_table(CID, day_rows(6)))                   # late readings
+    second = settle_month(settings, CID, "2026-05", registry=registry)
+    assert second["written"] and second["version"] == 2 and second["shared_mwh"] == 36 * KWH
+    assert second["statements_root"] != first["statements_root"]
+    assert [v["version"] for v in store.versions(CID, "2026-05")] == [1, 2]
+    assert len(store.rows(MEMBER_DAYS, CID, "2026-05", version=1)) == 4     # the old version stays
+    assert len(store.rows(MEMBER_DAYS, CID, "2026-05")) == 6
