@@ -27,6 +27,7 @@ QUANTITIES: dict[str, tuple[str, str, dict[str, float]]] = {
     "charge": ("charge_pct", "pct", {"pct": 1.0, "ratio": 100.0}),
 }
 DEFAULT_ENERGY_UNIT = "Wh"
+MAX_MWH = 2**63 - 1
 _UTC = UTC
 _ONE = Decimal(1)
 
@@ -62,7 +63,10 @@ def energy_to_mwh(value: Decimal, unit: str) -> int:
     factor = ENERGY_TO_MWH.get(unit)
     if factor is None:
         raise Reject("unit_unknown", f"energy unit '{unit}' is not one of {', '.join(ENERGY_TO_MWH)}")
-    return int((value * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
+    mwh = int((value * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if not -MAX_MWH <= mwh <= MAX_MWH:      # e.g. '1e400' kWh: finite, but no reading (nor int64) holds it
+        raise Reject("out_of_range", f"energy {value} {unit} is beyond any meter's range (|mWh| <= 2^63-1)")
+    return mwh
 
 
 def quantity_to_si(quantity: str, value: Decimal, unit: str | None) -> float:

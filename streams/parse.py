@@ -52,7 +52,13 @@ def parse_rows(payload: bytes, syntax: str, options: dict[str, Any] | None = Non
         return parse_csv(decode_text(payload, options.get("encoding", "utf-8")), options, header)
     if syntax == "xml":
         return parse_xml(payload, options)
-    raise Reject("syntax_unknown", f"the flow declares syntax '{syntax}', which is not json, csv or xml")
+    from streams.formats import parser_for    # named formats (chain2, dso-curve-*): streams/formats/
+
+    named = parser_for(syntax)
+    if named is not None:
+        return named(payload, options, header)
+    raise Reject("syntax_unknown", f"the flow declares syntax '{syntax}', which is not json, csv, xml, chain2, "
+                 "dso-curve-csv or dso-curve-xml")
 
 
 def parse_json(payload: bytes, options: dict[str, Any]) -> list[Row]:
@@ -162,16 +168,7 @@ def parse_xml(payload: bytes, options: dict[str, Any]) -> list[Row]:
     A record's fields are its attributes and its child elements' text. DTDs and entities are refused
     (no entity expansion, no external resources).
     """
-    if _XML_FORBIDDEN.search(payload):
-        raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety")
-    try:  # defusedxml: DTDs refused by the parser itself (the regex above misses e.g. UTF-16 input)
-        root = DefusedET.fromstring(payload, forbid_dtd=True)
-    except DefusedXmlException:
-        raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety") from None
-    except (ElementTree.ParseError, ValueError) as exc:
-        raise Reject("xml_invalid", f"the payload is not well-formed XML: {str(exc)[:200]}") from None
-    except RecursionError:
-        raise Reject("xml_invalid", "the XML is nested too deeply") from None
+    root = xml_root(payload)
     path = options.get("record_path")
     try:
         records = root.findall(path) if path else (list(root) if len(root) and len(root[0]) else [root])
@@ -187,6 +184,21 @@ def parse_xml(payload: bytes, options: dict[str, Any]) -> list[Row]:
             row["value"] = rec.text.strip()
         rows.append(row)
     return rows
+
+
+def xml_root(payload: bytes) -> ElementTree.Element:
+    """The document's root element; DTDs/entities, malformed and too deeply nested XML are refused."""
+    if _XML_FORBIDDEN.search(payload):
+        raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety")
+    try:  # defusedxml: DTDs refused by the parser itself (the regex above misses e.g. UTF-16 input)
+        root = DefusedET.fromstring(payload, forbid_dtd=True)
+    except DefusedXmlException:
+        raise Reject("xml_forbidden", "the XML declares a DOCTYPE or ENTITY; DTDs are refused for safety") from None
+    except (ElementTree.ParseError, ValueError) as exc:
+        raise Reject("xml_invalid", f"the payload is not well-formed XML: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise Reject("xml_invalid", "the XML is nested too deeply") from None
+    return root
 
 
 def _local(tag: str) -> str:

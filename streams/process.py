@@ -23,6 +23,8 @@ from lec.records import CHANNELS, RAW_SCHEMA, utc_now_iso
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
 from streams.errors import Reject
 from streams.fast import FastFlow, fast_reading, fast_run, item_parts
+from streams.formats import NAMED_SYNTAXES
+from streams.formats.route import route_flow
 from streams.normalise import (
     energy_to_mwh,
     iso_to_epoch,
@@ -282,6 +284,8 @@ class Processor:
             rows = parse_rows(payload, syntax_flow.syntax, syntax_flow.syntax_options, header, self.max_payload_bytes)
             if not rows:
                 raise Reject("no_readings", "the message holds no readings")
+            if syntax_flow.syntax in NAMED_SYNTAXES:
+                fixed = None        # each row names its point and direction (streams/formats/route.py)
         except Reject as rej:
             self._reject_item(out, env, item, rej, payload)
             self.state.remember_item(mid, 0)
@@ -406,6 +410,8 @@ class Processor:
             raise Reject(*row["_error"])
         if "_not_object" in row:
             raise Reject("reading_not_object", f"a reading is a {type(row['_not_object']).__name__}, not an object")
+        if "_route" in row:
+            return route_flow(self, ctx, row, syntax_flow.syntax)
         m = syntax_flow.mapping
         flow_ref = row_field(row, m.get("flow", "flow_id")) or row.get("flow")
         if flow_ref:

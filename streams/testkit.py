@@ -142,13 +142,13 @@ flows:
 """
 
 
-def load_test_registry(settings: Any) -> Any:
-    """A registry (SQLite in the settings' run dir) holding TEST_COMMUNITY; returns the Registry."""
+def load_test_registry(settings: Any, community: str = TEST_COMMUNITY) -> Any:
+    """A registry (SQLite in the settings' run dir) holding TEST_COMMUNITY (or ``community``); returns it."""
     from lec.registry import Registry, SecretStore
 
     path = settings.resolved_run_dir() / "community-test.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(TEST_COMMUNITY)
+    path.write_text(community)
     reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
     reg.migrate()
     reg.load_file(path)

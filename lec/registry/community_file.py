@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from lec.errors import RegistryFileError
 from lec.registry.settlement import PerimeterDoc, PlantDoc, StatuteDoc, check_settlement
@@ -79,7 +79,7 @@ class FlowDoc(_Model):
     supplier: str
     name: str = ""
     channel: Literal["mqtt", "sftp", "http", "camel"]
-    syntax: Literal["json", "csv", "xml"]
+    syntax: Literal["json", "csv", "xml", "chain2", "dso-curve-csv", "dso-curve-xml"]
     format_reference: str = ""
     measurement: Literal["load", "production", "grid", "storage"]
     account: Literal["consumption", "production", "none"] = "none"
@@ -118,6 +118,19 @@ class FlowDoc(_Model):
                 raise ValueError(f"unit '{unit}' of {quantity} must be one of {sorted(allowed[quantity])}")
         return v
 
+    @model_validator(mode="after")
+    def _named_format(self) -> "FlowDoc":
+        """Named formats (docs/formats.md) fix mapping, units, value kind and time format: fill them in."""
+        from streams.formats.spec import completed, format_problems
+
+        declared = {k: getattr(self, k) for k in self.model_fields_set}
+        problems = format_problems(self.syntax, declared)
+        if problems:
+            raise ValueError(problems[0][1])
+        for name, value in completed(self.syntax, declared).items():
+            object.__setattr__(self, name, value)
+        return self
+
 
 class CommunityFile(_Model):
     community: CommunityDoc
@@ -149,7 +162,15 @@ class CommunityFile(_Model):
                 problems.append((("devices", i, "user"), f"unknown user '{d.user}'"))
             if d.supplier not in sups:
                 problems.append((("devices", i, "supplier"), f"unknown supplier '{d.supplier}'"))
+        routed: set[tuple[str, ...]] = set()
         for i, f in enumerate(self.flows):
+            if f.syntax in ("chain2", "dso-curve-csv", "dso-curve-xml"):   # rows routed by sign (streams/formats)
+                key = (f.device, f.supplier, f.channel, f.syntax, f.sign_convention)
+                if key in routed:
+                    problems.append((("flows", i, "sign_convention"), f"device '{f.device}' already has a {f.syntax} "
+                                     f"flow with sign_convention {f.sign_convention}: one flow per direction "
+                                     "(consumer = withdrawal, generator = injection)"))
+                routed.add(key)
             if f.device not in devs:
                 problems.append((("flows", i, "device"), f"unknown device '{f.device}'"))
             elif devs[f.device].supplier != f.supplier:
