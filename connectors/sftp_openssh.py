@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 from connectors.sftp_area import FAILED, INBOX, PROCESSED, STAGING, SftpError, sftp_flows
@@ -91,6 +92,24 @@ def unix_user(prefix: str, supplier_id: str) -> str:
     return user
 
 
+def unix_users(prefix: str, supplier_ids: Iterable[str]) -> dict[str, str]:
+    """Supplier id -> Unix user, refusing ids that would share one account.
+
+    Unix names are lower-case, registry ids are not: 'Sup-A' and 'sup-a' would both log in as
+    'lec-sup-a', each into the other's files. Such ids are refused (rename one in the registry).
+    """
+    users: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for supplier_id in sorted(supplier_ids):
+        user = unix_user(prefix, supplier_id)
+        if user in taken:
+            raise SftpError(f"suppliers '{taken[user]}' and '{supplier_id}' differ only in case and would share "
+                            f"the Unix account '{user}': rename one of them in the registry")
+        taken[user] = supplier_id
+        users[supplier_id] = user
+    return users
+
+
 def write_openssh_config(registry: Registry, out: Path, *, root: Path, user_prefix: str = "lec-",
                          watcher_user: str = "lec", keys_dir: Path = Path("/etc/ssh/lec-sftp-keys")) -> list[Path]:
     """Write ``sshd_config.d/lec-sftp.conf``, ``authorized_keys/<user>`` and ``setup.sh`` into ``out``."""
@@ -105,8 +124,9 @@ def write_openssh_config(registry: Registry, out: Path, *, root: Path, user_pref
     script = [SCRIPT_HEAD.format(root=shlex.quote(str(root)), keys_dir=shlex.quote(str(keys_dir)),
                                  watcher=shlex.quote(watcher_user), staging=STAGING, inbox=INBOX, processed=PROCESSED, failed=FAILED)]
     written: list[Path] = []
+    users = unix_users(user_prefix, owned)
     for supplier_id in sorted(owned):
-        user = unix_user(user_prefix, supplier_id)
+        user = users[supplier_id]
         space = root / supplier_id
         blocks.append(MATCH_BLOCK.format(user=user, chroot=space, inbox=INBOX, keys_dir=keys_dir))
         key_file = out / "authorized_keys" / user

@@ -14,40 +14,71 @@ import logging
 import os
 import signal
 import stat
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
-from connectors.sftp_area import SftpArea, SftpError, VirtualPath
-from lec.registry import Registry
+from connectors.sftp_area import SftpArea, SftpError, VirtualPath, sftp_flows
+from lec.registry import Registry, RegistrySnapshot
 from lec.registry.passwords import verify_password
 
 log = logging.getLogger("lec.connectors.sftp_server")
 
+UPLOAD_MODE = 0o644  # the most an uploaded file may be: data, read by the watcher, written by its owner
 DENIED = "permission denied: suppliers may only upload files into inbox/<flow>/ of their own flows"
 
 
-class SupplierDirectory:
-    """Credentials and flows of suppliers, read from the registry at each login (no restart needed)."""
+@dataclass(frozen=True)
+class _DirectoryView:
+    snapshot: RegistrySnapshot
+    password_hashes: dict[str, str]
+    ssh_keys: dict[str, list[str]]
+    owned: dict[str, set[str]]
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+
+class SupplierDirectory:
+    """Credentials and flows of suppliers from the registry, cached for ``max_age_s``.
+
+    A login attempt used to rebuild the whole registry snapshot before authenticating: a flood of
+    bad logins was a flood of full registry reads. Now at most one read per ``max_age_s`` (short, so
+    a registry change still reaches logins within a second or two, without a restart).
+    """
+
+    def __init__(self, registry: Registry, area: SftpArea | None = None, max_age_s: float = 1.0) -> None:
+        self.registry, self.area, self.max_age_s = registry, area, max_age_s
+        self._view: _DirectoryView | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+        self.reads = 0  # registry reads so far (what the cache saves is visible in tests)
+
+    def _current(self) -> _DirectoryView:
+        with self._lock:
+            if self._view is None or time.monotonic() - self._at > self.max_age_s:
+                snap = self.registry.snapshot()
+                owned = self.area.ensure(snap) if self.area is not None else sftp_flows(snap)
+                self._view = _DirectoryView(snap, self.registry.supplier_password_hashes(),
+                                            self.registry.supplier_ssh_keys(), owned)
+                self._at = time.monotonic()
+                self.reads += 1
+            return self._view
 
     def password_hash(self, supplier_id: str) -> str | None:
-        return self.registry.supplier_password_hashes().get(supplier_id)
+        return self._current().password_hashes.get(supplier_id)
 
     def authorized_keys(self, supplier_id: str) -> list[str]:
-        return self.registry.supplier_ssh_keys().get(supplier_id, [])
+        return self._current().ssh_keys.get(supplier_id, [])
 
-    def flows(self, supplier_id: str, area: SftpArea) -> set[str]:
-        """The supplier's SFTP flows; creates folders of flows added to the registry since start."""
-        owned = area.ensure(self.registry.snapshot())
-        return owned.get(supplier_id, set())
+    def flows(self, supplier_id: str) -> set[str]:
+        """The supplier's SFTP flows (their folders are created when the view is refreshed)."""
+        return self._current().owned.get(supplier_id, set())
 
     def is_active(self, supplier_id: str) -> bool:
-        sup = self.registry.snapshot().suppliers.get(supplier_id)
+        sup = self._current().snapshot.suppliers.get(supplier_id)
         return sup is not None and sup.active
 
 
@@ -86,9 +117,10 @@ class SupplierSFTPServer(asyncssh.SFTPServer):
         self.supplier_id = chan.get_extra_info("username")
         self.space = area.space(self.supplier_id)
         self.space.mkdir(parents=True, exist_ok=True)
-        self.own_flows = directory.flows(self.supplier_id, area)
+        self.own_flows = directory.flows(self.supplier_id)
         super().__init__(chan, chroot=os.fsencode(self.space))
         self._root = os.fsencode(os.path.realpath(self.space))
+        self._write_handles: set[int] = set()  # ids of files this session opened for writing
 
     # -- path policy ---------------------------------------------------------------------
     def map_path(self, path: bytes) -> bytes:
@@ -111,23 +143,43 @@ class SupplierSFTPServer(asyncssh.SFTPServer):
 
     # -- operations ----------------------------------------------------------------------
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
-        if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC):
+        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC))
+        if writing:
             self._writable(path)
-        return super().open(path, pflags, attrs)
+        attrs.permissions = upload_mode(attrs.permissions)
+        return self._track(super().open(path, pflags, attrs), writing)
 
     def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs) -> object:
-        if desired_access & (asyncssh.ACE4_WRITE_DATA | asyncssh.ACE4_APPEND_DATA) or (
-                flags & asyncssh.FXF_ACCESS_DISPOSITION) != asyncssh.FXF_OPEN_EXISTING:
+        writing = bool(desired_access & (asyncssh.ACE4_WRITE_DATA | asyncssh.ACE4_APPEND_DATA) or (
+            flags & asyncssh.FXF_ACCESS_DISPOSITION) != asyncssh.FXF_OPEN_EXISTING)
+        if writing:
             self._writable(path)
-        return super().open56(path, desired_access, flags, attrs)
+        attrs.permissions = upload_mode(attrs.permissions)
+        return self._track(super().open56(path, desired_access, flags, attrs), writing)
+
+    def _track(self, file_obj: object, writing: bool) -> object:
+        if writing:
+            self._write_handles.add(id(file_obj))
+        return file_obj
+
+    def close(self, file_obj: object) -> None:
+        self._write_handles.discard(id(file_obj))
+        return super().close(file_obj)
 
     def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         self._writable(path)
-        return super().setstat(path, attrs)
+        return super().setstat(path, safe_attrs(attrs))
 
     def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         self._writable(path)
-        return super().lsetstat(path, attrs)
+        return super().lsetstat(path, safe_attrs(attrs))
+
+    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        """Only on a file this session opened for writing (an upload): a handle opened to read a file in
+        processed/ once let a supplier set mode 04755 on it."""
+        if id(file_obj) not in self._write_handles:
+            raise asyncssh.SFTPPermissionDenied(DENIED)
+        return super().fsetstat(file_obj, safe_attrs(attrs))
 
     def remove(self, path: bytes) -> None:
         self._writable(path)
@@ -156,6 +208,21 @@ class SupplierSFTPServer(asyncssh.SFTPServer):
         raise asyncssh.SFTPPermissionDenied("hard links are not allowed in the SFTP area")
 
 
+def upload_mode(requested: int | None) -> int:
+    """The mode a supplier's file is created with: what it asks, masked (never setuid/setgid/sticky,
+    executable, or writable by group or others)."""
+    return (UPLOAD_MODE if requested is None else requested) & UPLOAD_MODE
+
+
+def safe_attrs(attrs: asyncssh.SFTPAttrs) -> asyncssh.SFTPAttrs:
+    """Attributes a supplier may set on its own upload: size, times, and a masked mode; never owners."""
+    if attrs.uid is not None or attrs.gid is not None or attrs.owner is not None or attrs.group is not None:
+        raise asyncssh.SFTPPermissionDenied("permission denied: file owners are managed by the platform")
+    if attrs.permissions is not None:
+        attrs.permissions = upload_mode(attrs.permissions)
+    return attrs
+
+
 def host_key_path(run_dir: Path) -> Path:
     return run_dir / "sftp-host-key" / "ssh_host_ed25519_key"
 
@@ -172,10 +239,10 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
 
 
 async def start_server(registry: Registry, area: SftpArea, host: str, port: int,
-                       host_key: asyncssh.SSHKey) -> asyncssh.SSHAcceptor:
+                       host_key: asyncssh.SSHKey, directory: SupplierDirectory | None = None) -> asyncssh.SSHAcceptor:
     """Listen for suppliers; the spaces and flow folders are created from the registry first."""
-    area.ensure(registry.snapshot())
-    directory = SupplierDirectory(registry)
+    directory = directory or SupplierDirectory(registry, area)
+    directory.flows("")  # first registry read: spaces and flow folders exist before the first login
     factory: Callable[[asyncssh.SSHServerChannel], Any] = lambda chan: SupplierSFTPServer(chan, area, directory)
     return await asyncssh.listen(
         host, port, server_host_keys=[host_key], server_factory=lambda: SupplierSSHServer(directory),
