@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -328,3 +329,86 @@ def test_fuzz_dso_xml_through_the_pipeline(snapshot, day: str, n_w: int, n_i: in
                                                                                   f"{junk}</DatiPod>".encode())
     out = run(Processor(snapshot), doc, "fz", supplier="sup-dso", channel="http", flow="xml-w4", device=P4)
     assert_answered(out)
+
+
+# -- on the real worker ------------------------------------------------------------------------
+def test_named_formats_on_the_real_worker(fresh_kafka, settings: Settings) -> None:
+    import signal
+
+    from lec import topics
+    from lec.kafka import ensure_topics
+    from streams.testkit import log_contains, produce, read_topic, start_worker
+
+    _, bootstrap = fresh_kafka
+    ensure_topics(bootstrap)
+    load_test_registry(settings, COMMUNITY)
+    worker = start_worker(settings.resolved_run_dir(), bootstrap, "streams-formats")
+
+    def env(payload: Any, mid: str, supplier: str, channel: str, flow: str, device: str) -> bytes:
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        return envelope([item(data, mid, flow=flow, device=device, received_ts=RECEIVED)], channel=channel,
+                        supplier=supplier, community="cer-fmt")
+
+    csv_file = "\n".join(["POD;DATA;TIPO;valori", curve_line(P2, "26/03/2016", 96), curve_line(P2, "27/03/2016", 92),
+                          curve_line(P3, "27/03/2016", 96)]).encode()
+    try:
+        worker.wait_ready(lambda: log_contains(worker, "[^Worker]: Ready"), timeout=90)
+        produce(bootstrap, topics.RAW, [
+            (P1.encode(), env(c2(T0 + 5, T0, 1_000_000, 50_000), "c2-a", "sup-c2", "mqtt", "c2-w", P1)),
+            (P1.encode(), env(c2(T0 + 905, T0 + 900, 1_000_150, 50_400, 1_000_000, 50_000), "c2-b", "sup-c2",
+                              "mqtt", "c2-w", P1)),
+            (P1.encode(), env({"pod": P1, "ts": 0, "1-0:1.8.0": 1}, "c2-zero", "sup-c2", "mqtt", "c2-w", P1)),
+            (P2.encode(), env(csv_file, "csv-month", "sup-dso", "sftp", "csv-w2", P2)),
+            (P4.encode(), env(xml_doc("01/03/2016", 96, 96), "xml-day", "sup-dso", "http", "xml-w4", P4)),
+        ])
+        readings = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= 4 + 188 + 192, timeout=90)
+        dead = read_topic(bootstrap, topics.DEADLETTER, lambda o: len(o) >= 2, timeout=30)
+        feedback = read_topic(bootstrap, topics.FEEDBACK, lambda o: len(o) >= 5, timeout=30)
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(timeout=30)
+        worker.stop()
+    count: dict[str, int] = {}
+    for r in readings:
+        count[r["flow_id"]] = count.get(r["flow_id"], 0) + 1
+    assert count == {"c2-w": 2, "c2-i": 2, "csv-w2": 96 + 92, "xml-w4": 96, "xml-i4": 96}
+    signs = {(r["flow_id"], (r["energy_mwh"] or 0) > 0, (r["energy_mwh"] or 0) < 0) for r in readings}
+    assert ("c2-w", True, False) in signs and ("c2-i", False, True) in signs and ("xml-i4", False, True) in signs
+    assert sorted(d["reason_code"] for d in dead) == ["day_length", "ts_unset"]
+    assert {f["message_id"]: f["status"] for f in feedback} == {
+        "c2-a": "accepted", "c2-b": "accepted", "c2-zero": "rejected", "csv-month": "partial", "xml-day": "accepted"}
+
+
+# -- the examples ------------------------------------------------------------------------------
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "formats"
+
+
+def test_examples_validate_and_every_sample_is_accepted(tmp_path) -> None:
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    from lec.schemas import SCHEMA_DIR
+
+    schema = json.loads((SCHEMA_DIR / "formats" / "chain2.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    v = Draft202012Validator(schema, format_checker=FormatChecker())
+    assert list(v.iter_errors(json.loads((EXAMPLES / "f-chain2.json").read_text()))) == []
+    snap = load_test_registry(Settings(run_dir=tmp_path), (EXAMPLES / "community.yaml").read_text()).snapshot()
+    assert {f.syntax for f in snap.flows.values()} == {"json", "csv", "xml", "chain2", "dso-curve-csv",
+                                                       "dso-curve-xml"}
+    proc = Processor(snap)
+    sent = {"f-json": ("sup-vendor", "mqtt", "f-json.json"), "f-csv": ("sup-vendor", "sftp", "f-csv.csv"),
+            "f-xml": ("sup-vendor", "http", "f-xml.xml"), "f-chain2-w": ("sup-chain2", "mqtt", "f-chain2.json"),
+            "f-curve-w": ("sup-dso", "sftp", "f-curve.csv"), "f-curvexml-w": ("sup-dso", "http", "f-curvexml.xml")}
+    per_flow: dict[str, int] = {}
+    for flow_id, (supplier, channel, name) in sent.items():
+        data = (EXAMPLES / name).read_bytes()
+        env = envelope([item(data, name, flow=flow_id, device=snap.flows[flow_id].device_id,
+                             received_ts="2026-03-30T10:00:00.000Z")],
+                       channel=channel, supplier=supplier, community="cer-formats")
+        out = proc.process_envelope(env)
+        assert out.deadletters == [], [orjson.loads(d)["message"] for _, d in out.deadletters]
+        for _, r in out.readings:
+            fid = orjson.loads(r)["flow_id"]
+            per_flow[fid] = per_flow.get(fid, 0) + 1
+    assert per_flow == {"f-json": 2, "f-csv": 2, "f-xml": 2, "f-chain2-w": 2, "f-chain2-i": 2,
+                        "f-curve-w": 96 + 92, "f-curve-i": 92, "f-curvexml-w": 100}
