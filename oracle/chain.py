@@ -457,3 +457,26 @@ class NotaryClient(TokenMixin):
     def claimed(self, community_id: str, qh: int, wallet: str) -> int:
         return int(self._call(self.notary.functions.claimed(self._cid(community_id), qh,
                                                             self.w3.to_checksum_address(wallet))))
+
+    # ---- monthly settlement statements (oracle.md §11) -------------------------------------
+
+    def anchor_settlement(self, community_id: str, period: int, version: int, statements_root: bytes,
+                          inputs_digest: bytes, total_cents: int, member_count: int) -> TxResult:
+        """Anchors version ``version`` of a community-month's statements tree (oracle role)."""
+        data = self.notary.encode_abi("anchorSettlement", [self._cid(community_id), period, version,
+                                                           statements_root, inputs_digest, total_cents, member_count])
+        return self._transact(self.deployment.notary, data, f"anchorSettlement {community_id} {period} v{version}")
+
+    def latest_settlement_version(self, community_id: str, period: int) -> int:
+        return int(self._call(self.notary.functions.latestSettlementVersion(self._cid(community_id), period)))
+
+    def get_settlement(self, community_id: str, period: int, version: int) -> dict[str, Any]:
+        """{statementsRoot, inputsDigest, totalCents, memberCount} of one anchored version."""
+        try:
+            raw = self._call(self.notary.functions.getSettlement(self._cid(community_id), period, version))
+        except TxFailedError:
+            raise NotAnchoredError(f"community '{community_id}' month {period} has no settlement version "
+                                   f"{version}") from None
+        root, digest, cents, count = raw
+        return {"statementsRoot": bytes(root), "inputsDigest": bytes(digest), "totalCents": int(cents),
+                "memberCount": int(count)}

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in mosquitto mosquitto-clients openssh-server openssh-client postgresql maven; do
+for pkg in mosquitto mosquitto-clients openssh-server openssh-client postgresql maven chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)

@@ -213,6 +213,57 @@ contract Notary is AccessControl {
         return versions[version - 1];
     }
 
+    // ---- Monthly settlement statements (oracle.md §11) ---------------------------------
+
+    /// One version of a community-month's settlement: the statements tree's root and the digest
+    /// of every input the settlement used, so anyone can recompute both.
+    struct SettlementAnchor {
+        bytes32 statementsRoot;
+        bytes32 inputsDigest;
+        uint64 totalCents;
+        uint32 memberCount;
+    }
+
+    mapping(bytes32 => mapping(uint32 => SettlementAnchor[])) private _settlements;
+
+    event SettlementAnchored(
+        bytes32 indexed communityId, uint32 indexed period, uint32 indexed version,
+        bytes32 statementsRoot, bytes32 inputsDigest, uint64 totalCents, uint32 memberCount
+    );
+
+    /// Appends version latest+1 of (communityId, period = YYYYMM); same rules as quarter-hour
+    /// anchors: versions are consecutive and an unchanged content is refused.
+    function anchorSettlement(bytes32 communityId, uint32 period, uint32 version, bytes32 statementsRoot,
+                              bytes32 inputsDigest, uint64 totalCents, uint32 memberCount) external onlyRole(ORACLE_ROLE)
+    {
+        _requireCommunity(communityId);
+        if (period % 100 < 1 || period % 100 > 12) revert InvalidParams("period must be YYYYMM");
+        SettlementAnchor[] storage versions = _settlements[communityId][period];
+        uint256 latest = versions.length;
+        if (version != latest + 1) revert BadVersion(uint32(latest + 1), version);
+        if (latest > 0) {
+            SettlementAnchor storage last = versions[latest - 1];
+            if (last.statementsRoot == statementsRoot && last.inputsDigest == inputsDigest
+                && last.totalCents == totalCents && last.memberCount == memberCount) {
+                revert AnchorUnchanged(communityId, uint64(period));
+            }
+        }
+        versions.push(SettlementAnchor(statementsRoot, inputsDigest, totalCents, memberCount));
+        emit SettlementAnchored(communityId, period, version, statementsRoot, inputsDigest, totalCents, memberCount);
+    }
+
+    function latestSettlementVersion(bytes32 communityId, uint32 period) external view returns (uint32) {
+        return uint32(_settlements[communityId][period].length);
+    }
+
+    function getSettlement(bytes32 communityId, uint32 period, uint32 version)
+        external view returns (SettlementAnchor memory)
+    {
+        SettlementAnchor[] storage versions = _settlements[communityId][period];
+        if (version == 0 || version > versions.length) revert NotAnchored(communityId, uint64(period), version);
+        return versions[version - 1];
+    }
+
     // ---- Claims (anyone; mints to the leaf's wallet) ----------------------------------
 
     /// Reward leaf of oracle.md §8: OpenZeppelin StandardMerkleTree leaf of [wallet, qh, amount].

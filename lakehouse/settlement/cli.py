@@ -17,6 +17,18 @@ def _logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _community_of(member: str) -> str:
+    from lec.errors import ConfigError
+    from lec.registry import open_registry
+
+    found = sorted({cid for (cid, uid), m in open_registry().snapshot().members.items()
+                    if member in (uid, m.wallet, m.wallet.lower())})
+    if len(found) != 1:
+        raise ConfigError(f"member '{member}' is in {len(found)} communities ({', '.join(found) or 'none'}): "
+                          "pass --community")
+    return found[0]
+
+
 def register(app: typer.Typer) -> None:
     settlement = typer.Typer(help="CER monthly settlement: prices, run, members' statements.",
                              no_args_is_help=True)
@@ -46,6 +58,50 @@ def register(app: typer.Typer) -> None:
 
         _logging()
         typer.echo(json.dumps(settle_month(settings(), community, month), indent=2, default=str))
+
+    from oracle.chain_cli import DEPLOYMENT_OPT, DEV_OPT, KEY_ENV_OPT, KEY_FILE_OPT, RPC_OPT
+
+    @settlement.command("anchor")
+    def anchor(community: str = typer.Option(..., "--community", help="Community id."),
+               month: str = typer.Option(..., "--month", help="Local calendar month, YYYY-MM."),
+               rpc: str = RPC_OPT, key_env: str = KEY_ENV_OPT, key_file: Path = KEY_FILE_OPT, dev: bool = DEV_OPT,
+               deployment: Path = DEPLOYMENT_OPT) -> None:
+        """Anchor the month's latest settlement (statements root + inputs digest) on the notary; the
+        key needs the oracle role. Idempotent."""
+        from lakehouse.settlement.anchor import anchor_month
+        from lakehouse.settlement.store import SettlementStore
+        from lec.config import settings
+        from oracle.chain_cli import _signing_client
+
+        _logging()
+        client = _signing_client(rpc, key_env, key_file, dev, deployment)
+        typer.echo(json.dumps(anchor_month(SettlementStore(settings().resolved_lake_uri()), client, community, month),
+                              indent=2))
+
+    @settlement.command("statement")
+    def statement_cmd(member: str = typer.Option(..., "--member", help="Member: user id or wallet."),
+                      month: str = typer.Option(..., "--month", help="Local calendar month, YYYY-MM."),
+                      community: str = typer.Option(None, "--community", help="Community id (default: the "
+                                                                              "member's only community)."),
+                      out: Path = typer.Option(None, "--out", help="Folder; default <run_dir>/statements."),
+                      rpc: str = typer.Option(None, "--rpc", help="JSON-RPC URL the page reads the root from "
+                                                                 "(default LEC_CHAIN_RPC).")) -> None:
+        """Write the member's statement: JSON with its Merkle proof, and an HTML page that verifies the
+        proof in the browser against the root on chain."""
+        from lakehouse.settlement.anchor import statement, write_statement
+        from lakehouse.settlement.store import SettlementStore
+        from lec.config import settings
+        from lec.errors import ConfigError
+
+        s = settings()
+        url = rpc or s.chain_rpc
+        if not url:
+            raise ConfigError("no chain RPC URL for the page: pass --rpc or set LEC_CHAIN_RPC")
+        cid = community or _community_of(member)
+        doc = statement(SettlementStore(s.resolved_lake_uri()), cid, month, member, url)
+        paths = write_statement(doc, out or s.resolved_run_dir() / "statements")
+        typer.echo(json.dumps({"json": str(paths[0]), "html": str(paths[1]), "amount_cents": doc["leaf"]["values"][2],
+                               "statementsRoot": doc["statementsRoot"]}, indent=2))
 
     settlement.add_typer(prices, name="prices")
     app.add_typer(settlement, name="settlement")

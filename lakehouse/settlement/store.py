@@ -52,7 +52,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("rule_version", pa.int64()), ("threshold_warning", pa.string()), ("inputs_digest", pa.string()),
         ("statements_root", pa.string()), ("member_count", pa.int64()), ("created_ts", pa.string())]),
     ANCHORS: pa.schema(_KEY + [
-        ("statements_root", pa.string()), ("inputs_digest", pa.string()), ("total_cents", pa.int64()),
+        ("chain_version", pa.int64()), ("statements_root", pa.string()), ("inputs_digest", pa.string()), ("total_cents", pa.int64()),
         ("member_count", pa.int64()), ("chainId", pa.int64()), ("notary", pa.string()), ("txHash", pa.string()),
         ("blockNumber", pa.int64())]),
 }
