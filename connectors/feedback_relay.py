@@ -26,19 +26,21 @@ GROUP = "lec-feedback-relay"
 
 class FeedbackRelay:
     def __init__(self, settings: Settings, *, bootstrap: str, protocol: int = 4, password: str | None = None,
-                 group: str = GROUP, client_id: str = "lec-feedback-relay") -> None:
+                 group: str = GROUP, client_id: str | None = None) -> None:
         import paho.mqtt.client as mqtt
         from confluent_kafka import Consumer
 
-        from connectors.mqtt_config import bridge_password
+        from connectors.mqtt_config import bridge_client_id, bridge_password
         from lec.kafka import consumer_config
 
         self.settings = settings
         self.stopping = threading.Event()
         self.consumer = Consumer(consumer_config(bootstrap, group))
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+        password = password or bridge_password(settings)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or bridge_client_id(settings, "relay", password),
                                   protocol=mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311)
-        self.client.username_pw_set(settings.mqtt_username, password or bridge_password(settings))
+        self.client.username_pw_set(settings.mqtt_username, password)
         self.client.max_inflight_messages_set(1000)
         self.client.reconnect_delay_set(0.2, 5)
         self.published = 0

@@ -28,7 +28,9 @@ from lec.records import encode, message_id_for, raw_envelope, raw_item, utc_now_
 from lec.registry.snapshot import RegistrySnapshot
 
 from connectors.feedback_records import deadletter_record, rejection_feedback
-from connectors.mqtt_topics import BRIDGE_FILTER, SHARED_FILTER, ReadingTopic, parse_reading_topic, supplier_of
+from connectors.mqtt_topics import (
+    BRIDGE_FILTER, PROBE_PREFIX, SHARED_FILTER, ReadingTopic, parse_reading_topic, supplier_of,
+)
 
 log = logging.getLogger("lec.connectors.mqtt_bridge")
 
@@ -103,6 +105,9 @@ class BridgeCore:
     def handle(self, msg: Incoming, received_ts: str | None = None) -> None:
         token = AckToken(msg.generation, msg.mid, msg.qos)
         self.unacked += 1
+        if msg.topic.startswith(PROBE_PREFIX + "/"):   # `lec status`: proves MQTT -> bridge -> Kafka works
+            self._produce(topics.PROBE, msg.topic.encode(), msg.payload[:1024], [token])
+            return
         supplier = supplier_of(msg.topic) or "unknown"
         mid_parts: tuple[str | bytes, ...] = (msg.topic, msg.message_key) if msg.message_key else (msg.topic, msg.payload)
         message_id = message_id_for("mqtt", supplier, *mid_parts)
@@ -212,10 +217,10 @@ class MqttBridge:
         from connectors.mqtt_client import BufferedClient
         from connectors.mqtt_config import bridge_password
         from lec.kafka import producer_config
-        from lec.registry import open_registry
+        from lec.registry.view import RegistryView
 
         self.settings = settings
-        self.registry = open_registry(settings)
+        self.view = RegistryView(settings, bootstrap=bootstrap)
         self.protocol = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
         self.shared = shared
         self.incoming: deque[Incoming] = deque()
@@ -226,8 +231,10 @@ class MqttBridge:
         self.stopping = threading.Event()
         self.producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024,
                                                                "linger.ms": 2}))
-        self.core = BridgeCore(self.producer, self.registry.snapshot(), self._ack,
+        self.core = BridgeCore(self.producer, self.view.snapshot, self._ack,
                                max_payload_bytes=settings.max_payload_bytes)
+        # a registry change (lec.registry) reaches the checks within a second or two
+        self.view.on_change(lambda v: setattr(self.core, "snapshot", v.snapshot))
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": self.protocol, "manual_ack": True}
         if self.protocol == mqtt.MQTTv311:
             kwargs["clean_session"] = False
@@ -301,10 +308,10 @@ class MqttBridge:
             self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
         self.client.loop_start()
 
-    def run(self, registry_refresh_s: float = 30.0) -> None:
+    def run(self) -> None:
         """Forward until SIGTERM/SIGINT, then flush Kafka and acknowledge what it holds."""
+        self.view.start()
         self.connect()
-        last_refresh = time.monotonic()
         core = self.core
         while not self.stopping.is_set():
             self.wake.wait(0.005)
@@ -316,12 +323,6 @@ class MqttBridge:
                 n += 1
             core.flush_due()
             self.producer.poll(0)
-            if time.monotonic() - last_refresh > registry_refresh_s:
-                last_refresh = time.monotonic()
-                try:
-                    core.snapshot = self.registry.snapshot()
-                except Exception:  # keep forwarding with the last good snapshot
-                    log.exception("could not refresh the registry snapshot")
         while self.incoming:
             core.handle(self.incoming.popleft())
         core.flush_due(force=True)
@@ -330,6 +331,7 @@ class MqttBridge:
         self.producer.flush(10)
         self.client.disconnect()
         self.client.loop_stop()
+        self.view.stop()
         log.info("bridge stopped: %d forwarded, %d rejected, %d left unacknowledged for redelivery",
                  core.forwarded, core.rejected, core.unacked)
 
@@ -341,14 +343,12 @@ class MqttBridge:
 def resolve_bootstrap(settings: Settings) -> str:
     """Kafka bootstrap from the settings, else the address ``lec up`` records in the run dir."""
     from lec.errors import ConfigError
+    from lec.registry.view import known_bootstrap
 
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    for name in ("kafka.bootstrap", "kafka_bootstrap"):
-        path = settings.resolved_run_dir() / name
-        if path.exists():
-            return path.read_text().strip()
-    raise ConfigError("no Kafka bootstrap: set LEC_KAFKA_BOOTSTRAP (or start the stack with `lec up`)")
+    bootstrap = known_bootstrap(settings)
+    if not bootstrap:
+        raise ConfigError("no Kafka bootstrap: set LEC_KAFKA_BOOTSTRAP (or start the stack with `lec up`)")
+    return bootstrap
 
 
 def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0) -> bool | None:
@@ -362,7 +362,7 @@ def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0)
 
     result: dict[str, bool] = {}
     done = threading.Event()
-    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lec-probe-{uuid.uuid4().hex[:8]}",
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt_username}-probe-{uuid.uuid4().hex}",
                         protocol=mqtt.MQTTv5)
     probe.username_pw_set(settings.mqtt_username, password)
 
@@ -381,6 +381,63 @@ def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0)
     probe.disconnect()
     probe.loop_stop()
     return result.get("ok", False)
+
+
+def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 5.0) -> tuple[bool, str]:
+    """Publish a probe through the broker (bridge account) and wait for the bridge to put it on ``lec.probe``.
+
+    Why: a broker that acknowledges publishes while no bridge forwards them looks healthy to every
+    port check; only a message seen end to end proves ingestion works.
+    """
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from confluent_kafka import Consumer
+
+    from connectors.mqtt_config import bridge_password
+    from lec.kafka import consumer_config, ensure_topics
+
+    nonce = uuid.uuid4().hex
+    topic = f"{PROBE_PREFIX}/{nonce}"
+    ensure_topics(bootstrap, (topics.PROBE,))
+    consumer = Consumer(consumer_config(bootstrap, f"lec-probe-{nonce}"))
+    consumer.subscribe([topics.PROBE])
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt_username}-probe-{nonce}",
+                         protocol=mqtt.MQTTv311)
+    client.username_pw_set(settings.mqtt_username, bridge_password(settings))
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+        connected.set()
+
+    client.on_connect = on_connect
+    try:
+        try:
+            client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10)
+        except OSError as exc:
+            return False, f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port} unreachable: {exc}"
+        client.loop_start()
+        if not connected.wait(timeout_s) or refused:
+            return False, f"MQTT broker refused the probe login: {refused[0] if refused else 'no CONNACK'}"
+        started = time.monotonic()
+        info = client.publish(topic, nonce.encode(), qos=1)
+        info.wait_for_publish(timeout_s)
+        if not info.is_published():
+            return False, "MQTT broker did not acknowledge the probe publish"
+        deadline = started + timeout_s
+        while time.monotonic() < deadline:
+            for m in consumer.consume(100, timeout=0.2):
+                if m.error() is None and m.key() == topic.encode():
+                    return True, f"probe reached {topics.PROBE} in {time.monotonic() - started:.2f} s"
+        return False, (f"the broker accepted a probe publish but nothing reached {topics.PROBE} within "
+                       f"{timeout_s:.0f} s: the MQTT bridge receives nothing (check mqtt-bridge's log)")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        consumer.close()
 
 
 def choose_protocol(settings: Settings, protocol: int, wait_s: float = 60.0) -> tuple[int, bool]:
@@ -411,7 +468,9 @@ def run_one(index: int, protocol: int, shared: bool) -> None:
 
     s = current()
     logging.basicConfig(level=s.log_level, format=f"%(asctime)s bridge-{index} %(levelname)s %(message)s")
-    bridge = MqttBridge(s, bootstrap=resolve_bootstrap(s), client_id=f"{s.mqtt_username}-{index}",
+    from connectors.mqtt_config import bridge_client_id
+
+    bridge = MqttBridge(s, bootstrap=resolve_bootstrap(s), client_id=bridge_client_id(s, index),
                         protocol=protocol, shared=shared)
     signal.signal(signal.SIGTERM, bridge.stop)
     signal.signal(signal.SIGINT, bridge.stop)

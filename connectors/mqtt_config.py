@@ -8,6 +8,8 @@ read only its own feedback topic.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -17,7 +19,9 @@ from lec.config import Settings
 from lec.errors import ConfigError
 from lec.registry.passwords import hash_password
 
-from connectors.mqtt_topics import BRIDGE_FILTER, FEEDBACK_PREFIX, PREFIX, feedback_topic
+from connectors.mqtt_topics import (
+    BRIDGE_FILTER, FEEDBACK_PREFIX, PREFIX, PROBE_PREFIX, feedback_topic, max_packet_bytes,
+)
 
 BRIDGE_PASSWORD_FILE = "mqtt-bridge.password"
 
@@ -44,6 +48,19 @@ def bridge_password(settings: Settings, *, create: bool = False) -> str:
     return password
 
 
+def bridge_client_id(settings: Settings, index: int | str, password: str | None = None) -> str:
+    """The client id of bridge process ``index`` (or "relay"): unguessable without the bridge password.
+
+    Why: Mosquitto 2.0 lets any authenticated user take over a client id's session (its only
+    binding, ``use_username_as_clientid``, would allow one connection per supplier and make bridge
+    processes evict each other), so the bridge's ids must not be predictable; the embedded broker
+    binds ids to accounts as well.
+    """
+    key = (password or bridge_password(settings)).encode()
+    tag = hmac.new(key, f"lec-bridge-client-id/{index}".encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{settings.mqtt_username}-{index}-{tag}"
+
+
 def password_lines(supplier_hashes: dict[str, str], bridge_user: str, bridge_hash: str) -> str:
     lines = [f"{bridge_user}:{bridge_hash}"]
     lines += [f"{sid}:{h}" for sid, h in sorted(supplier_hashes.items()) if sid != bridge_user]
@@ -52,7 +69,8 @@ def password_lines(supplier_hashes: dict[str, str], bridge_user: str, bridge_has
 
 def acl_text(supplier_ids: list[str], bridge_user: str) -> str:
     """Mosquitto acl_file: the bridge reads every reading topic and writes feedback; suppliers their own."""
-    blocks = [f"user {bridge_user}\ntopic read {BRIDGE_FILTER}\ntopic write {FEEDBACK_PREFIX}/#\n"]
+    blocks = [f"user {bridge_user}\ntopic read {BRIDGE_FILTER}\ntopic write {FEEDBACK_PREFIX}/#\n"
+              f"topic write {PROBE_PREFIX}/#\n"]
     for sid in sorted(supplier_ids):
         if sid == bridge_user:
             continue
@@ -60,7 +78,8 @@ def acl_text(supplier_ids: list[str], bridge_user: str) -> str:
     return "\n".join(blocks)
 
 
-def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None) -> str:
+def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None,
+                   max_packet: int | None = None) -> str:
     """A minimal broker config using the generated files; settings that make the bridge lossless."""
     lines = [
         f"listener {port} 127.0.0.1",
@@ -73,6 +92,8 @@ def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None)
         # QoS1 messages in flight per MQTT 3.1.1 client (MQTT 5 clients send their receive maximum)
         "max_inflight_messages 1000",
         "per_listener_settings false",
+        # larger packets disconnect their sender unread (MQTT 5 clients are told in CONNACK)
+        f"max_packet_size {max_packet or max_packet_bytes(Settings().max_payload_bytes)}",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/"]
@@ -92,7 +113,8 @@ def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: 
     files["password_file"].write_text(password_lines(supplier_hashes, settings.mqtt_username, bridge_hash))
     files["acl_file"].write_text(acl_text(list(supplier_hashes), settings.mqtt_username))
     files["mosquitto.conf"].write_text(mosquitto_conf(out, port or settings.mqtt_port or 1883,
-                                                      persistence_dir=persistence_dir))
+                                                      persistence_dir=persistence_dir,
+                                                      max_packet=max_packet_bytes(settings.max_payload_bytes)))
     for path in files.values():
         _readable_by_mosquitto(path)
     return files

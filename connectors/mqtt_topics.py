@@ -13,8 +13,15 @@ from dataclasses import dataclass
 PREFIX = "lec"
 FEEDBACK_PREFIX = "lec-feedback"
 BRIDGE_FILTER = f"{PREFIX}/#"
+PROBE_PREFIX = f"{PREFIX}/_probe"     # `lec status` liveness probe: bridge account only, forwarded to lec.probe
 SHARE_GROUP = "lec-bridge"
 SHARED_FILTER = f"$share/{SHARE_GROUP}/{BRIDGE_FILTER}"
+PACKET_OVERHEAD = 64 * 1024 + 1024   # a topic name may be 64 KiB; fixed header, packet id, properties
+
+
+def max_packet_bytes(max_payload_bytes: int) -> int:
+    """The largest MQTT packet the brokers accept: the payload limit plus the packet's own overhead."""
+    return max_payload_bytes + PACKET_OVERHEAD
 
 
 @dataclass(frozen=True)

@@ -7,5 +7,6 @@ FEEDBACK = "lec.feedback"          # one answer per input message or batch, keye
 ANOMALIES = "lec.anomalies"        # anomalies of the seed's table (schemas/anomaly.json)
 ANCHORS = "lec.oracle.anchors"     # oracle anchor records (schemas/anchor.json)
 REGISTRY = "lec.registry"          # compacted: registry snapshot change notifications
+PROBE = "lec.probe"                # `lec status` liveness probes that went MQTT -> bridge -> Kafka
 
-ALL = (RAW, READINGS, DEADLETTER, FEEDBACK, ANOMALIES, ANCHORS, REGISTRY)
+ALL = (RAW, READINGS, DEADLETTER, FEEDBACK, ANOMALIES, ANCHORS, REGISTRY, PROBE)

@@ -24,7 +24,7 @@ def send_mqtt(settings: Settings, messages: list[MqttMessage]) -> int:
     for m in messages:
         by_supplier.setdefault(m.supplier_id, []).append(m)
     for supplier, msgs in by_supplier.items():
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-{supplier}",
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{supplier}-demo",  # a supplier's ids start with its id
                              protocol=mqtt.MQTTv311)
         client.username_pw_set(supplier, DEMO_PASSWORDS[supplier])
         client.max_inflight_messages_set(100)

@@ -46,20 +46,29 @@ def register(app: typer.Typer) -> None:
 
 
 def _tell_running_stack() -> None:
-    """With an embedded stack up: hand the new registry to the workers and deploy missing contracts."""
+    """Hand the new registry to every running component (they follow ``lec.registry``: a second or two),
+    and with an embedded stack up deploy missing contracts."""
     import subprocess
     import sys
 
     from lec.config import running_stack_env, settings
+    from lec.errors import LecError
+    from lec.registry.view import publish_registry
 
     s = settings()
+    try:
+        version = publish_registry(s)
+    except LecError as exc:
+        typer.echo(f"loaded, but the running components were not told: {exc}; run `lec streams publish-registry` "
+                   "once Kafka is reachable", err=True)
+        version = None
+    if version:
+        typer.echo(f"published registry snapshot {version} on lec.registry")
     env = running_stack_env(s.resolved_run_dir())
     if env is None:
         return
-    steps = [["streams", "publish-registry"]]
     if s.chain_rpc == env.get("LEC_CHAIN_RPC"):  # the embedded chain; an external one has its operators
-        steps.append(["chain", "deploy", "--dev", "--if-missing"])
-    for args in steps:
+        args = ["chain", "deploy", "--dev", "--if-missing"]
         r = subprocess.run([sys.executable, "-m", "lec.cli", *args], capture_output=True, text=True, timeout=300)
         lines = (r.stdout + r.stderr).strip().splitlines()
         typer.echo(lines[-1] if lines else f"lec {' '.join(args)}: exit {r.returncode}", err=r.returncode != 0)

@@ -95,6 +95,9 @@ class RegistrySnapshot:
     devices: dict[str, Device] = field(default_factory=dict)
     flows: dict[str, Flow] = field(default_factory=dict)
     members: dict[tuple[str, str], Member] = field(default_factory=dict)  # (community_id, user_id)
+    # digest of the suppliers' password hashes and SSH keys (never the hashes themselves): a
+    # password change is a new version, so processes that authenticate re-read the credentials
+    credentials_version: str = ""
 
     def flows_of_device(self, device_id: str) -> list[Flow]:
         return [f for f in self.flows.values() if f.device_id == device_id]
@@ -122,6 +125,7 @@ class RegistrySnapshot:
             "devices": [asdict(d) for d in self.devices.values()],
             "flows": [asdict(f) for f in self.flows.values()],
             "members": [asdict(m) for m in self.members.values()],
+            "credentials_version": self.credentials_version,
         }, option=orjson.OPT_SORT_KEYS)
 
     @property
@@ -135,7 +139,7 @@ class RegistrySnapshot:
         def dt(v: Any) -> datetime | None:
             return datetime.fromisoformat(v) if v else None
 
-        snap = cls()
+        snap = cls(credentials_version=doc.get("credentials_version", ""))
         for c in doc["communities"]:
             snap.communities[c["id"]] = Community(**c)
         for s in doc["suppliers"]:

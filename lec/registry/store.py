@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, delete, func, insert, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -319,9 +321,12 @@ class Registry:
             links: dict[str, list[str]] = {}
             for r in conn.execute(select(t.suppliers_communities)):
                 links.setdefault(r.supplier_id, []).append(r.community_id)
-            for r in conn.execute(select(t.suppliers)):
+            creds = hashlib.sha256()
+            for r in conn.execute(select(t.suppliers).order_by(t.suppliers.c.id)):
+                creds.update(orjson.dumps([r.id, r.password_hash, r.ssh_public_keys, r.active]))
                 snap.suppliers[r.id] = Supplier(id=r.id, name=r.name, communities=tuple(sorted(links.get(r.id, []))),
                                                 active=r.active)
+            snap.credentials_version = creds.hexdigest()[:16]
             for r in conn.execute(select(t.devices)):
                 snap.devices[r.id] = Device(id=r.id, community_id=r.community_id, supplier_id=r.supplier_id,
                                             user_id=r.user_id, status=r.devicestatus, start_ts=_utc(r.start_ts),

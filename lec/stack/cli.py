@@ -53,9 +53,17 @@ def register(app: typer.Typer) -> None:
         from lec.config import settings
         from lec.stack.supervisor import service_status
 
-        st = service_status(settings().resolved_run_dir())
+        s = settings()
+        st = service_status(s.resolved_run_dir())
+        healthy = bool(st) and all(v["alive"] for v in st.values())
+        if "mqtt-bridge" in st and healthy:  # end to end: a probe published on MQTT must reach Kafka
+            from connectors.mqtt_bridge import probe_liveness
+
+            ok, detail = probe_liveness(s, s.kafka_bootstrap)
+            st["mqtt-liveness"] = {"alive": ok, "detail": detail}
+            healthy = healthy and ok
         typer.echo(json.dumps(st, indent=2))
-        if not st or not all(v["alive"] for v in st.values()):
+        if not healthy:
             raise typer.Exit(1)
 
     @app.command("down")

@@ -45,7 +45,7 @@ def mosquitto_broker(settings: Settings, supplier_hashes: dict[str, str], folder
 def mqtt_client(port: int, username: str, password: str, *, protocol: int = 5, client_id: str | None = None):
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"{username}-t-{uuid.uuid4().hex[:10]}",
                          protocol=mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311)
     client.username_pw_set(username, password)
     client.max_inflight_messages_set(200)

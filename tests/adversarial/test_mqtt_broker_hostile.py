@@ -1,0 +1,153 @@
+"""Findings 1 and 12 on the embedded broker (amqtt) and on a real Mosquitto with the generated config:
+no session takeover before (or without) authentication, client ids bound to their account, an
+end-to-end liveness probe for `lec status`, and a packet size limit."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from connectors.mqtt_bridge import probe_liveness
+from connectors.mqtt_config import bridge_client_id, bridge_password
+from connectors.mqtt_topics import max_packet_bytes, reading_topic
+from lec import topics
+from lec.config import Settings
+from lec.kafka import ensure_topics
+from lec.procs import free_port, port_open
+from lec.records import decode
+from lec.registry import Registry, SecretStore
+from tests.conftest import EXAMPLE_COMMUNITY
+from tests.support.mosquitto import (
+    mosquitto_broker, mqtt_client, publish_all, raw_items, read_topic, start_worker, worker_env,
+)
+
+ANNA = reading_topic("cer-example", "sup-home", "IT001E00000001", "f-anna-load")
+MAX_PAYLOAD = 64 * 1024
+
+
+def _settings(root, port: int = 0) -> Settings:
+    return Settings(run_dir=root / "run", max_payload_bytes=MAX_PAYLOAD, mqtt_port=port)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("amqtt-hostile")
+    port = free_port()
+    settings = _settings(root, port)
+    reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
+    reg.migrate()
+    reg.load_file(EXAMPLE_COMMUNITY)
+    ensure_topics(kafka_bootstrap)
+    wenv = worker_env(settings, kafka_bootstrap, port)
+    broker = start_worker("mqtt-broker", ["mqtt-broker"], wenv, root)
+    broker.wait_ready(lambda: port_open(port), timeout=60)
+    bridge = start_worker("mqtt-bridge", ["mqtt-bridge"], wenv, root)
+    try:
+        bridge.wait_ready(lambda: "subscribed to lec/#" in bridge.log.read_text(errors="replace"), timeout=60)
+        yield {"port": port, "bootstrap": kafka_bootstrap, "settings": settings, "bridge": bridge,
+               "broker": broker, "env": wenv, "root": root}
+    finally:
+        bridge.stop()
+        broker.stop()
+
+
+def _refused(client) -> bool:
+    reason = client.connect_reason
+    client.loop_stop()
+    return reason is None or reason.is_failure
+
+
+def _reaches_raw(env: dict, client_id: str | None = None) -> None:
+    tag = uuid.uuid4().hex.encode()
+    home = mqtt_client(env["port"], "sup-home", "home-box-secret", protocol=4, client_id=client_id)
+    assert not home.connect_reason.is_failure
+    publish_all(home, [(ANNA, b'{"tag":"%s"}' % tag)])
+    home.disconnect()
+    msgs = read_topic(env["bootstrap"], topics.RAW, lambda f: bool(f), timeout=30,
+                      match=lambda m: any(tag in base64.b64decode(i["payload_b64"]) for i in decode(m.value())["items"]))
+    assert len(raw_items(msgs)) == 1, "a supplier's reading must still reach lec.raw"
+
+
+def test_no_session_takeover_and_ids_bound_to_accounts(embedded: dict) -> None:
+    s, port = embedded["settings"], embedded["port"]
+    bridge_ids = [bridge_client_id(s, 0), f"{s.mqtt_username}-0"]
+    for cid in bridge_ids:
+        # unauthenticated clean-session CONNECT with the bridge's id: refused, the bridge's session untouched
+        assert _refused(mqtt_client(port, "sup-home", "wrong-password", protocol=4, client_id=cid))
+        assert _refused(mqtt_client(port, "nobody", "x" * 12, protocol=4, client_id=cid))
+    _reaches_raw(embedded, client_id="sup-home-box-1")
+    for cid in bridge_ids:
+        # an authenticated supplier may not use the bridge's id either
+        assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id=cid))
+    # a supplier's ids start with its own supplier id: another supplier's ids are refused
+    assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id="sup-utility-1"))
+    assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id="box-1"))
+    _reaches_raw(embedded, client_id="sup-home-box-1")
+    ok, detail = probe_liveness(s, embedded["bootstrap"], timeout_s=20)
+    assert ok, detail
+
+
+def test_an_existing_session_is_never_taken_over_by_another_account(embedded: dict) -> None:
+    # sup-home holds a persistent session; sup-utility (a prefix-compatible id is impossible, so use the
+    # bridge account's freedom to pick ids as the other account) must not take it over
+    port = embedded["port"]
+    cid = f"sup-home-{uuid.uuid4().hex[:6]}"
+    owner = mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id=cid)
+    assert not owner.connect_reason.is_failure
+    other = mqtt_client(port, embedded["settings"].mqtt_username, bridge_password(embedded["settings"]),
+                        protocol=4, client_id=cid)
+    assert _refused(other)
+    assert owner.is_connected()
+    owner.disconnect()
+
+
+def test_oversize_publish_disconnects_without_buffering(embedded: dict) -> None:
+    import paho.mqtt.client as mqtt
+
+    port = embedded["port"]
+    client = mqtt_client(port, "sup-home", "home-box-secret", protocol=4)
+    gone = threading.Event()
+    client.on_disconnect = lambda *_a: gone.set()
+    info = client.publish(ANNA, b"x" * (max_packet_bytes(MAX_PAYLOAD) + 1024 * 1024), qos=1)
+    assert gone.wait(30), "the broker must close a connection that sends a packet over the limit"
+    assert not info.is_published() or info.rc != mqtt.MQTT_ERR_SUCCESS
+    client.loop_stop()
+    log = embedded["broker"].log.read_text(errors="replace")
+    assert "over the limit" in log
+    _reaches_raw(embedded)       # the broker goes on serving everybody else
+
+
+def test_liveness_probe_sees_a_bridge_that_receives_nothing(embedded: dict) -> None:
+    # last in this module: stops the bridge
+    embedded["bridge"].stop()
+    ok, detail = probe_liveness(embedded["settings"], embedded["bootstrap"], timeout_s=3)
+    assert not ok and "bridge" in detail
+
+
+def test_mosquitto_config_limits_packets_and_keeps_bridge_ids_secret(tmp_path, kafka_bootstrap: str) -> None:
+    import paho.mqtt.client as mqtt
+
+    settings = _settings(tmp_path)
+    reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
+    reg.migrate()
+    reg.load_file(EXAMPLE_COMMUNITY)
+    with mosquitto_broker(settings, reg.supplier_password_hashes(), tmp_path / "mosquitto") as port:
+        conf = (tmp_path / "mosquitto" / "mosquitto.conf").read_text()
+        assert f"max_packet_size {max_packet_bytes(MAX_PAYLOAD)}" in conf
+        client = mqtt_client(port, "sup-home", "home-box-secret", protocol=4)
+        gone = threading.Event()
+        client.on_disconnect = lambda *_a: gone.set()
+        info = client.publish(ANNA, b"x" * (max_packet_bytes(MAX_PAYLOAD) + 1024 * 1024), qos=1)
+        assert gone.wait(30)
+        time.sleep(0.2)
+        assert not info.is_published() or info.rc != mqtt.MQTT_ERR_SUCCESS
+        client.loop_stop()
+        # the bridge's client ids are not guessable from its account name
+        cid = bridge_client_id(settings, 0)
+        assert cid.startswith(f"{settings.mqtt_username}-0-") and len(cid) > len(settings.mqtt_username) + 12
+        assert cid != bridge_client_id(Settings(run_dir=tmp_path / "other", mqtt_password="another"), 0)
