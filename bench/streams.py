@@ -106,7 +106,7 @@ def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, 
         rate = readings / max(span, 1e-3)
         pass_rate = readings / max(span_pass, 1e-3)
         # the pure pipeline on the same records in this process: what bounds the worker
-        proc = Processor(settings_snapshot(settings))
+        proc = Processor.from_settings(settings_snapshot(settings), settings)
         t0 = time.perf_counter()
         proc.process_batch(records)
         inproc = readings / (time.perf_counter() - t0)

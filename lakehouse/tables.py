@@ -55,7 +55,9 @@ DEADLETTER_SCHEMA = pa.schema([
     ("community_id", pa.string()), ("reason_code", pa.string()), ("message", pa.string()),
     ("channel", pa.string()), ("supplier_id", pa.string()), ("device_id", pa.string()),
     ("flow_id", pa.string()), ("message_id", pa.string()), ("reading_index", pa.int64()),
+    ("reading_indexes", pa.list_(pa.int64())), ("rejected_count", pa.int64()),
     ("payload_b64", pa.string()), ("payload_sha256", pa.string()), ("payload_truncated", pa.bool_()),
+    ("payload_rate_limited", pa.bool_()),
     ("source", SOURCE_TYPE), ("rejected_ts", TS), *KAFKA_COLUMNS,
 ])
 

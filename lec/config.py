@@ -50,6 +50,16 @@ class Settings(BaseModel):
     oracle_grace_s: int = Field(300, description="Seconds after a QH's end before it is anchored (oracle.md §9).")
     oracle_claim_interval_s: int = Field(60, description="How often the oracle claims rewards for members.")
     clock_skew_s: int = Field(300, description="How far in the future a reading's timestamp may be.")
+    streams_default_rated_power_w: float = Field(
+        1_000_000, description="Rated power assumed for a device that declares none (W; 1 MW, the CER plant cap).")
+    streams_power_margin: float = Field(
+        1.5, description="A reading may exceed its device's rated power x interval by this factor, no more.")
+    streams_lateness_margin_s: int = Field(
+        86400, description="Added to a flow's send frequency + derogation: its default maximum lateness.")
+    streams_max_lateness_s: int = Field(
+        0, description="Maximum lateness of a flow declaring no send frequency nor max_lateness_s (0 = none).")
+    streams_deadletter_bytes_per_s: int = Field(
+        1024 * 1024, description="Per-supplier budget of original bytes copied into dead letters (burst 16x).")
     search_url: str = Field("", description="Elasticsearch/OpenSearch URL; empty = indexing off.")
     log_level: str = Field("INFO", description="Log level of every worker (INFO keeps Faust's spinner off).")
 

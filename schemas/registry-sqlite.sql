@@ -174,6 +174,7 @@ CREATE TABLE devices (
 	address VARCHAR(512), 
 	start_ts DATETIME, 
 	end_ts DATETIME, 
+	rated_power_w FLOAT, 
 	PRIMARY KEY (id), 
 	FOREIGN KEY(community_id) REFERENCES communities (id) ON DELETE CASCADE, 
 	FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE SET NULL, 
@@ -306,6 +307,7 @@ CREATE TABLE flows (
 	limits JSON NOT NULL, 
 	syntax_options JSON NOT NULL, 
 	counter_max_mwh INTEGER, 
+	max_lateness_s INTEGER, 
 	PRIMARY KEY (id), 
 	FOREIGN KEY(device_id) REFERENCES devices (id) ON DELETE CASCADE, 
 	FOREIGN KEY(supplier_id) REFERENCES suppliers (id)

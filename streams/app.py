@@ -102,8 +102,7 @@ def build_app(settings: Settings, *, app_id: str = "lec-streams", raw_topic: str
     """The streams worker's Faust app (agent + silent-flow timer + registry follower)."""
     ensure_topics(settings.kafka_bootstrap, tuple(dict.fromkeys((raw_topic, readings_topic, *topics.ALL))))
     app = faust_app(settings, app_id)
-    processor = Processor(initial_snapshot(settings), clock_skew_s=settings.clock_skew_s,
-                          max_payload_bytes=settings.max_payload_bytes)
+    processor = Processor.from_settings(initial_snapshot(settings), settings)
     app.lec_processor = processor
     emitter = Emitter(settings.kafka_bootstrap, readings_topic=readings_topic)
     follower = RegistryFollower(settings.kafka_bootstrap, processor.offer_snapshot) if follow_registry else None

@@ -51,6 +51,8 @@ def day_epoch(day: str) -> int | None:
                 got = int(datetime.fromisoformat(day + "T00:00:00Z").timestamp())
             except ValueError:
                 got = None
+            if got is not None and got < 0:
+                got = None          # before 1970: refused by the slow path (parse_ts)
         if len(_DAYS) > 100_000:
             _DAYS.clear()
         _DAYS[day] = got
@@ -106,6 +108,8 @@ class FastFlow:
                 return None
             if LIMIT_FIELDS.get(key, key) == "energy_mwh":
                 bounds.append((b[0], b[1]))
+        cap = plan.energy_cap_mwh(flow.interval_s)      # the device's physical bound (the slow path's check)
+        bounds.append((-cap, cap))
         proto = dict(plan.template)
         for name in _VARYING:
             proto[name] = f"\x01{name}\x01"
@@ -191,7 +195,8 @@ def fast_reading(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, b
     if (fid, instant) in ctx.staged_keys:
         return None
     fst = proc.state.flows.get(fid)
-    if fst is not None and instant in fst.keys:
+    if fst is not None and (instant in fst.keys or (fst.watermark is not None and
+                                                    instant < fst.watermark - ff.plan.max_late_s)):
         return None
     # clean: from here on, the same state changes as the slow path
     if fst is None:
@@ -220,6 +225,8 @@ def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes
     staged, mid, stuck, energy_of = ctx.staged_keys, ctx.message_id, proc._stuck, proc._energy
     fst = proc.state.flows.get(fid)
     known = fst.keys if fst is not None else {}
+    # older than the flow's latest accepted reading by more than its lateness: the slow path refuses it
+    oldest = fst.watermark - plan.max_late_s if fst is not None and fst.watermark is not None else -_I64
     p0, p1, p2, p3, p4, p5, p6, p7, p8 = ff.pieces
     head = p0 + parts[0] + p1 + parts[1] + p2 + parts[2]
     ingest = b'"' + p4 + parts[3] + p5
@@ -271,7 +278,7 @@ def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes
             instant = epoch - rem + (iv if rem * 2 > iv else 0)
         else:
             instant = epoch
-        if (fid, instant) in staged or instant in known:
+        if (fid, instant) in staged or instant in known or instant < oldest:
             return n
         if fst is None:
             fst = proc.state.flow(fid)

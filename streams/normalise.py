@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -28,6 +28,9 @@ QUANTITIES: dict[str, tuple[str, str, dict[str, float]]] = {
 }
 DEFAULT_ENERGY_UNIT = "Wh"
 MAX_MWH = 2**63 - 1
+MAX_EPOCH = 253402300800          # 10000-01-01T00:00Z: years 1970-9999 only (the lake, the chain, ISO-8601)
+# real UTC offsets run from -12:00 (Baker Island) to +14:00 (Line Islands); anything else is a typo or a trick
+MIN_OFFSET, MAX_OFFSET = timedelta(hours=-12), timedelta(hours=14)
 _UTC = UTC
 _ONE = Decimal(1)
 
@@ -125,7 +128,7 @@ def parse_ts(value: Any, ts_format: str, tz_name: str) -> tuple[int, datetime | 
     if ts_format in ("epoch_s", "epoch_ms"):
         d = to_decimal(value, "the timestamp")
         secs = d / 1000 if ts_format == "epoch_ms" else d
-        if not (Decimal(0) <= secs < Decimal(253402300800)):
+        if not (Decimal(0) <= secs < Decimal(MAX_EPOCH)):
             raise Reject("ts_invalid", f"timestamp {value!r} is outside years 1970-9999")
         return int(secs), None, False
     if not isinstance(value, str) or len(value) > 64:
@@ -138,10 +141,30 @@ def parse_ts(value: Any, ts_format: str, tz_name: str) -> tuple[int, datetime | 
     except ValueError:
         fmt = "ISO-8601" if ts_format == "iso" else f"the flow's format {ts_format!r}"
         raise Reject("ts_invalid", f"timestamp {value[:40]!r} does not match {fmt}") from None
+    if not 1970 <= dt.year <= 9999:
+        raise Reject("ts_invalid", f"timestamp {value[:40]!r} is in year {dt.year}; only years 1970-9999 are "
+                     "accepted")
     if dt.tzinfo is not None:
-        return int(dt.timestamp()), None, False
-    epoch, ambiguous = local_to_epoch(dt, zone(tz_name))
-    return epoch, (dt if ambiguous else None), ambiguous
+        off = dt.utcoffset()
+        if off is None or not MIN_OFFSET <= off <= MAX_OFFSET:
+            raise Reject("ts_invalid", f"timestamp {value[:40]!r} has UTC offset {off}; real offsets run from "
+                         "-12:00 to +14:00")
+        epoch = int(dt.timestamp())
+    else:
+        try:
+            epoch, ambiguous = local_to_epoch(dt, zone(tz_name))
+        except (OverflowError, ValueError):
+            raise Reject("ts_invalid", f"timestamp {value[:40]!r} is outside years 1970-9999 in UTC") from None
+        if ambiguous:
+            return _in_range(epoch, value), dt, True
+    return _in_range(epoch, value), None, False
+
+
+def _in_range(epoch: int, value: str) -> int:
+    """1970-01-01 local time east of UTC, or 9999-12-31 west of it, falls outside the years: refused."""
+    if not 0 <= epoch < MAX_EPOCH:
+        raise Reject("ts_invalid", f"timestamp {value[:40]!r} is outside years 1970-9999 in UTC")
+    return epoch
 
 
 def snap(epoch: int, interval_s: int) -> int:

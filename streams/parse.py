@@ -20,6 +20,7 @@ from streams.errors import Reject
 Row = dict[str, Any]
 MAX_ROWS_PER_ITEM = 200_000
 MAX_FIELD_CHARS = 4096
+MAX_JSON_DEPTH = 32            # a reading is flat or nested a few levels; deeper is an attack or a bug
 _FORMULA_START = ("=", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
 
@@ -73,6 +74,7 @@ def parse_json(payload: bytes, options: dict[str, Any]) -> list[Row]:
     except orjson.JSONDecodeError as exc:
         msg = str(exc)[:200]
         raise Reject("json_invalid", f"the payload is not valid JSON: {msg}") from None
+    check_depth(payload, doc)
     key = options.get("readings_key", "readings")
     if isinstance(doc, list):
         return [r if isinstance(r, dict) else {"_not_object": r} for r in _bounded(doc)]
@@ -84,6 +86,24 @@ def parse_json(payload: bytes, options: dict[str, Any]) -> list[Row]:
         return [doc]
     raise Reject("json_shape", f"the JSON payload is a {type(doc).__name__}; send an object, an array of objects or "
                  f"an object with a '{key}' array")
+
+
+def check_depth(payload: bytes, doc: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` (orjson reads 1024 levels but writes only 254, so a deep
+    reading would fail later, when its dead letter is written, after other outputs)."""
+    openers = payload.count(b"[") + payload.count(b"{")
+    if openers <= limit:
+        return                        # cannot nest deeper than it has brackets
+    rows = doc if isinstance(doc, list) else doc.get("readings") if isinstance(doc, dict) else None
+    if isinstance(rows, list) and openers <= len(rows) + 2:
+        return                        # one bracket per reading plus the wrappers: every reading is flat
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise Reject("json_too_deep", f"the JSON nests deeper than {limit} levels; send flat readings")
+        children = node.values() if type(node) is dict else node
+        stack.extend((c, depth + 1) for c in children if type(c) in (dict, list))
 
 
 def _bounded(rows: list[Any]) -> list[Any]:

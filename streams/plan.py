@@ -17,6 +17,27 @@ DEFAULT_MAPPING = {"ts": "ts", "energy": "energy", "power": "power", "reactive":
                    "voltage": "voltage", "charge": "charge"}
 DEFAULT_STUCK_READINGS = {"cumulative": 96, "interval": 8, "instant": 8}
 INF = float("inf")
+I64 = 2 ** 63
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Worker-wide defaults of the physical and lateness bounds (settings ``streams_*``)."""
+
+    default_rated_power_w: float = 1_000_000.0   # a device without a declared rating: the CER 1 MW plant cap
+    power_margin: float = 1.5                    # measurement error, short peaks above nameplate
+    lateness_margin_s: int = 86400               # outages and retries beyond send frequency + derogation
+    max_lateness_s: int = 0                      # flows that declare no send frequency: 0 = unbounded
+
+
+def max_lateness_s(flow: Flow, bounds: Bounds) -> int:
+    """How far behind the flow's latest accepted reading a reading may be (its declared value, else
+    send frequency + derogation + margin, else the worker default)."""
+    if flow.max_lateness_s is not None:
+        return flow.max_lateness_s
+    if flow.send_frequency_s:
+        return flow.send_frequency_s + flow.derogation_s + bounds.lateness_margin_s
+    return bounds.max_lateness_s or I64     # nothing declared to derive it from (historic replays)
 
 
 @dataclass(frozen=True)
@@ -37,10 +58,18 @@ class FlowPlan:
     stuck_limit: int
     decimal_comma: bool
     ts_marks_end: bool
+    power_cap_w: float                   # rated power x margin: |power| above it is not physical
+    max_late_s: int                      # see max_lateness_s
     template: dict          # the reading's fields that only depend on the flow (copied per reading)
 
 
-def build_plan(flow: Flow, dev: Device) -> FlowPlan:
+    def energy_cap_mwh(self, interval_s: int) -> int:
+        """Most energy the device can move in ``interval_s`` (mWh = W x s / 3.6), capped to int64."""
+        return min(int(self.power_cap_w * interval_s / 3.6), I64 - 1)
+
+
+def build_plan(flow: Flow, dev: Device, bounds: Bounds | None = None) -> FlowPlan:
+    world = bounds or Bounds()
     m = flow.mapping or DEFAULT_MAPPING
     units = flow.units
     others = []
@@ -59,11 +88,13 @@ def build_plan(flow: Flow, dev: Device) -> FlowPlan:
     return FlowPlan(
         ts_src=m.get("ts", "ts"), energy_src=m.get("energy"), energy_label=f"energy ('{m.get('energy')}')", energy_factor=ENERGY_TO_MWH.get(eu), energy_unit=eu,
         others=tuple(others), power_w_factor=int(QUANTITIES["power"][2].get(units.get("power", "W"), 1)),
-        message_id_src=m.get("message_id"), not_before=max(starts) if starts else -INF,
+        message_id_src=m.get("message_id"), not_before=max([0.0, *starts]),   # never before 1970 (the lake's epoch)
         not_after=min(ends) if ends else INF, limits=tuple(limits),
         grace_s=(flow.send_frequency_s or flow.interval_s) + flow.derogation_s,
         stuck_limit=int(opts.get("stuck_readings", DEFAULT_STUCK_READINGS.get(flow.value_kind, 8))),
         decimal_comma=bool(opts.get("decimal_comma")), ts_marks_end=opts.get("ts_marks") == "end",
+        power_cap_w=(dev.rated_power_w or world.default_rated_power_w) * world.power_margin,
+        max_late_s=max_lateness_s(flow, world),
         template={
             "schema": READING_SCHEMA, "community_id": flow.community_id, "supplier_id": None,
             "device_id": flow.device_id, "flow_id": flow.id, "channel": None, "message_id": None, "ts": None,

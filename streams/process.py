@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +39,7 @@ from streams.normalise import (
 )
 from streams.parse import Row, parse_rows
 from streams.parse import field as row_field
-from streams.plan import FlowPlan, build_plan
+from streams.plan import I64, Bounds, FlowPlan, build_plan
 from streams.sign import apply_sign
 from streams.state import FlowState, StreamState
 from streams.validate import check_flow, check_limits, check_supplier, check_time
@@ -49,8 +50,10 @@ DEADLETTER_SCHEMA = "lec.deadletter/1"
 FEEDBACK_SCHEMA = "lec.feedback/1"
 ANOMALY_SCHEMA = "lec.anomaly/1"
 MAX_DEADLETTER_PAYLOAD = 64 * 1024
-SMALL_ITEM = 4 * 1024          # per-reading dead letters carry the whole item up to this size
+SMALL_ITEM = MAX_DEADLETTER_PAYLOAD   # an item's dead letter carries the whole item up to this size
 MAX_FEEDBACK_ERRORS = 100
+MAX_DEADLETTER_INDEXES = 1000  # one dead letter per item lists at most this many bad reading indexes
+DEADLETTER_BURST_S = 16        # a supplier's dead-letter byte budget holds this many seconds of its rate
 SOURCE_KEYS = {"mqtt_topic": str, "file": str, "line_start": int, "line_end": int, "file_sha256": str,
                "header": str, "batch_id": str, "index": int, "integration": str}
 CONTENT_SYNTAX = {"json": "json", "csv": "csv", "xml": "xml"}
@@ -161,13 +164,26 @@ class Processor:
     """The pipeline of one worker over a registry snapshot and bounded state."""
 
     def __init__(self, snapshot: RegistrySnapshot, *, clock_skew_s: int = 300,
-                 max_payload_bytes: int = 1024 * 1024, fast_path: bool = True) -> None:
+                 max_payload_bytes: int = 1024 * 1024, fast_path: bool = True, bounds: Bounds | None = None,
+                 deadletter_bytes_per_s: int = 1024 * 1024) -> None:
         self.state = StreamState()
+        self.bounds = bounds or Bounds()
+        self.budget = DeadLetterBudget(deadletter_bytes_per_s)
         self.fast_path = fast_path      # False: every reading through the per-reading path (tests compare both)
         self._pending: RegistrySnapshot | None = None
         self.clock_skew_s = clock_skew_s
         self.max_payload_bytes = max_payload_bytes
         self.set_snapshot(snapshot)
+
+    @classmethod
+    def from_settings(cls, snapshot: RegistrySnapshot, settings: Any, **kw: Any) -> Processor:
+        """A processor with the worker settings' bounds (``clock_skew_s``, ``streams_*``)."""
+        bounds = Bounds(default_rated_power_w=settings.streams_default_rated_power_w,
+                        power_margin=settings.streams_power_margin,
+                        lateness_margin_s=settings.streams_lateness_margin_s,
+                        max_lateness_s=settings.streams_max_lateness_s)
+        return cls(snapshot, clock_skew_s=settings.clock_skew_s, max_payload_bytes=settings.max_payload_bytes,
+                   bounds=bounds, deadletter_bytes_per_s=settings.streams_deadletter_bytes_per_s, **kw)
 
     def set_snapshot(self, snapshot: RegistrySnapshot) -> None:
         self.snapshot = snapshot
@@ -208,8 +224,10 @@ class Processor:
             self._bad_envelope(out, value, key, rej)
             return out
         for item in env["items"]:
+            mine = Output()     # the item's outputs reach ``out`` only whole: never a part of an item
             try:
-                self._item(out, env, item)
+                self._item(mine, env, item)
+                out.extend(mine)
             except Exception as exc:  # never let one item stop the partition
                 log.exception("internal error on item %s", item.get("message_id") if isinstance(item, dict) else "?")
                 rej = Reject("internal_error", f"the platform failed to process this message ({type(exc).__name__}); "
@@ -339,31 +357,68 @@ class Processor:
             readings = []
             # only the anomalies of the rejected readings stand: nothing of this item was accepted
             ctx.anomalies = [a for a in ctx.anomalies if a["kind"] in ("after_end", "out_of_range")]
-        if readings:
-            self._commit(ctx, readings)
-        for _flow, _n, key, value in readings:
-            out.readings.append((key, value if type(value) is bytes else orjson.dumps(value)))
+        # encode everything first (what can fail fails before any state or output changes)
+        for i, (flow, n, key, value) in enumerate(readings):
+            if type(value) is not bytes:
+                readings[i] = (flow, n, key, orjson.dumps(value))
         errors = []
-        small = len(ctx.payload) <= SMALL_ITEM
-        for n, row, flow, rej in sorted(rejects, key=lambda r: r[0]):
-            line = self._file_line(ctx, row)
-            source = dict(ctx.source)
-            if line is not None:
-                source["line_start"] = source["line_end"] = line
-            base = self._base(ctx.env, ctx.item, flow)
-            out.deadletters.append(self._dead(base, rej, ctx.payload if small else self._row_bytes(row),
-                                              n, flow, source, None if small else ctx.payload))
-            if len(errors) < MAX_FEEDBACK_ERRORS:
-                errors.append(self._error(n, line, rej))
+        rejects.sort(key=lambda r: r[0])
+        for n, row, _flow, rej in rejects[:MAX_FEEDBACK_ERRORS]:
+            errors.append(self._error(n, self._file_line(ctx, row), rej))
         for n, row, msg in dups:
             if len(errors) < MAX_FEEDBACK_ERRORS:
                 errors.append({"index": n, "line": self._file_line(ctx, row), "reason_code": "duplicate",
                                "message": msg})
-        for a in ctx.anomalies:
-            out.anomalies.append((a["device_id"].encode(), orjson.dumps(a)))
-        out.feedback.append(self._feedback(self._base(ctx.env, ctx.item, fixed), len(readings), len(rejects),
-                                           len(dups), errors, ctx.source))
+        dead = self._readings_dead_letter(ctx, rejects) if rejects else None
+        anomalies = [(a["device_id"].encode(), orjson.dumps(a)) for a in ctx.anomalies]
+        feedback = self._feedback(self._base(ctx.env, ctx.item, fixed), len(readings), len(rejects), len(dups),
+                                  errors, ctx.source)
+        if readings:
+            self._commit(ctx, readings)
+        out.readings += [(key, value) for _flow, _n, key, value in readings]
+        if dead is not None:
+            out.deadletters.append(dead)
+        out.anomalies += anomalies
+        out.feedback.append(feedback)
         self.state.remember_item(ctx.message_id, len(readings))
+
+    def _readings_dead_letter(self, ctx: ItemContext, rejects: list[tuple[int, Row, Flow | None, Reject]]
+                              ) -> tuple[bytes, bytes]:
+        """One dead letter for all of an item's rejected readings (sorted by index), not one each: a
+        4 KiB item of 1,365 bad readings must not become 1,365 records (amplification). It lists the
+        bad indexes (capped), counts them, keeps the first reason and message and the original bytes:
+        the whole item when small, else the rejected readings' own bytes, one per line."""
+        n0, row0, flow0, rej0 = rejects[0]
+        flows = {f.id if f else None for _n, _r, f, _j in rejects}
+        base = self._base(ctx.env, ctx.item, flow0 if len(flows) == 1 else None)
+        source = dict(ctx.source)
+        lines = [x for x in (self._file_line(ctx, r[1]) for r in rejects) if x is not None]
+        if lines:
+            source["line_start"], source["line_end"] = min(lines), max(lines)
+        if len(rejects) == 1:
+            rej = rej0
+        else:
+            counts: dict[str, int] = {}
+            for r in rejects:
+                counts[r[3].reason_code] = counts.get(r[3].reason_code, 0) + 1
+            summary = ", ".join(f"{code} x{k}" for code, k in counts.items())
+            rej = Reject(rej0.reason_code, f"{len(rejects)} readings of this message were rejected ({summary}); "
+                         f"the first, reading {n0}: {rej0.message}")
+        if len(ctx.payload) <= SMALL_ITEM:
+            payload, whole = ctx.payload, None
+        else:       # a large item: the rejected readings' own bytes (up to the cap), plus the whole item's hash
+            parts, size = [], 0
+            for r in rejects:
+                b = self._row_bytes(r[1])
+                parts.append(b)
+                size += len(b) + 1
+                if size > MAX_DEADLETTER_PAYLOAD:
+                    break
+            payload, whole = b"\n".join(parts), ctx.payload
+        key, value = self._dead(base, rej, payload, n0, flow0, source, whole,
+                                extra={"reading_indexes": [r[0] for r in rejects[:MAX_DEADLETTER_INDEXES]],
+                                       "rejected_count": len(rejects)})
+        return key, value
 
     # -- flow resolution --------------------------------------------------------------------
     def _resolve_item_flow(self, ctx: ItemContext) -> tuple[Flow | None, Flow]:
@@ -467,7 +522,7 @@ class Processor:
         if flow.id not in self._fast:
             plan = self._plans.get(flow.id)
             if plan is None:
-                plan = self._plans[flow.id] = build_plan(flow, dev)
+                plan = self._plans[flow.id] = build_plan(flow, dev, self.bounds)
             self._fast[flow.id] = FastFlow.build(flow, plan)
         return self._fast[flow.id]
 
@@ -479,7 +534,7 @@ class Processor:
         dev = self._device(ctx, flow)
         plan = self._plans.get(flow.id)
         if plan is None:
-            plan = self._plans[flow.id] = build_plan(flow, dev)
+            plan = self._plans[flow.id] = build_plan(flow, dev, self.bounds)
         epoch, naive, ambiguous = parse_ts(row_field(row, plan.ts_src), flow.ts_format, flow.timezone)
         if ambiguous:
             epoch = self._resolve_ambiguous(ctx, flow, naive, epoch)
@@ -489,6 +544,12 @@ class Processor:
         if not (plan.not_before <= epoch < plan.not_after and epoch <= ctx.received_epoch + self.clock_skew_s):
             check_time(flow, dev, epoch, ctx.received_epoch, self.clock_skew_s)   # raises the precise reason
         instant = snap(epoch, flow.interval_s)
+        known = self.state.flows.get(flow.id)
+        if known is not None and known.watermark is not None and instant < known.watermark - plan.max_late_s:
+            raise Reject("too_late", f"reading at {iso_z(instant)} is {known.watermark - instant} s older than flow "
+                         f"'{flow.id}''s latest reading ({iso_z(known.watermark)}), more than its maximum lateness of "
+                         f"{plan.max_late_s} s (send frequency + derogation + margin, or the flow's max_lateness_s); "
+                         "corrections older than that go through the community administrator")
         rd: dict[str, Any] = plan.template.copy()
         rd["supplier_id"] = ctx.supplier_id
         rd["channel"] = ctx.channel
@@ -510,7 +571,12 @@ class Processor:
             if factor is None:
                 raise Reject("unit_unknown", f"{q} unit '{unit}' of flow '{flow.id}' is not known")
             d = to_decimal(v, label, plan.decimal_comma)
-            rd[fname] = float(d) * factor
+            x = float(d) * factor
+            if not math.isfinite(x) or (q == "power" and abs(x) > plan.power_cap_w):
+                raise Reject("out_of_range", f"{label} = {v} is beyond what device '{flow.device_id}' can do "
+                             f"(rated power x margin = {plan.power_cap_w:g} W)", anomaly="out_of_range",
+                             value=x if math.isfinite(x) else None)
+            rd[fname] = x
             if q == "power":
                 power = d
         if not found:
@@ -534,6 +600,14 @@ class Processor:
         rd["interval_s"] = interval_s
         if flow.sign_factor != 1:
             apply_sign(rd, flow.sign_factor)
+        if energy is not None:
+            cap = plan.energy_cap_mwh(interval_s or flow.interval_s)
+            if not -cap <= rd["energy_mwh"] <= cap:
+                raise Reject("out_of_range", f"energy_mwh = {rd['energy_mwh']} in {interval_s or flow.interval_s} s is "
+                             f"beyond what device '{flow.device_id}' can do (rated power x margin = "
+                             f"{plan.power_cap_w:g} W, at most {cap} mWh); declare the device's rated_power_w or "
+                             "check the unit", anomaly="out_of_range",
+                             value=float(rd["energy_mwh"]) if -I64 <= rd["energy_mwh"] < I64 else None)
         if plan.limits or rd["voltage_v"] is not None or rd["charge_pct"] is not None:
             check_limits(rd, flow.limits)
         rd["late"] = ctx.received_epoch > start + interval_s + plan.grace_s
@@ -639,6 +713,10 @@ class Processor:
             fst = self.state.flow(flow_id)
             for instant, reg in regs.items():
                 fst.put_register(instant, reg)
+        for (flow_id, instant) in ctx.staged_keys:
+            fst = states.get(flow_id) or self.state.flow(flow_id)
+            if fst.watermark is None or instant > fst.watermark:
+                fst.watermark = instant
         for flow_id, sid in ctx.staged_source_ids:
             self.state.flow(flow_id).put_source_id(sid)
         now = time.time()
@@ -683,14 +761,21 @@ class Processor:
         out.feedback.append(self._feedback(base, 0, 1, 0, [self._error(None, None, rej)], source))
 
     def _dead(self, base: dict, rej: Reject, payload: bytes, index: int | None, flow: Flow | None,
-              source: dict, whole: bytes | None) -> tuple[bytes, bytes]:
+              source: dict, whole: bytes | None, extra: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
         rec = {"schema": DEADLETTER_SCHEMA, "reason_code": rej.reason_code, "message": rej.message[:2000],
                "channel": base["channel"], "community_id": base["community_id"], "supplier_id": base["supplier_id"],
                "device_id": base.get("device_id"), "flow_id": base.get("flow_id"), "message_id": base["message_id"],
                "reading_index": index, **capped_payload(payload), "source": source, "rejected_ts": self._now_iso}
-        if whole is not None:      # a large item: this reading's own bytes, plus the hash of the whole item
+        if whole is not None:      # a large item: the rejected readings' own bytes, plus the hash of the whole item
             rec["payload_sha256"] = hashlib.sha256(whole).hexdigest()
             rec["payload_truncated"] = True
+        if extra:
+            rec.update(extra)
+        kept = len(rec["payload_b64"]) * 3 // 4
+        if not self.budget.take(base["supplier_id"], kept):
+            # over the supplier's byte budget: the record stays (reason, indexes, hash), the bytes go
+            rec["payload_sha256"] = rec.get("payload_sha256") or hashlib.sha256(whole or payload).hexdigest()
+            rec["payload_b64"], rec["payload_truncated"], rec["payload_rate_limited"] = "", True, True
         return base["supplier_id"].encode(), orjson.dumps(rec)
 
     @staticmethod
@@ -700,7 +785,10 @@ class Processor:
         clean = {k: v for k, v in row.items() if not k.startswith("_")}
         if "_not_object" in row:
             clean = row["_not_object"]
-        return orjson.dumps(clean, default=str)
+        try:
+            return orjson.dumps(clean, default=str)
+        except orjson.JSONEncodeError:      # deeper than orjson writes, or integers beyond 64 bits
+            return repr(clean)[:MAX_DEADLETTER_PAYLOAD].encode("utf-8", "replace")
 
     @staticmethod
     def _file_line(ctx: ItemContext, row: Row) -> int | None:
@@ -731,6 +819,31 @@ class Processor:
                "status": status, "accepted": accepted, "rejected": rejected, "duplicates": duplicates,
                "errors": errors[:MAX_FEEDBACK_ERRORS], "source": source, "ts": self._now_iso}
         return base["supplier_id"].encode(), orjson.dumps(rec)
+
+
+class DeadLetterBudget:
+    """Per-supplier token bucket of original bytes copied into dead letters.
+
+    A supplier flooding garbage cannot make the dead-letter topic grow faster than its budget:
+    beyond it, dead letters still say what was rejected and why (and the bytes' SHA-256), without
+    the bytes themselves (``payload_rate_limited``)."""
+
+    def __init__(self, bytes_per_s: int, burst_s: float = DEADLETTER_BURST_S) -> None:
+        self.rate = float(bytes_per_s)
+        self.capacity = self.rate * burst_s
+        self.buckets: dict[str, tuple[float, float]] = {}    # supplier -> (tokens, monotonic time)
+
+    def take(self, supplier: str, size: int, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, then = self.buckets.get(supplier, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        ok = size <= tokens
+        if ok:
+            tokens -= size
+        if len(self.buckets) > 100_000:
+            self.buckets.clear()
+        self.buckets[supplier] = (tokens, now)
+        return ok
 
 
 def _str_or_none(v: Any) -> str | None:

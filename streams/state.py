@@ -34,6 +34,7 @@ class FlowState:
         "stuck_reported",
         "stuck_run",
         "stuck_value",
+        "watermark",
     )
 
     def __init__(self) -> None:
@@ -47,6 +48,7 @@ class FlowState:
         self.stuck_reported = False
         self.last_seen: float | None = None         # wall clock of the last accepted reading
         self.silent_reported: float | None = None
+        self.watermark: int | None = None           # latest accepted reading instant (bounds lateness)
 
     def put_key(self, instant: int, signature: tuple[Any, ...], item_id: str) -> None:
         keys = self.keys

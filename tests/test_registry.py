@@ -35,11 +35,28 @@ def test_migrations_create_every_seed_table(db_url: str, tmp_path: Path) -> None
 
     from lec.registry.migrate import MIGRATIONS
 
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the newest migration (0002: settlement)
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the newest migration
     reg = Registry(db_url)
     assert reg.migrate() == head
     assert SEED_TABLES <= set(reg.table_names())
     assert reg.migrate() == head  # idempotent
+
+
+def test_migration_0003_adds_rated_power_and_lateness_to_an_older_registry(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from lec.registry.migrate import _config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(_config(engine), "0002")
+    with engine.begin() as conn:          # a registry created before 0003 lacks the columns
+        conn.exec_driver_sql("ALTER TABLE devices DROP COLUMN rated_power_w")
+        conn.exec_driver_sql("ALTER TABLE flows DROP COLUMN max_lateness_s")
+    command.upgrade(_config(engine), "head")
+    insp = inspect(engine)
+    assert "rated_power_w" in {c["name"] for c in insp.get_columns("devices")}
+    assert "max_lateness_s" in {c["name"] for c in insp.get_columns("flows")}
 
 
 def test_round_trip(db_url: str, tmp_path: Path) -> None:

@@ -248,8 +248,10 @@ def test_batch_without_device_names_devices_per_reading(snapshot) -> None:
             {"ts": "2025-03-01T10:00:00Z", "e": 1}]
     out = run(Processor(snapshot), [item(rows, "b1", source={"batch_id": "B-1", "index": 0})])
     assert [(r["device_id"], r["energy_mwh"]) for r in out["readings"]] == [("DEV-LOAD", 1000), ("DEV-GRID", -2000)]
-    assert [(d["reading_index"], d["reason_code"]) for d in out["deadletters"]] == [
-        (1, "not_your_device"), (3, "missing_field")]
+    [d] = out["deadletters"]      # one per item, listing the rejected readings
+    assert (d["reading_index"], d["reading_indexes"], d["rejected_count"], d["reason_code"]) == (
+        1, [1, 3], 2, "not_your_device")
+    assert "not_your_device x1, missing_field x1" in d["message"]
     fb = out["feedback"]
     assert len(fb) == 1 and fb[0]["status"] == "partial" and fb[0]["batch_id"] == "B-1"
     assert (fb[0]["accepted"], fb[0]["rejected"]) == (2, 2)
@@ -283,7 +285,10 @@ def test_csv_formula_injection_and_bad_lines_are_per_line(snapshot) -> None:
     src = {"file": "f.csv", "line_start": 2, "line_end": 5, "header": "datetime;kwh"}
     out = run(Processor(snapshot), [item(payload, "c1", flow="f-rome", source=src)], channel="sftp")
     assert [r["energy_mwh"] for r in out["readings"]] == [1_500_000]
-    assert [(d["reason_code"], d["source"]["line_start"]) for d in out["deadletters"]] == [
+    [d] = out["deadletters"]
+    assert (d["reason_code"], d["source"]["line_start"], d["source"]["line_end"], d["reading_indexes"]) == (
+        "csv_formula", 2, 5, [0, 2, 3])
+    assert [(e["reason_code"], e["line"]) for e in out["feedback"][0]["errors"]] == [
         ("csv_formula", 2), ("csv_columns", 4), ("csv_formula", 5)]
     assert base64.b64decode(out["deadletters"][0]["payload_b64"]) == payload   # small item: whole bytes kept
 
@@ -308,8 +313,9 @@ def test_reject_batch_flow_refuses_the_whole_message(snapshot) -> None:
     proc = Processor(replace(snapshot, flows=flows))
     rows = [{"ts": "2025-03-01T10:00:00Z", "e": 1}, {"ts": "bad", "e": 1}]
     out = run(proc, [item(rows, "r1", flow="f-load")])
-    assert out["readings"] == [] and sorted(d["reason_code"] for d in out["deadletters"]) == [
-        "batch_rejected", "ts_invalid"]
+    assert out["readings"] == [] and [d["reason_code"] for d in out["deadletters"]] == ["batch_rejected"]
+    assert out["deadletters"][0]["rejected_count"] == 2
+    assert sorted(e["reason_code"] for e in out["feedback"][0]["errors"]) == ["batch_rejected", "ts_invalid"]
     fixed = run(proc, [item(rows[:1], "r2", flow="f-load")])        # the corrected resend is not a duplicate
     assert len(fixed["readings"]) == 1
 

@@ -71,6 +71,7 @@ class DeviceDoc(_Model):
     end: datetime | None = None
     perimeters: list[PerimeterDoc] = []      # settlement: dated substation / zone / region
     plant: PlantDoc | None = None            # settlement: the device is a renewable plant
+    rated_power_w: float | None = Field(None, gt=0, le=1e9, description="bounds each reading's energy and power")
 
 
 class FlowDoc(_Model):
@@ -104,6 +105,8 @@ class FlowDoc(_Model):
     limits: dict[str, list[float]] = {}
     syntax_options: dict[str, Any] = {}
     counter_max_mwh: int | None = Field(None, gt=0)
+    max_lateness_s: int | None = Field(None, ge=0, description="readings older than the flow's latest by more "
+                                       "than this are refused (default: send frequency + derogation + margin)")
 
     @field_validator("units")
     @classmethod

@@ -134,6 +134,7 @@ devices = Table(
     Column("address", String(512)),
     Column("start_ts", DateTime(timezone=True)),
     Column("end_ts", DateTime(timezone=True)),
+    Column("rated_power_w", Float),                           # nameplate/contract power: bounds energy per interval
 )
 
 # Table 14: flows (one data stream of one device from one supplier)
@@ -169,6 +170,7 @@ flows = Table(
     Column("limits", JSON, nullable=False, default=dict),      # canonical field -> [min, max]
     Column("syntax_options", JSON, nullable=False, default=dict),  # e.g. CSV delimiter, XML record path
     Column("counter_max_mwh", Integer),                        # cumulative register rollover point
+    Column("max_lateness_s", Integer),                         # how far behind the flow's latest reading data may arrive
 )
 
 # Table 10: flows of a community and how they count

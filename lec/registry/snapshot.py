@@ -43,6 +43,7 @@ class Device:
     status: str = "active"
     start_ts: datetime | None = None
     end_ts: datetime | None = None
+    rated_power_w: float | None = None     # None: streams use their default ceiling
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Flow:
     active: bool = True
     counter_max_mwh: int | None = None
     on_error: str = "deadletter"
+    max_lateness_s: int | None = None     # None: send frequency + derogation + the streams' margin
 
     @property
     def sign_factor(self) -> int:

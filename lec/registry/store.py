@@ -181,7 +181,8 @@ class Registry:
                 id=d.id, community_id=cid, user_id=d.user, supplier_id=d.supplier, name=d.name,
                 devicestatus=d.status, usetype=d.usetype, identificationmethod=d.identificationmethod,
                 manufacturer=d.manufacturer, model=d.model, latitude=d.latitude, longitude=d.longitude,
-                altitude=d.altitude, address=d.address, start_ts=_utc(d.start), end_ts=_utc(d.end)))
+                altitude=d.altitude, address=d.address, start_ts=_utc(d.start), end_ts=_utc(d.end),
+                rated_power_w=d.rated_power_w))
         for f in doc.flows:
             conn.execute(insert(t.flows).values(
                 id=f.id, device_id=f.device, supplier_id=f.supplier, name=f.name, channel=f.channel,
@@ -192,7 +193,7 @@ class Registry:
                 active=f.active, interval_s=f.interval_s, value_kind=f.value_kind,
                 sign_convention=f.sign_convention, units=f.units, mapping=f.mapping, ts_format=f.ts_format,
                 timezone=f.timezone, limits=f.limits, syntax_options=f.syntax_options,
-                counter_max_mwh=f.counter_max_mwh))
+                counter_max_mwh=f.counter_max_mwh, max_lateness_s=f.max_lateness_s))
             conn.execute(insert(t.flows_communities).values(
                 flow_id=f.id, community_id=cid, accountconsumption=ACCOUNT_CODES[f.account]))
             conn.execute(insert(t.measurementstables).values(flow_id=f.id, table_name="readings"))
@@ -265,7 +266,7 @@ class Registry:
                 "usetype": d.usetype, "identificationmethod": d.identificationmethod,
                 "manufacturer": d.manufacturer, "model": d.model, "latitude": d.latitude,
                 "longitude": d.longitude, "altitude": d.altitude, "address": d.address,
-                "start": _utc(d.start_ts), "end": _utc(d.end_ts)}) for d in devs],
+                "start": _utc(d.start_ts), "end": _utc(d.end_ts), "rated_power_w": d.rated_power_w}) for d in devs],
             "flows": [drop_none({
                 "id": f.id, "device": f.device_id, "supplier": f.supplier_id, "name": f.name,
                 "channel": f.channel, "syntax": f.datasyntax, "format_reference": f.format_reference,
@@ -277,6 +278,7 @@ class Registry:
                 "interval_s": f.interval_s, "value_kind": f.value_kind, "sign_convention": f.sign_convention,
                 "units": f.units, "mapping": f.mapping, "ts_format": f.ts_format, "timezone": f.timezone,
                 "limits": f.limits, "syntax_options": f.syntax_options, "counter_max_mwh": f.counter_max_mwh,
+                "max_lateness_s": f.max_lateness_s,
             }) for f in flows],
         }
         with self.engine.connect() as conn:
@@ -330,7 +332,7 @@ class Registry:
             for r in conn.execute(select(t.devices)):
                 snap.devices[r.id] = Device(id=r.id, community_id=r.community_id, supplier_id=r.supplier_id,
                                             user_id=r.user_id, status=r.devicestatus, start_ts=_utc(r.start_ts),
-                                            end_ts=_utc(r.end_ts))
+                                            end_ts=_utc(r.end_ts), rated_power_w=r.rated_power_w)
             for r in conn.execute(select(t.users_communities)):
                 snap.members[(r.community_id, r.user_id)] = Member(
                     user_id=r.user_id, community_id=r.community_id, wallet=r.wallet, role=r.member_role,
@@ -346,7 +348,8 @@ class Registry:
                     syntax_options=dict(r.syntax_options or {}),
                     send_frequency_s=freq.get(r.send_frequency) if r.send_frequency else None,
                     derogation_s=r.derogation_s, start_ts=_utc(r.start_ts), end_ts=_utc(r.end_ts),
-                    active=r.active, counter_max_mwh=r.counter_max_mwh, on_error=r.on_error)
+                    active=r.active, counter_max_mwh=r.counter_max_mwh, on_error=r.on_error,
+                    max_lateness_s=r.max_lateness_s)
         return snap
 
     # -- erase (GDPR art. 17) ---------------------------------------------------------------
