@@ -226,7 +226,9 @@ def test_dso_csv_unknown_pod_and_broken_lines_are_dead_letters(snapshot) -> None
                       "garbage;" + ";".join(["x"] * 95), curve_line(P2, "31/02/2016", 96),
                       curve_line(P2, "02/03/2016", 96, "REATTIVA")]).encode()
     out = run(Processor(snapshot), text, "f2", supplier="sup-dso", channel="sftp", flow="csv-w2", device=P2)
-    reasons = [d["reason_code"] for d in out["deadletters"]]
+    # one dead letter per item (issue 9 finding 11); the feedback lists every rejection
+    reasons = [e["reason_code"] for e in out["feedback"][0]["errors"]]
+    assert out["deadletters"][0]["rejected_count"] == len(reasons)
     assert reasons.count("unknown_device") == 96
     assert {"dso_line_invalid", "dso_date_invalid", "dso_direction_unknown"} <= set(reasons)
     assert len(out["readings"]) == 96
@@ -286,7 +288,7 @@ def assert_answered(out: dict[str, list[dict]], rows_hint: int | None = None) ->
     assert len(out["feedback"]) == 1
     fb = out["feedback"][0]
     assert fb["accepted"] == len(out["readings"])
-    assert fb["rejected"] == len(out["deadletters"])
+    assert fb["rejected"] == sum(d.get("rejected_count", 1) for d in out["deadletters"])
     for d in out["deadletters"]:
         assert d["reason_code"] and d["message"] and d["payload_b64"] is not None
         assert d["reason_code"] != "internal_error", d["message"]
