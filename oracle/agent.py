@@ -28,7 +28,7 @@ import orjson
 from lec import topics
 from oracle.anchoring import Anchorer, AnchorJob
 from oracle.claims import Claimer
-from oracle.qh import QhWindows
+from oracle.qh import QhWindows, expected_from_snapshot
 
 log = logging.getLogger("lec.oracle")
 
@@ -260,11 +260,16 @@ def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None)
                        claim_interval_s=float(settings.oracle_claim_interval_s))
     ensure_topics(cfg.bootstrap, (cfg.readings_topic, cfg.anchors_topic))
     lake = OracleLake(settings.resolved_lake_uri())
-    anchorer = Anchorer(client, lake, SecretStore(settings.resolved_secrets_url()),
-                        SnapshotCache(open_registry(settings)), chain_id=deployment.chainId,
-                        notary=deployment.notary, publish=kafka_publisher(cfg.bootstrap, cfg.anchors_topic))
+    snapshots = SnapshotCache(open_registry(settings))
+    anchorer = Anchorer(client, lake, SecretStore(settings.resolved_secrets_url()), snapshots,
+                        chain_id=deployment.chainId, notary=deployment.notary,
+                        publish=kafka_publisher(cfg.bootstrap, cfg.anchors_topic))
     claimer = Claimer(client, lake)
-    engine = OracleEngine(QhWindows(cfg.grace_s, settings.clock_skew_s, cfg.restate_after_s), anchorer, claimer)
+    # a QH is anchored once every expected accounting flow delivered it (one version instead of
+    # one per arriving source), or when the missing flows' declared lateness has passed
+    windows = QhWindows(cfg.grace_s, settings.clock_skew_s, cfg.restate_after_s,
+                        expected=expected_from_snapshot(snapshots))
+    engine = OracleEngine(windows, anchorer, claimer)
     t0 = time.monotonic()
     n = replay_readings(cfg.bootstrap, cfg.readings_topic, engine.ingest)
     log.info("replayed %d readings (%d counted, %d duplicates) in %.1f s; %d QHs in memory", n,

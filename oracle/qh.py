@@ -11,6 +11,7 @@ event loop, knows whether what it anchored is still the current content.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,45 @@ class LeafAcc:
     account: int
     energy_mwh: int = 0
     messages: dict[str, int] = field(default_factory=dict)
+    covered_s: int = 0         # seconds of the QH its readings cover: 900 = the flow delivered the QH
+
+
+@dataclass(frozen=True)
+class ExpectedFlow:
+    """An accounting flow a community expects in each QH of [start, end), and how long (event time
+    past the QH's end) the oracle waits for it: its declared send frequency + derogation."""
+
+    flow_id: str
+    wait_s: int
+    start: float = float("-inf")
+    end: float = float("inf")
+
+
+# community id -> its expected accounting flows; None = unknown (close on watermark + grace only)
+ExpectedFlows = Callable[[str], "tuple[ExpectedFlow, ...] | None"]
+
+
+def expected_from_snapshot(snapshot: Callable[[], Any]) -> ExpectedFlows:
+    """Expected flows per community from a registry snapshot provider (recomputed when it changes)."""
+    cache: dict[str, Any] = {"snap": None, "by_community": {}}
+
+    def expected(community_id: str) -> tuple[ExpectedFlow, ...] | None:
+        snap = snapshot()
+        if snap is not cache["snap"]:
+            by: dict[str, list[ExpectedFlow]] = {}
+            for f in snap.flows.values():
+                dev = snap.devices.get(f.device_id)
+                if f.account not in ACCOUNTING or not f.active or dev is None or dev.status != "active":
+                    continue
+                starts = [x.timestamp() for x in (f.start_ts, dev.start_ts) if x is not None]
+                ends = [x.timestamp() for x in (f.end_ts, dev.end_ts) if x is not None]
+                wait = (f.send_frequency_s + f.derogation_s) if f.send_frequency_s else 0
+                by.setdefault(f.community_id, []).append(ExpectedFlow(
+                    f.id, wait, max(starts, default=float("-inf")), min(ends, default=float("inf"))))
+            cache["snap"], cache["by_community"] = snap, {k: tuple(v) for k, v in by.items()}
+        return cache["by_community"].get(community_id)
+
+    return expected
 
 
 LeafId = tuple[str, str, str]  # supplier_id, device_id, flow_id
@@ -77,10 +117,13 @@ class QhBucket:
 
 
 class QhWindows:
-    """Groups readings by (community, QH), deduplicated by message id; closes QHs on the watermark."""
+    """Groups readings by (community, QH), deduplicated by message id; closes a QH when it is complete
+    or its missing flows' declared lateness has passed on the event-time watermark."""
 
-    def __init__(self, grace_s: int = 300, max_future_s: int = 300, restate_after_s: float = 0.0) -> None:
+    def __init__(self, grace_s: int = 300, max_future_s: int = 300, restate_after_s: float = 0.0,
+                 expected: ExpectedFlows | None = None) -> None:
         self.grace_s = grace_s
+        self.expected = expected
         self.max_future_s = max_future_s
         self.restate_after_s = restate_after_s
         self.buckets: dict[tuple[str, int], QhBucket] = {}
@@ -116,14 +159,33 @@ class QhWindows:
             return False
         acc.messages[message_id] = energy
         acc.energy_mwh += energy
+        acc.covered_s += int(reading.get("interval_s") or 0)
         bucket.revision += 1
         bucket.changed_at = time.monotonic()
         self.counted += 1
         return True
 
     def is_closed(self, community_id: str, qh: int) -> bool:
-        """Closed once the community's watermark reaches qh + 900 + grace."""
-        return self.watermarks.get(community_id, -1) >= qh + QH_S + self.grace_s
+        """Closed when complete (every expected accounting flow delivered it), else once the
+        community's event-time watermark passes qh + 900 + the longest declared wait (send frequency
+        + derogation) of the flows still missing, and never before qh + 900 + grace for them.
+        Without expected flows (no registry): on the watermark + grace, as before."""
+        bucket = self.buckets.get((community_id, qh))
+        return self.watermarks.get(community_id, -1) >= self._closes_at(community_id, qh, bucket)
+
+    def _closes_at(self, community_id: str, qh: int, bucket: QhBucket | None) -> float:
+        base = qh + QH_S + self.grace_s
+        flows = self.expected(community_id) if self.expected is not None else None
+        if not flows:
+            return base
+        delivered = {leaf[2] for leaf, acc in bucket.leaves.items() if acc.covered_s >= QH_S} if bucket else set()
+        wait = -1
+        for e in flows:
+            if e.start <= qh < e.end and e.flow_id not in delivered:
+                wait = max(wait, e.wait_s)
+        if wait < 0:
+            return float("-inf")           # complete: every expected flow delivered this QH
+        return qh + QH_S + max(self.grace_s, wait)
 
     def due(self) -> list[QhBucket]:
         """Closed QHs whose content is not yet known to be on chain, oldest first.
@@ -133,6 +195,7 @@ class QhWindows:
         an HTTP batch), and one version n+1 per burst costs less gas than one per arrival.
         """
         now = time.monotonic()
-        return sorted((b for b in self.buckets.values() if b.dirty and self.is_closed(b.community_id, b.qh)
+        return sorted((b for b in self.buckets.values() if b.dirty
+                       and self.watermarks.get(b.community_id, -1) >= self._closes_at(b.community_id, b.qh, b)
                        and (b.settled_revision < 0 or now - b.changed_at >= self.restate_after_s)),
                       key=lambda b: (b.qh, b.community_id))
