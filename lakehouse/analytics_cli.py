@@ -84,6 +84,9 @@ def register_analytics(app: typer.Typer) -> None:
             from lakehouse.kpi_store import store_kpis
 
             store_kpis(pdf, s.resolved_lake_uri(), req)
+        from lakehouse.settlement.kpi import add_settlement_columns
+
+        pdf = add_settlement_columns(pdf, s.resolved_lake_uri(), community, resolution)  # settled months (1mo)
         data = kpi.export(pdf, fmt, str(out) if out else None)
         if out is None:
             sys.stdout.write(data.decode() + ("\n" if fmt == "json" else ""))

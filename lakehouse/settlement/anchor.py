@@ -131,3 +131,27 @@ def write_statement(doc: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     html_path.write_text(render_html(doc), encoding="utf-8")
     return json_path, html_path
+
+
+class StatementNotVerifiedError(SettlementRuleError):
+    """A statement's proof does not lead to the root anchored on chain."""
+
+
+def verify_statement(doc: dict[str, Any], rpc_url: str | None = None) -> dict[str, Any]:
+    """The page's check in Python: the statement's leaf and proof against ``getSettlement`` on chain."""
+    from oracle.chain_token import contract_at
+    from oracle.chain_tx import connect
+    from oracle.commitment import community_id_hash
+    from oracle.merkle import verify
+
+    w3 = connect(rpc_url or doc["rpc"])
+    notary = contract_at(w3, "Notary", w3.to_checksum_address(doc["notary"]))
+    cid = community_id_hash(doc["community_id"])
+    if hex32(cid) != str(doc["communityId"]).lower() or str(doc["leaf"]["values"][1]) != str(doc["period"]):
+        raise StatementNotVerifiedError("the statement's community or month does not match its leaf")
+    root = bytes(notary.functions.getSettlement(cid, int(doc["period"]), int(doc["chainVersion"])).call()[0])
+    latest = int(notary.functions.latestSettlementVersion(cid, int(doc["period"])).call())
+    if not verify(root, doc["leaf"]["types"], doc["leaf"]["values"], doc["proof"]):
+        raise StatementNotVerifiedError(f"the proof does not lead to the root anchored on chain ({hex32(root)})")
+    return {"verified": True, "root": hex32(root), "chainVersion": int(doc["chainVersion"]), "latestChainVersion": latest,
+            "amount_cents": int(doc["leaf"]["values"][2])}

@@ -103,5 +103,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"json": str(paths[0]), "html": str(paths[1]), "amount_cents": doc["leaf"]["values"][2],
                                "statementsRoot": doc["statementsRoot"]}, indent=2))
 
+    @settlement.command("verify")
+    def verify_cmd(file: Path = typer.Argument(..., help="A statement JSON written by `lec settlement statement`."),
+                   rpc: str = typer.Option(None, "--rpc", help="JSON-RPC URL (default: the statement's).")) -> None:
+        """Verify a statement's proof against the root anchored on chain (what its HTML page does)."""
+        from lakehouse.settlement.anchor import verify_statement
+
+        typer.echo(json.dumps(verify_statement(json.loads(file.read_text()), rpc), indent=2))
+
     settlement.add_typer(prices, name="prices")
     app.add_typer(settlement, name="settlement")

@@ -60,8 +60,7 @@ def run_hourly(spark: SparkSession, readings: DataFrame, inputs: SettlementInput
         day = local_hour(h, tz)[0]
         hour_rows.append((h, day.isoformat(), versions.index(tariff_for(day, versions))))
     hours_df = F.broadcast(_frame(spark, hour_rows, [("hour", "long"), ("day", "string"), ("tv", "long")]))
-    dh = device_hours_frame(readings, inputs).cache() if hasattr(readings, "cache") else device_hours_frame(
-        readings, inputs)
+    dh = device_hours_frame(readings, inputs).cache()   # read by the contributions and for the digest
     assign = _frame(spark, [(a.device_id, a.valid_from, a.valid_to, a.substation, a.zone, a.region)
                             for a in inputs.assignments],
                     [("a_device", "string"), ("vf", "long"), ("vt", "long"), ("substation", "string"),
@@ -82,7 +81,7 @@ def run_hourly(spark: SparkSession, readings: DataFrame, inputs: SettlementInput
                  F.when(F.col("member").isNotNull(), F.col("w")).otherwise(F.lit(0)).alias("wm"),
                  F.when(F.col("p_device").isNotNull(), F.col("i")).otherwise(F.lit(0)).alias("ip"))
          .where((F.col("wm") > 0) | (F.col("ip") > 0)))
-    c = c.cache() if hasattr(c, "cache") else c
+    c = c.cache()   # every output below starts from the contributions
     sub = c.groupBy("substation", "hour").agg(F.sum("ip").alias("inj"), F.sum("wm").alias("wd"))
     sub = sub.withColumn("shared", F.least("inj", "wd"))
     zone = c.groupBy("zone", "hour").agg(F.sum("ip").alias("inj"), F.sum("wm").alias("wd"))

@@ -78,7 +78,9 @@ class TariffParams:
         return self.tras_e + self.btau_max
 
 
-DEFAULT_TARIFFS: tuple[TariffParams, ...] = (TariffParams(effective_from=date(2024, 1, 1)),)
+# The 2024 values (DM 414/2023, ARERA 2024), in force from 2000-01-01 so that historical data (the
+# demo's SimBench year 2016) can be settled too; add a dated version for every change of values.
+DEFAULT_TARIFFS: tuple[TariffParams, ...] = (TariffParams(effective_from=date(2000, 1, 1)),)
 
 
 def tariff_for(day: date, versions: Sequence[TariffParams] = DEFAULT_TARIFFS) -> TariffParams:

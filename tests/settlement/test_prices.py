@@ -75,3 +75,12 @@ def test_csv_and_delta_table(tmp_path: Path) -> None:
     assert read_prices(lake, start, start + 3600) [("SUD", start)] == 1_000_000
     with pytest.raises(PriceFileError, match="line 3: price 'abc' is not a number"):
         parse_csv(b"date,hour,zone,price\n2026-05-04,1,SUD,1\n2026-05-04,2,SUD,abc\n")
+
+
+def test_demo_price_file_is_a_complete_gme_month() -> None:
+    from lakehouse.settlement.demo import price_xml
+    from lakehouse.settlement.model import Month
+
+    prices = parse_gme_xml(price_xml(Month(2016, 3), ("NORD", "CNOR")))
+    assert len([p for p in prices if p.zone == "NORD"]) == 31 * 24 - 1      # 27 March 2016 has 23 hours
+    assert {p.zone for p in prices} == {"PUN", "NORD", "CNOR"}

@@ -47,7 +47,7 @@ def test_capital_grant_reduces_the_tip() -> None:
 
 def test_dated_parameters() -> None:
     v2 = TariffParams(effective_from=date(2026, 6, 1), tras_e=11 * M, btau_max=M)
-    versions = (P, v2)
+    versions = (TariffParams(effective_from=date(2024, 1, 1)), v2)
     assert tariff_for(date(2026, 5, 31), versions).valorisation == 11_220_000   # 10.57 + 0.65
     assert tariff_for(date(2026, 6, 1), versions).valorisation == 12 * M
     with pytest.raises(SettlementRuleError, match="no tariff parameters are in force on 2023-12-31"):

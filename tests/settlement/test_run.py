@@ -8,7 +8,7 @@ from lakehouse.kpi_sample import readings_table, write_readings
 from lakehouse.settlement.prices import load_prices, parse_csv
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
-from tests.settlement.sample import CID, KWH, day_rows, may_prices
+from tests.settlement.sample import CID, KWH, ROME, day_rows, may_prices
 
 @pytest.mark.slow
 def test_run_versions_and_idempotence(settings, registry) -> None:
@@ -35,6 +35,22 @@ def test_run_versions_and_idempotence(settings, registry) -> None:
     assert len(store.rows(MEMBER_DAYS, CID, "2026-05")) == 4
     plants = store.rows(HOURLY, CID, "2026-05", where="kind = 'plant'")
     assert len(plants) == 4 and {r["tip_micro"] for r in plants} == {124_000_000}
+
+    # lec kpi's settlement columns on the monthly rows
+    from datetime import datetime
+
+    from lakehouse import kpi
+    from lakehouse.settlement.kpi import add_settlement_columns
+    from lakehouse.spark import read_delta, registry_frames, session_for
+
+    spark = session_for("")
+    req = kpi.KpiRequest(CID, datetime(2026, 5, 1, tzinfo=ROME), datetime(2026, 6, 1, tzinfo=ROME), "1mo")
+    pdf = kpi.compute_kpis(spark, read_delta(spark, lake, "readings"), registry_frames(spark, registry), req).toPandas()
+    rows = add_settlement_columns(pdf, lake, CID, "1mo").set_index("member_id", drop=False)
+    community = rows[rows["level"] == "community"].iloc[0]
+    assert community["settlement_eur"] == 3.23 and community["settlement_shared_kwh"] == 24.0
+    assert rows.loc["u-anna", "settlement_eur"] == 0.97 and rows.loc["u-anna", "settlement_version"] == 1
+    assert add_settlement_columns(pdf, lake, CID, "1d")["settlement_eur"].isna().all()
 
     again = settle_month(settings, CID, "2026-05", registry=registry)        # same inputs: nothing new
     assert not again["written"] and again["version"] == 1 and again["inputs_digest"] == first["inputs_digest"]

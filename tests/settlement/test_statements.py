@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lakehouse.kpi_sample import readings_table, write_readings
-from lakehouse.settlement.anchor import anchor_month, render_html, statement, write_statement
+from lakehouse.settlement.anchor import (
+    StatementNotVerifiedError, anchor_month, render_html, statement, verify_statement, write_statement,
+)
 from lakehouse.settlement.prices import load_prices, parse_csv
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.statements import STATEMENT_TYPES, build_tree
@@ -90,6 +92,7 @@ def test_anchor_and_browser_verified_statement(settings, registry, anvil_rpc, br
     doc = statement(store, CID, "2026-05", "u-anna", anvil_rpc)
     json_path, html_path = write_statement(doc, tmp_path / "statements")
     assert json.loads(json_path.read_text())["leaf"]["values"][2] == "97"
+    assert verify_statement(json.loads(json_path.read_text()))["verified"]     # the same check in Python
     got = page_state(browser, html_path)
     assert got["status"] == "verified", got["detail"]
     assert got["euros"] == "0.97 €" and got["tokens"] == "0.97"
@@ -99,6 +102,8 @@ def test_anchor_and_browser_verified_statement(settings, registry, anvil_rpc, br
     tampered["leaf"]["values"][2] = "9700"                                    # claim 97 € instead of 0.97
     bad = tmp_path / "tampered.html"
     bad.write_text(render_html(tampered))
+    with pytest.raises(StatementNotVerifiedError, match="does not lead to the root"):
+        verify_statement(tampered)
     got = page_state(browser, bad)
     assert got["status"] == "not verified" and "does not lead to the root" in got["detail"]
     assert got["euros"] == "97.00 €"
