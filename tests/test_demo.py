@@ -57,6 +57,15 @@ def test_kpis_anchors_rewards_and_audit(demo) -> None:
     assert "MISMATCH" not in stdout and "OK" in summary["audit"].upper()
 
 
+
+def test_demo_month_is_settled_and_a_statement_verified(demo) -> None:
+    summary, stdout, run_dir = demo
+    settled = summary["settlement"]
+    assert settled["version"] == 1 and settled["shared_mwh"] > 0 and settled["total_cents"] > 0
+    assert summary["statement"]["verified"] is True
+    assert Path(summary["statement"]["html"]).exists() and "verified against the root on chain" in stdout
+
+
 def test_nothing_left_running(demo) -> None:
     _, _, run_dir = demo
     state = json.loads((run_dir / "stack.json").read_text())

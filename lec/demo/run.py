@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import yaml
 
+from lakehouse.settlement.demo import add_settlement_terms, settle_demo
+from lakehouse.settlement.model import Month
 from lec import topics
 from lec.config import Settings, load_settings
 from lec.demo.community import COMMUNITY_ID, build_demo
@@ -42,6 +44,7 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
     run_dir.mkdir(parents=True)
     settings = demo_settings(run_dir)
     doc, series = build_demo(start, days, households)
+    add_settlement_terms(doc)  # perimeters, plants and statute: the demo month is settled at the end
     traffic = build_traffic(series)
     community_file = run_dir / "demo-community.yaml"
     community_file.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -172,6 +175,8 @@ def finish_downstream(settings: Settings, run_dir: Path, summary: dict[str, Any]
     verdict = lec_cli("audit", "verify", str(takeout), "--rpc", settings.chain_rpc)
     out["audit"] = verdict.strip().splitlines()[-1] if verdict.strip() else "ok"
     echo(f"audit: take-out of the first 6 hours in {takeout}; lec audit verify: {out['audit']}")
+    out.update(settle_demo(run_dir, COMMUNITY_ID, Month(start.year, start.month), "u-01", settings.chain_rpc,
+                           lec_cli, echo))
     return out
 
 
