@@ -3,39 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from lec.config import Settings
-from lec.registry.snapshot import RegistrySnapshot
 
 log = logging.getLogger("lec.connectors.http")
-
-
-class SnapshotHolder:
-    """The registry snapshot, re-read every ``refresh_s`` seconds on a background thread."""
-
-    def __init__(self, settings: Settings, refresh_s: float = 30.0) -> None:
-        from lec.registry import open_registry
-
-        self.registry = open_registry(settings)
-        self.current: RegistrySnapshot = self.registry.snapshot()
-        self._stop = threading.Event()
-        self._refresh_s = refresh_s
-        threading.Thread(target=self._run, name="registry-refresh", daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._refresh_s):
-            try:
-                self.current = self.registry.snapshot()
-            except Exception:  # keep serving with the last good snapshot
-                log.exception("could not refresh the registry snapshot")
-
-    def __call__(self) -> RegistrySnapshot:
-        return self.current
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def build_app(settings: Settings, bootstrap: str) -> tuple[Any, Any]:
@@ -51,7 +23,9 @@ def build_app(settings: Settings, bootstrap: str) -> tuple[Any, Any]:
     watcher = FeedbackWatcher(bootstrap, store)
     watcher.start()
     sender = KafkaSender(bootstrap)
-    holder = SnapshotHolder(settings)
+    from lec.registry.view import RegistryView
+
+    holder = RegistryView(settings, bootstrap=bootstrap).start()   # follows lec.registry: changes in 1-2 s
     embedded = not settings.jwks_url
     app = create_app(sender=sender, snapshot=holder, verifier=TokenVerifier(settings), store=store,
                      max_body_bytes=settings.http_max_body_bytes, max_payload_bytes=settings.max_payload_bytes,

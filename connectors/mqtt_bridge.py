@@ -231,10 +231,10 @@ class MqttBridge:
         self.stopping = threading.Event()
         self.producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024,
                                                                "linger.ms": 2}))
-        self.core = BridgeCore(self.producer, self.view.snapshot, self._ack,
+        self.core = BridgeCore(self.producer, self.view.snapshot(), self._ack,
                                max_payload_bytes=settings.max_payload_bytes)
         # a registry change (lec.registry) reaches the checks within a second or two
-        self.view.on_change(lambda v: setattr(self.core, "snapshot", v.snapshot))
+        self.view.on_change(lambda v: setattr(self.core, "snapshot", v.snapshot()))
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": self.protocol, "manual_ack": True}
         if self.protocol == mqtt.MQTTv311:
             kwargs["clean_session"] = False

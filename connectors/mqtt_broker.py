@@ -122,7 +122,7 @@ def use_registry(settings: Any, view: Any) -> None:
     if a.bridge_user != settings.mqtt_username or not a.bridge_hash:
         a.bridge_user = settings.mqtt_username
         a.bridge_hash = hash_password(bridge_password(settings, create=True))
-    view.on_change(lambda v: log.info("registry changed: %d supplier accounts", len(v.password_hashes())))
+    view.on_change(lambda v: log.info("registry changed: %d supplier accounts", len(v.supplier_password_hashes())))
     a.logins.on_rehash = view.rehashed
 
 
@@ -242,7 +242,7 @@ async def serve(settings: Any, stop: asyncio.Event, view: Any = None) -> None:
     broker = broker_class(limit)(broker_config(settings.mqtt_host, settings.mqtt_port))
     await broker.start()
     log.info("embedded MQTT broker (MQTT 3.1.1) on %s:%d, %d supplier accounts, packets up to %d bytes",
-             settings.mqtt_host, settings.mqtt_port, len(view.password_hashes()), limit)
+             settings.mqtt_host, settings.mqtt_port, len(view.supplier_password_hashes()), limit)
     await stop.wait()
     await broker.shutdown()
     if own_view:

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -101,10 +103,11 @@ def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None,
 
 
 def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: Path,
-                      port: int | None = None, persistence_dir: Path | None = None) -> dict[str, Path]:
+                      port: int | None = None, persistence_dir: Path | None = None,
+                      bridge_hash: str | None = None) -> dict[str, Path]:
     """Write password_file, acl_file and mosquitto.conf into ``out`` (readable by user mosquitto)."""
     out.mkdir(parents=True, exist_ok=True)
-    bridge_hash = hash_password(bridge_password(settings, create=True))
+    bridge_hash = bridge_hash or hash_password(bridge_password(settings, create=True))
     files = {
         "password_file": out / "password_file",
         "acl_file": out / "acl_file",
@@ -118,6 +121,32 @@ def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: 
     for path in files.values():
         _readable_by_mosquitto(path)
     return files
+
+
+def follow_registry(settings: Settings, out: Path, stop: threading.Event, *, mosquitto_pid: int | None = None,
+                    port: int | None = None, persistence_dir: Path | None = None) -> None:
+    """Keep Mosquitto's password_file and acl_file in step with the registry until ``stop``.
+
+    Each change published on ``lec.registry`` rewrites both files and sends SIGHUP to Mosquitto,
+    which re-reads them (Mosquitto 2.0): a new supplier can log in within a second or two.
+    """
+    from lec.registry.view import RegistryView
+
+    bridge_hash = hash_password(bridge_password(settings, create=True))
+
+    def write(view: RegistryView) -> None:
+        write_mqtt_config(settings, view.supplier_password_hashes(), out, port, persistence_dir, bridge_hash)
+        if mosquitto_pid:
+            os.kill(mosquitto_pid, signal.SIGHUP)
+
+    view = RegistryView(settings, credentials=True)
+    write(view)
+    view.on_change(write)
+    view.start()
+    try:
+        stop.wait()
+    finally:
+        view.stop()
 
 
 def _readable_by_mosquitto(path: Path) -> None:

@@ -12,13 +12,26 @@ def register_mqtt_http(group: typer.Typer) -> None:
     def mqtt_config(out: Path = typer.Option(..., "--out", help="Folder for password_file, acl_file, mosquitto.conf."),
                     port: int = typer.Option(0, help="Listener port written in mosquitto.conf (default: LEC_MQTT_PORT or 1883)."),
                     persistence_dir: Path = typer.Option(None, help="Where Mosquitto keeps sessions across its restarts "
-                                                                    "(writable by user mosquitto).")) -> None:
+                                                                    "(writable by user mosquitto)."),
+                    follow: bool = typer.Option(False, help="Keep running: rewrite the files on every registry change "
+                                                            "(lec.registry) and SIGHUP Mosquitto."),
+                    mosquitto_pid: int = typer.Option(0, help="With --follow: the Mosquitto process to SIGHUP.")) -> None:
         """Write Mosquitto's password_file and acl_file (and a mosquitto.conf) from the registry."""
-        from connectors.mqtt_config import write_mqtt_config
+        from connectors.mqtt_config import follow_registry, write_mqtt_config
         from lec.config import settings
         from lec.registry import open_registry
 
         s = settings()
+        if follow:
+            import signal
+            import threading
+
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_a: stop.set())
+            follow_registry(s, out, stop, mosquitto_pid=mosquitto_pid or None, port=port or None,
+                            persistence_dir=persistence_dir)
+            return
         files = write_mqtt_config(s, open_registry(s).supplier_password_hashes(), out, port or None,
                                   persistence_dir)
         for name, path in files.items():

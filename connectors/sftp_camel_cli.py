@@ -31,11 +31,12 @@ def sftp_server(host: str = typer.Option("127.0.0.1", help="Address to listen on
     """Embedded SFTP server (foreground): one chrooted space per supplier, password or key login."""
     from connectors.sftp_server import host_key_path, serve_forever
     from lec.config import settings as current
-    from lec.registry import open_registry
+    from lec.registry.view import RegistryView
 
     s = current()
     _setup_logging(s.log_level)
-    serve_forever(open_registry(s), s.resolved_sftp_root(), host, s.sftp_port, host_key_path(s.resolved_run_dir()))
+    view = RegistryView(s, credentials=True).start()   # logins follow lec.registry (1-2 s), no DB read per login
+    serve_forever(view, s.resolved_sftp_root(), host, s.sftp_port, host_key_path(s.resolved_run_dir()))
 
 
 def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete uploads present now, then exit."),
@@ -48,14 +49,16 @@ def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete upload
     from connectors.sftp_state import IngestedFiles
     from connectors.sftp_watch import SftpWatcher, WatchOptions, Window, kafka_producer, state_path
     from lec.config import settings as current
-    from lec.registry import open_registry
+    from lec.registry.view import RegistryView
 
     s = current()
     _setup_logging(s.log_level)
+    # the registry from the process's view (follows lec.registry), so re-reading it often costs nothing
     options = WatchOptions(chunk_bytes=chunk_bytes, chunk_lines=chunk_lines, max_line_bytes=max_line_bytes,
-                           settle_s=0.0 if once else settle_s)
+                           settle_s=0.0 if once else settle_s, registry_refresh_s=0.5)
     state = IngestedFiles(state_path(s.resolved_run_dir()))
-    watcher = SftpWatcher(open_registry(s), SftpArea(s.resolved_sftp_root()), state,
+    view = RegistryView(s, bootstrap=_bootstrap(s)).start()
+    watcher = SftpWatcher(view, SftpArea(s.resolved_sftp_root()), state,
                           kafka_producer(_bootstrap(s)), options, max_payload_bytes=s.max_payload_bytes,
                           window=Window("immediate" if once else s.sftp_schedule))
     for sig in (signal.SIGTERM, signal.SIGINT):

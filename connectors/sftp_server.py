@@ -25,7 +25,7 @@ import asyncssh
 
 from connectors.sftp_area import SftpArea, SftpError, VirtualPath, sftp_flows
 from lec.registry import Registry, RegistrySnapshot
-from lec.registry.passwords import verify_password
+from lec.registry.passwords import LoginCache
 
 log = logging.getLogger("lec.connectors.sftp_server")
 
@@ -82,6 +82,17 @@ class SupplierDirectory:
         return sup is not None and sup.active
 
 
+_LOGINS: dict[int, LoginCache] = {}
+
+
+def _logins(registry: Any) -> LoginCache:
+    """One verified-login cache per registry (view) of this process."""
+    cache = _LOGINS.get(id(registry))
+    if cache is None:
+        cache = _LOGINS[id(registry)] = LoginCache(on_rehash=registry.replace_password_hash)
+    return cache
+
+
 class SupplierSSHServer(asyncssh.SSHServer):
     """Authentication: the supplier id is the user name; password ($7$ hash) or registry keys."""
 
@@ -105,7 +116,10 @@ class SupplierSSHServer(asyncssh.SSHServer):
         return True
 
     def validate_password(self, username: str, password: str) -> bool:
-        ok = self.directory.is_active(username) and verify_password(password, self.directory.password_hash(username))
+        # verified logins cached per process (a hash check costs ~0.2-1 s); legacy hashes upgraded on success
+        logins = _logins(self.directory.registry)
+        ok = self.directory.is_active(username) and logins.verify(username, password,
+                                                                 self.directory.password_hash(username))
         log.info("sftp password login of %r %s", username, "accepted" if ok else "refused")
         return ok
 

@@ -208,18 +208,6 @@ def oracle_key(deployment: Any, key_file: Any = None) -> str:
                       "or pass --key-file")
 
 
-class SnapshotCache:
-    """The registry snapshot, reloaded at most every ``ttl_s`` (membership changes reach new anchors)."""
-
-    def __init__(self, registry: Any, ttl_s: float = 30.0) -> None:
-        self.registry, self.ttl_s, self._snap, self._at = registry, ttl_s, None, 0.0
-
-    def __call__(self) -> Any:
-        if self._snap is None or time.monotonic() - self._at > self.ttl_s:
-            self._snap, self._at = self.registry.snapshot(), time.monotonic()
-        return self._snap
-
-
 def kafka_publisher(bootstrap: str, topic: str) -> Callable[[list[dict[str, Any]]], None]:
     from confluent_kafka import Producer
 
@@ -242,7 +230,8 @@ def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None)
 
     from lec.errors import ConfigError
     from lec.kafka import ensure_topics
-    from lec.registry import SecretStore, open_registry
+    from lec.registry import SecretStore
+    from lec.registry.view import RegistryView
     from oracle.chain import NotaryClient, load_deployment
     from oracle.store import OracleLake
 
@@ -260,7 +249,7 @@ def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None)
                        claim_interval_s=float(settings.oracle_claim_interval_s))
     ensure_topics(cfg.bootstrap, (cfg.readings_topic, cfg.anchors_topic))
     lake = OracleLake(settings.resolved_lake_uri())
-    snapshots = SnapshotCache(open_registry(settings))
+    snapshots = RegistryView(settings, bootstrap=cfg.bootstrap).start()   # follows lec.registry (1-2 s)
     anchorer = Anchorer(client, lake, SecretStore(settings.resolved_secrets_url()), snapshots,
                         chain_id=deployment.chainId, notary=deployment.notary,
                         publish=kafka_publisher(cfg.bootstrap, cfg.anchors_topic))

@@ -129,6 +129,8 @@ class RegistryView:
     """The registry as this process sees it: ``view.snapshot`` (or ``view()``), and with
     ``credentials=True`` the suppliers' password hashes and SSH keys.
 
+    It offers the read side of :class:`Registry` (``snapshot()``, ``supplier_password_hashes()``,
+    ``supplier_ssh_keys()``), so a component takes a view where it took a registry.
     ``on_change(fn)`` registers ``fn(view)``, called on the follower thread after each change.
     Without a Kafka bootstrap the view is the start-up snapshot (a standalone tool).
     """
@@ -162,21 +164,27 @@ class RegistryView:
             self._follower.stop()
             self._follower = None
 
-    @property
+    # the read side of ``Registry``, from memory: a view can stand in wherever a component reads the registry
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot
 
     def __call__(self) -> RegistrySnapshot:
         return self._snapshot
 
+    def supplier_password_hashes(self) -> dict[str, str]:
+        return self._passwords
+
+    def supplier_ssh_keys(self) -> dict[str, list[str]]:
+        return self._ssh_keys
+
+    def replace_password_hash(self, supplier_id: str, old_hash: str, new_hash: str) -> bool:
+        self.rehashed(supplier_id, old_hash, new_hash)
+        return self._passwords.get(supplier_id) == new_hash
+
     def on_change(self, fn: Callable[[RegistryView], None]) -> None:
         self._listeners.append(fn)
 
     # -- credentials (processes that authenticate suppliers) -------------------------------------
-    def password_hashes(self) -> dict[str, str]:
-        """Active supplier id -> password hash."""
-        return self._passwords
-
     def password_hash(self, supplier_id: str) -> str | None:
         return self._passwords.get(supplier_id)
 
@@ -202,7 +210,8 @@ class RegistryView:
     # -- follower thread ------------------------------------------------------------------------
     def _apply(self, snap: RegistrySnapshot) -> None:
         with self._lock:
-            if self._with_credentials and snap.credentials_version != self._snapshot.credentials_version:
+            changed = not snap.credentials_version or snap.credentials_version != self._snapshot.credentials_version
+            if self._with_credentials and changed:   # hashes come from the database, never from Kafka
                 try:
                     self._load_credentials()
                 except Exception:  # keep the last good credentials; the snapshot still applies

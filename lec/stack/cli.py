@@ -49,20 +49,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status() -> None:
-        """Each service of the stack: pid, port, alive, answering. Exit 1 if any is down."""
+        """Each service of the stack: pid, port, alive, answering; with the MQTT bridge running, an end-to-end
+        probe (MQTT -> bridge -> Kafka) on stderr. Exit 1 if any is down."""
         from lec.config import settings
         from lec.stack.supervisor import service_status
 
         s = settings()
         st = service_status(s.resolved_run_dir())
         healthy = bool(st) and all(v["alive"] for v in st.values())
+        typer.echo(json.dumps(st, indent=2))
         if "mqtt-bridge" in st and healthy:  # end to end: a probe published on MQTT must reach Kafka
             from connectors.mqtt_bridge import probe_liveness
 
             ok, detail = probe_liveness(s, s.kafka_bootstrap)
-            st["mqtt-liveness"] = {"alive": ok, "detail": detail}
+            typer.echo(f"mqtt liveness: {'ok' if ok else 'DOWN'} ({detail})", err=True)
             healthy = healthy and ok
-        typer.echo(json.dumps(st, indent=2))
         if not healthy:
             raise typer.Exit(1)
 

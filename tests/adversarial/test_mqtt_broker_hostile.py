@@ -21,6 +21,7 @@ from lec.kafka import ensure_topics
 from lec.procs import free_port, port_open
 from lec.records import decode
 from lec.registry import Registry, SecretStore
+from lec.registry.passwords import hash_password, needs_rehash, verify_password
 from tests.conftest import EXAMPLE_COMMUNITY
 from tests.support.mosquitto import (
     mosquitto_broker, mqtt_client, publish_all, raw_items, read_topic, start_worker, worker_env,
@@ -42,6 +43,9 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> 
     reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
     reg.migrate()
     reg.load_file(EXAMPLE_COMMUNITY)
+    # sup-utility keeps a hash of an older registry (mosquitto_passwd's 101 iterations): upgraded at login
+    legacy = hash_password("utility-secret", iterations=101)
+    assert reg.replace_password_hash("sup-utility", reg.supplier_password_hashes()["sup-utility"], legacy)
     ensure_topics(kafka_bootstrap)
     wenv = worker_env(settings, kafka_bootstrap, port)
     broker = start_worker("mqtt-broker", ["mqtt-broker"], wenv, root)
@@ -50,7 +54,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> 
     try:
         bridge.wait_ready(lambda: "subscribed to lec/#" in bridge.log.read_text(errors="replace"), timeout=60)
         yield {"port": port, "bootstrap": kafka_bootstrap, "settings": settings, "bridge": bridge,
-               "broker": broker, "env": wenv, "root": root}
+               "broker": broker, "env": wenv, "root": root, "registry": reg, "legacy": legacy}
     finally:
         bridge.stop()
         broker.stop()
@@ -104,6 +108,22 @@ def test_an_existing_session_is_never_taken_over_by_another_account(embedded: di
     assert _refused(other)
     assert owner.is_connected()
     owner.disconnect()
+
+
+def test_a_legacy_password_hash_is_upgraded_at_login(embedded: dict) -> None:
+    reg = embedded["registry"]
+    assert reg.supplier_password_hashes()["sup-utility"] == embedded["legacy"]
+    client = mqtt_client(embedded["port"], "sup-utility", "utility-secret", protocol=4)
+    assert not client.connect_reason.is_failure
+    client.disconnect()
+    client.loop_stop()
+    upgraded = reg.supplier_password_hashes()["sup-utility"]
+    assert upgraded != embedded["legacy"] and not needs_rehash(upgraded)
+    assert verify_password("utility-secret", upgraded)
+    again = mqtt_client(embedded["port"], "sup-utility", "utility-secret", protocol=4)   # still logs in
+    assert not again.connect_reason.is_failure
+    again.disconnect()
+    again.loop_stop()
 
 
 def test_oversize_publish_disconnects_without_buffering(embedded: dict) -> None:
