@@ -33,7 +33,12 @@ def publish(bootstrap: str, snapshot: RegistrySnapshot, topic: str = topics.REGI
 
     from lec.errors import ServiceError
 
-    ensure_topics(bootstrap, (topic,))
+    from confluent_kafka import KafkaException
+
+    try:
+        ensure_topics(bootstrap, (topic,))
+    except KafkaException as exc:
+        raise ServiceError(f"Kafka at {bootstrap} is not reachable to publish the registry: {exc}") from exc
     producer = Producer(producer_config(bootstrap, **{"message.max.bytes": MAX_SNAPSHOT_BYTES}))
     producer.produce(topic, snapshot.to_json(), SNAPSHOT_KEY)
     if producer.flush(timeout_s):
