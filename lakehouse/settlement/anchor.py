@@ -18,7 +18,7 @@ from typing import Any
 
 from lakehouse.settlement.rules import SettlementRuleError
 from lakehouse.settlement.statements import STATEMENT_TYPES
-from lakehouse.settlement.store import ANCHORS, MEMBER_DAYS, MEMBERS, SettlementStore
+from lakehouse.settlement.store import ANCHORS, MEMBER_DAYS, MEMBERS, SettlementStore, sql_quote
 from oracle.merkle import hex32
 
 WEB = Path(__file__).parent / "web"
@@ -98,7 +98,7 @@ def statement(store: SettlementStore, community_id: str, month: str, member: str
     days = [{k: d[k] for k in ("local_day", "withdrawal_mwh", "injection_mwh", "counted_withdrawal_mwh",
                                "counted_injection_mwh", "shared_hours")}
             for d in sorted(store.rows(MEMBER_DAYS, community_id, month, version=version,
-                                       where=f"user_id = '{row['user_id'].replace(chr(39), '')}'"),
+                                       where=f"user_id = {sql_quote(row['user_id'])}"),
                             key=lambda d: d["local_day"])]
     a = anchors[-1]
     return {

@@ -86,7 +86,7 @@ class SettlementStore:
             if latest is None:
                 return []
             version = int(latest["version"])
-        sql = (f"SELECT * FROM t WHERE community_id = {_q(community_id)} AND month = {_q(month)} "
+        sql = (f"SELECT * FROM t WHERE community_id = {sql_quote(community_id)} AND month = {sql_quote(month)} "
                f"AND version = {int(version)}{' AND ' + where if where else ''}")
         return query(sql, {"t": dt}).to_pylist()
 
@@ -96,7 +96,7 @@ class SettlementStore:
         dt = self._table(SUMMARY)
         if dt is None:
             return []
-        rows = query(f"SELECT * FROM t WHERE community_id = {_q(community_id)} AND month = {_q(month)}",
+        rows = query(f"SELECT * FROM t WHERE community_id = {sql_quote(community_id)} AND month = {sql_quote(month)}",
                      {"t": dt}).to_pylist()
         return sorted(rows, key=lambda r: r["version"])
 
@@ -113,12 +113,12 @@ class SettlementStore:
 
     def drop_orphans(self, community_id: str, month: str, version: int) -> None:
         """Rows of a version that has no summary (a run that crashed mid-write)."""
-        pred = f"community_id = {_q(community_id)} AND month = {_q(month)} AND version = {int(version)}"
+        pred = f"community_id = {sql_quote(community_id)} AND month = {sql_quote(month)} AND version = {int(version)}"
         for name in (HOURLY, MEMBER_DAYS, MEMBERS):
             dt = self._table(name)
             if dt is not None:
                 dt.delete(pred)
 
 
-def _q(text: str) -> str:
+def sql_quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

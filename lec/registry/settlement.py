@@ -115,10 +115,12 @@ def _day_utc(d: date | None) -> datetime | None:
 
 
 def delete_rows(conn: Connection, cid: str, device_ids: list[str]) -> None:
+    """Settlement rows of these devices and of community ``cid``'s devices and statute ("" = none)."""
     old_devs = select(t.devices.c.id).where(t.devices.c.community_id == cid)
     for table in (t.device_perimeters, t.plants):
         conn.execute(delete(table).where(table.c.device_id.in_(device_ids) | table.c.device_id.in_(old_devs)))
-    conn.execute(delete(t.statute_rules).where(t.statute_rules.c.community_id == cid))
+    if cid:
+        conn.execute(delete(t.statute_rules).where(t.statute_rules.c.community_id == cid))
 
 
 def insert_rows(conn: Connection, doc: Any) -> None:

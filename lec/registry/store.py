@@ -361,6 +361,7 @@ class Registry:
                 conn.execute(delete(table).where(table.c.flow_id.in_(flow_ids)))
             conn.execute(delete(t.flows).where(t.flows.c.device_id == device_id))
             conn.execute(delete(t.anomalies).where(t.anomalies.c.device_id == device_id))
+            settlement.delete_rows(conn, "", [device_id])  # perimeters and plant terms (SQLite has no cascade)
             conn.execute(delete(t.devices).where(t.devices.c.id == device_id))
         if self.secrets is not None:
             self.secrets.delete(device_id)

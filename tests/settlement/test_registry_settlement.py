@@ -80,7 +80,21 @@ def test_migration_adds_the_tables_to_an_old_database(tmp_path: Path) -> None:
     for name in ("device_perimeters", "plants", "statute_rules"):   # 0001 builds today's metadata...
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {name}")              # ...so drop them to be a pre-0002 db
-    assert upgrade_to_head(engine) == "0002"
+    from alembic.script import ScriptDirectory
+
+    from lec.registry.migrate import MIGRATIONS
+
+    assert upgrade_to_head(engine) == ScriptDirectory(str(MIGRATIONS)).get_current_head()
     assert {"device_perimeters", "plants", "statute_rules"} <= set(inspect(engine).get_table_names())
     command.downgrade(cfg, "0001")
     assert "plants" not in inspect(engine).get_table_names()
+
+
+def test_erasing_a_device_removes_its_settlement_rows(registry: Registry) -> None:
+    registry.erase_device("PV-0001")
+    out = registry.export("cer-example")
+    assert "PV-0001" not in {d["id"] for d in out["devices"]}
+    with registry.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM plants").scalar() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM device_perimeters WHERE device_id = 'PV-0001'").scalar() == 0
+    assert out["statute"][0]["version"] == 1
