@@ -451,7 +451,8 @@ def printable(name: str) -> str:
 def sends_whole(flow: Flow) -> bool:
     """XML documents and JSON documents cannot be cut at line ends: one item per file (bounded).
     JSON flows whose files hold one object per line opt in to chunking with ``json_lines: true``."""
-    return flow.syntax == "xml" or (flow.syntax == "json" and not flow.syntax_options.get("json_lines", False))
+    return flow.syntax in ("xml", "dso-curve-xml", "chain2") or (
+        flow.syntax == "json" and not flow.syntax_options.get("json_lines", False))
 
 
 def kafka_producer(bootstrap: str) -> Any:

@@ -400,7 +400,7 @@ def test_examples_validate_and_every_sample_is_accepted(tmp_path) -> None:
     proc = Processor(snap)
     sent = {"f-json": ("sup-vendor", "mqtt", "f-json.json"), "f-csv": ("sup-vendor", "sftp", "f-csv.csv"),
             "f-xml": ("sup-vendor", "http", "f-xml.xml"), "f-chain2-w": ("sup-chain2", "mqtt", "f-chain2.json"),
-            "f-curve-w": ("sup-dso", "sftp", "f-curve.csv"), "f-curvexml-w": ("sup-dso", "http", "f-curvexml.xml")}
+            "f-curve-w": ("sup-dso", "sftp", "f-curve.csv"), "f-curvexml-w": ("sup-dso", "sftp", "f-curvexml.xml")}
     per_flow: dict[str, int] = {}
     for flow_id, (supplier, channel, name) in sent.items():
         data = (EXAMPLES / name).read_bytes()

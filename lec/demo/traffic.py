@@ -2,8 +2,14 @@
 
 - smart-home boxes: one JSON reading per MQTT message, local time with offset, Wh; one box
   misconfigured to send kWh where Wh was declared; some messages lost (gaps) or sent twice.
-- the utility: one CSV file per meter and day over SFTP, Italian local time (the DST day has 23 hours),
-  kWh; one day's file arrives late (after the next day's) and one file is dropped twice.
+- a Chain 2 box on one household's POD meter: Chain 2 JSON over MQTT at each quarter-hour end,
+  the OBIS registers 1-0:1.8.0/2.8.0 (Wh, cumulative) and the profile's last and previous
+  quarter-hours (so every quarter-hour is reported twice); one message with time stamp 0 (clock
+  not set), and a power cut whose messages arrive later as one catch-up burst, newest first.
+- the utility: the distributor's load-curve CSV (``dso-curve-csv``): one file per local day with
+  a metadata line, a header and one row per POD (92 values on the spring-forward day, 100 on the
+  fall-back day), kWh with a decimal comma; one day's file arrives late (after the next day's) and
+  one file is dropped twice.
 - the PV monitor: JSON batches over HTTP, one per hour, generation sent as positive numbers
   (the flow declares the generator convention), epoch seconds.
 """
@@ -80,25 +86,17 @@ def build_traffic(series: list[DemoSeries], seed: int = 7, gap_rate: float = 0.0
                 out.mqtt.append(MqttMessage(topic, payload, s.supplier_id))
                 out.count("mqtt_duplicate")
 
+    chain2_traffic(out, [s for s in series if s.supplier_id == "sup-chain2box"], rnd)
+
     sftp_series = [s for s in series if s.supplier_id == "sup-utility"]
     if sftp_series:
-        by_day: dict[str, list[SftpFile]] = {}
-        for s in sftp_series:  # one file per POD and local day, into that POD's flow folder
-            days: dict[str, list[str]] = {}
-            for k, wh in enumerate(s.energies_wh):
-                local = (s.start + k * QH).astimezone(ROME)
-                days.setdefault(local.strftime("%Y%m%d"), []).append(f"{s.device_id};{local:%d/%m/%Y %H:%M};{wh / 1000:.4f}")
-            for day, lines in days.items():
-                by_day.setdefault(day, []).append(SftpFile(
-                    "sup-utility", s.flow_id, f"consumi_{s.device_id}_{day}.csv",
-                    ("pod;data_ora;kwh\n" + "\n".join(lines) + "\n").encode()))
-        order = sorted(by_day)
-        if len(order) >= 2:  # the first day's files arrive after the second day's
-            order[0], order[1] = order[1], order[0]
+        files = curve_files(out, sftp_series)
+        if len(files) >= 2:  # the first day's file arrives after the second day's
+            files[0], files[1] = files[1], files[0]
             out.count("sftp_late_day")
-        files = [f for day in order for f in by_day[day]]
-        files.append(files[-1])  # the same file dropped twice
-        out.count("sftp_duplicate_file")
+        if files:
+            files.append(files[-1])  # the same file dropped twice
+            out.count("sftp_duplicate_file")
         out.sftp = files
 
     http_series = [s for s in series if s.supplier_id == "sup-pvmonitor"]
@@ -120,3 +118,73 @@ def expected_dst_day_hours(day: datetime) -> int:
     start = datetime(day.year, day.month, day.day, tzinfo=ROME)
     end = start + timedelta(days=1)
     return int((end.astimezone(timezone.utc) - start.astimezone(timezone.utc)).total_seconds() // 3600)
+
+
+def curve_files(out: DemoTraffic, series: list[DemoSeries]) -> list[SftpFile]:
+    """The distributor's daily load-curve CSV of all its PODs (syntax dso-curve-csv), by local day.
+
+    Only complete local days are sent (a curve row is a whole day); a partial first or last day of
+    the demo period is counted as ``utility_partial_day`` and not sent.
+    """
+    rows: dict[str, list[str]] = {}
+    for s in series:
+        days: dict[str, list[float]] = {}
+        for k, wh in enumerate(s.energies_wh):
+            days.setdefault((s.start + k * QH).astimezone(ROME).strftime("%Y%m%d"), []).append(wh)
+        for day, values in days.items():
+            d = datetime.strptime(day, "%Y%m%d")
+            if len(values) != expected_dst_day_hours(d) * 4:
+                out.count("utility_partial_day")
+                continue
+            cells = ";".join(f"{wh / 1000:.4f}".replace(".", ",") for wh in values)
+            rows.setdefault(day, []).append(f"{s.device_id};{d:%d/%m/%Y};PRELIEVO;{cells}")
+    folder = series[0].flow_id      # one upload folder; the rows name their PODs
+    header = "POD;DATA;TIPO;" + ";".join(f"Q{i}" for i in range(1, 101))
+    return [SftpFile("sup-utility", folder, f"curva_{day}.csv",
+                     (f"Distributore Locale SpA;curve di carico quartorarie;giorno {day};kWh\n{header}\n"
+                      + "\n".join(lines) + "\n").encode())
+            for day, lines in sorted(rows.items())]
+
+
+CHAIN2_BASE_WH = {"withdrawal": 12_345_678, "injection": 2_345_678}   # the meter's registers at the start
+
+
+def chain2_traffic(out: DemoTraffic, series: list[DemoSeries], rnd: random.Random) -> None:
+    """Chain 2 JSON from the box on a POD meter: one message per quarter-hour end with both registers."""
+    by_device: dict[str, dict[str, DemoSeries]] = {}
+    for s in series:
+        by_device.setdefault(s.device_id, {})[s.measurement] = s
+    for pod, pair in by_device.items():
+        w, i = pair["withdrawal"], pair["injection"]
+        n = len(w.energies_wh)
+        # registers at the end of each quarter-hour k (integer Wh, as meters count)
+        reg = {"withdrawal": [CHAIN2_BASE_WH["withdrawal"]], "injection": [CHAIN2_BASE_WH["injection"]]}
+        for k in range(n):
+            reg["withdrawal"].append(reg["withdrawal"][-1] + round(w.energies_wh[k]))
+            reg["injection"].append(reg["injection"][-1] + round(-i.energies_wh[k]))   # the series is negative
+        topic = mqtt_topic(w.supplier_id, pod, w.flow_id)
+        start = int(w.start.timestamp())
+        cut = range(n // 2, min(n // 2 + 4, n)) if n >= 8 else range(0)      # a power cut: 4 messages late
+        held: list[dict] = []
+        for k in range(n + 1):
+            end = start + 900 * k
+            msg: dict = {"pod": pod, "device_id": f"C2-{pod[-4:]}", "ts": end + 7,
+                         "1-0:1.7.0": round(max(w.energies_wh[k - 1], 0) * 4) if k else 0,
+                         "1-0:2.7.0": round(-i.energies_wh[k - 1] * 4) if k else 0,
+                         "qh": {"last": {"end": end, "1-0:1.8.0": reg["withdrawal"][k],
+                                         "1-0:2.8.0": reg["injection"][k]}}}
+            if k:
+                msg["qh"]["previous"] = {"end": end - 900, "1-0:1.8.0": reg["withdrawal"][k - 1],
+                                         "1-0:2.8.0": reg["injection"][k - 1]}
+            if k == 3:
+                msg["ts"] = 0                  # the box lost its clock: the profile's own slots date it
+                out.count("chain2_epoch0")
+            if k in cut:
+                held.append(msg)
+                continue
+            if held:
+                out.mqtt.append(MqttMessage(topic, orjson.dumps(held[::-1]), w.supplier_id))   # newest first
+                out.count("chain2_catch_up_burst")
+                held = []
+            out.mqtt.append(MqttMessage(topic, orjson.dumps(msg), w.supplier_id))
+            out.count("chain2_repeated_qh", 1 if k else 0)
