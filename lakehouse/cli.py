@@ -79,6 +79,10 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(gdpr, name="gdpr")
 
+    from lakehouse.urbandataset import register_export   # `lec export urbandataset[-publish]`
+
+    register_export(app)
+
     if importlib.util.find_spec("lakehouse.analytics_cli") is not None:
         from lakehouse.analytics_cli import register_analytics
 

@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-NAMES = ("raw-envelope", "reading", "deadletter", "feedback", "anomaly", "anchor")
+NAMES = ("raw-envelope", "reading", "deadletter", "feedback", "anomaly", "anchor", "urbandataset")
 
 
 @lru_cache(maxsize=None)

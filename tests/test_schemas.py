@@ -45,6 +45,21 @@ GOOD: dict[str, dict[str, Any]] = {
         "notary": "0x" + "12" * 20},
 }
 
+
+
+def _urbandataset() -> dict[str, Any]:
+    import pandas as pd
+
+    from lakehouse.urbandataset import Context, document
+
+    rows = pd.DataFrame([{"level": "community", "member_id": None, "period_start": pd.Timestamp(TS),
+                          "period_end": pd.Timestamp("2024-03-31T02:45:00Z"), "consumption_kwh": 1.5,
+                          "production_kwh": 0.0, "selfconsumption_pct": float("nan")}])
+    return document(rows, Context("cer-1", 44.5, 11.3))
+
+
+GOOD["urbandataset"] = _urbandataset()
+
 # (schema, mutation, what it breaks)
 BAD: list[tuple[str, str, Any]] = [
     ("reading", "del:energy_mwh", "missing field"),
@@ -69,6 +84,8 @@ BAD: list[tuple[str, str, Any]] = [
     ("anchor", "set:qh=1704067201", "not a QH boundary"),
     ("anchor", "set:consumptionMwh=12", "big integers are decimal strings"),
     ("anchor", "set:readingsRoot='0x12'", "not bytes32"),
+    ("urbandataset", "set:UrbanDataset={'values': {'line': []}}", "no specification nor context"),
+    ("urbandataset", "set:extra=1", "extra field"),
 ]
 
 
