@@ -383,7 +383,7 @@ def broker_speaks_mqtt5(settings: Settings, password: str, timeout: float = 5.0)
     return result.get("ok", False)
 
 
-def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 5.0) -> tuple[bool, str]:
+def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 10.0) -> tuple[bool, str]:
     """Publish a probe through the broker (bridge account) and wait for the bridge to put it on ``lec.probe``.
 
     Why: a broker that acknowledges publishes while no bridge forwards them looks healthy to every
@@ -392,7 +392,7 @@ def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 5.0) -
     import uuid
 
     import paho.mqtt.client as mqtt
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from connectors.mqtt_config import bridge_password
     from lec.kafka import consumer_config, ensure_topics
@@ -401,7 +401,9 @@ def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 5.0) -
     topic = f"{PROBE_PREFIX}/{nonce}"
     ensure_topics(bootstrap, (topics.PROBE,))
     consumer = Consumer(consumer_config(bootstrap, f"lec-probe-{nonce}"))
-    consumer.subscribe([topics.PROBE])
+    # partitions assigned from the start (no group join to wait for; probe records are few and small)
+    partitions = consumer.list_topics(topics.PROBE, timeout=10).topics[topics.PROBE].partitions
+    consumer.assign([TopicPartition(topics.PROBE, p, OFFSET_BEGINNING) for p in partitions])
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt_username}-probe-{nonce}",
                          protocol=mqtt.MQTTv311)
     client.username_pw_set(settings.mqtt_username, bridge_password(settings))
