@@ -12,7 +12,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -28,10 +28,14 @@ class Settings(BaseModel):
     run_dir: Path = Field(Path(".lec/run"), description="Logs, pids, ports and state of `lec up`.")
     registry_url: str = Field("", description="SQLAlchemy URL of the registry; default SQLite in run_dir.")
     secrets_url: str = Field("", description="SQLAlchemy URL of the device-secret store, kept apart.")
-    kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty = the embedded Tansu broker.")
-    kafka_port: int = Field(0, description="Port of the embedded Tansu broker; 0 = a free port.")
+    kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty = the embedded broker.")
+    kafka_engine: Literal["kafka", "tansu"] = Field(
+        "kafka", description="Embedded broker: 'kafka' (Apache Kafka, KRaft, needs Java) or 'tansu' (pip-only).")
+    kafka_port: int = Field(0, description="Port of the embedded Kafka broker; 0 = a free port.")
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
     mqtt_port: int = Field(0, description="Embedded MQTT broker port; 0 = a free port.")
+    mqtt_broker: Literal["mosquitto", "amqtt"] = Field(
+        "mosquitto", description="Embedded MQTT broker: 'mosquitto' (apt) or 'amqtt' (pip-only fallback, MQTT 3.1.1).")
     mqtt_username: str = Field("lec-bridge", description="Bridge account on the MQTT broker.")
     mqtt_password: str = Field("", description="Bridge password (never logged).")
     sftp_port: int = Field(0, description="Embedded SFTP server port; 0 = a free port.")

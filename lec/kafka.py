@@ -1,4 +1,4 @@
-"""Kafka client settings tuned for Tansu (environment.md gotchas) and topic creation."""
+"""Kafka client settings (right for Apache Kafka and Tansu; docs/kafka-engines.md) and topic creation."""
 
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
 
 
 def ensure_topics(bootstrap: str, names: tuple[str, ...] = topics.ALL, partitions: int = 4) -> None:
-    """Create the platform's topics if missing (the registry topic compacted)."""
+    """Create the platform's topics if missing, with the partitions and configs of ``topics.CONFIG``
+    (other names get ``partitions`` and the broker's defaults)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(n, num_partitions=1 if n == topics.REGISTRY else partitions, replication_factor=1,
-                    config={"cleanup.policy": "compact"} if n == topics.REGISTRY else {})
+    new = [NewTopic(n, num_partitions=topics.CONFIG.get(n, (partitions, {}))[0], replication_factor=1,
+                    config=dict(topics.CONFIG.get(n, (partitions, {}))[1]))
            for n in names if n not in existing]
     if new:
         for fut in admin.create_topics(new).values():

@@ -11,3 +11,16 @@ REGISTRY = "lec.registry"          # compacted: registry snapshot change notific
 PROBE = "lec.probe"                # `lec status` liveness probes that went MQTT -> bridge -> Kafka
 
 ALL = (RAW, READINGS, DEADLETTER, FEEDBACK, ANOMALIES, ANCHORS, REGISTRY, PROBE)
+
+# Partitions and topic configs of each topic, as production declares them (infra/k8s/kafka.yaml,
+# a test keeps the two equal). The platform creates them at start on either engine.
+CONFIG: dict[str, tuple[int, dict[str, str]]] = {
+    RAW: (24, {"retention.ms": "604800000"}),
+    READINGS: (24, {"retention.ms": "2592000000"}),
+    DEADLETTER: (6, {"retention.ms": "2592000000"}),
+    FEEDBACK: (6, {"retention.ms": "604800000"}),
+    ANOMALIES: (6, {"retention.ms": "2592000000"}),
+    ANCHORS: (1, {"retention.ms": "-1"}),
+    REGISTRY: (1, {"cleanup.policy": "compact"}),
+    PROBE: (1, {"retention.ms": "3600000"}),
+}

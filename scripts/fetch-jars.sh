@@ -14,11 +14,18 @@ for pom in scripts/jvm/*/pom.xml; do
   want=$(sha256sum "$pom" | cut -d' ' -f1)
   dest="$root/$name"
   if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$want" ]; then continue; fi
-  echo "fetch-jars: $name (first download is slow)"
-  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
-  mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
-      -DoutputDirectory="$dest.tmp" >"$root/$name.log" 2>&1 \
-    || { echo "fetch-jars: $name failed, see $root/$name.log" >&2; tail -20 "$root/$name.log" >&2; exit 1; }
-  echo "$want" >"$dest.tmp/.stamp"
-  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  # Each pom version gets its own folder and $dest becomes a symlink swapped atomically: checkouts
+  # sharing this cache with different poms never see a half-replaced jar folder.
+  ver="$root/$name.d/${want:0:16}"
+  if [ ! -f "$ver/.stamp" ]; then
+    echo "fetch-jars: $name (first download is slow)"
+    rm -rf "$ver.tmp" && mkdir -p "$ver.tmp"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$ver.tmp" >"$root/$name.log" 2>&1 \
+      || { echo "fetch-jars: $name failed, see $root/$name.log" >&2; tail -20 "$root/$name.log" >&2; exit 1; }
+    echo "$want" >"$ver.tmp/.stamp"
+    mv "$ver.tmp" "$ver"
+  fi
+  [ -L "$dest" ] || rm -rf "$dest"  # a folder left by an older version of this script
+  ln -sfn "$name.d/${want:0:16}" "$dest.lnk.$$" && mv -T "$dest.lnk.$$" "$dest"
 done

@@ -1,4 +1,8 @@
-"""Shared fixtures: real servers (Tansu Kafka, anvil, PostgreSQL) on loopback with free ports."""
+"""Shared fixtures: real servers (Apache Kafka, anvil, PostgreSQL) on loopback with free ports.
+
+The Kafka engine of the fixtures is Apache Kafka (KRaft); ``LEC_TEST_KAFKA_ENGINE=tansu`` runs the
+suite on Tansu instead.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,27 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from lec.config import Settings  # noqa: E402
-from lec.services import start_anvil, start_tansu  # noqa: E402
+from lec.services import start_anvil, start_broker  # noqa: E402
 from tests.support.postgres import postgres_server  # noqa: E402
 
 EXAMPLE_COMMUNITY = Path(__file__).resolve().parent.parent / "examples" / "community.yaml"
 
 
+KAFKA_ENGINE = os.environ.get("LEC_TEST_KAFKA_ENGINE", "kafka")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Tansu broker for the whole session (topics are auto-created, use unique names)."""
-    proc, bootstrap = start_tansu(tmp_path_factory.mktemp("kafka"))
+    """One real broker for the whole session (topics are auto-created, use unique names)."""
+    proc, bootstrap = start_broker(KAFKA_ENGINE, tmp_path_factory.mktemp("kafka"))
     yield bootstrap
     proc.stop()
 
 
 @pytest.fixture()
 def fresh_kafka(tmp_path: Path) -> Iterator[tuple[object, str]]:
-    """A broker of the test's own (memory storage: a restart of it loses data)."""
-    proc, bootstrap = start_tansu(tmp_path)
+    """A broker of the test's own (a JVM start: a few seconds; use only when sharing would not do)."""
+    proc, bootstrap = start_broker(KAFKA_ENGINE, tmp_path)
     yield proc, bootstrap
     proc.stop()
 

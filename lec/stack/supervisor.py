@@ -67,6 +67,9 @@ class Stack:
         self.ready = False  # every requested service started and answered once
         self._watching: threading.Event | None = None  # background supervision (demo)
         self._watcher: threading.Thread | None = None
+        self._mqtt_hashes: dict[str, str] = {}
+        self._mqtt_checked = 0.0
+        self._registry = None  # opened once Mosquitto's files are first generated
 
     # -- plan -----------------------------------------------------------------------------
     def _assign_ports(self) -> None:
@@ -96,12 +99,21 @@ class Stack:
         }
 
     def server_specs(self) -> list[ServiceSpec]:
-        from lec.services import anvil_argv, tansu_argv
+        from lec.services import KAFKA_READY_TIMEOUT, anvil_argv, kafka_argv, kafka_ready, mosquitto_argv, tansu_argv
 
         specs = []
         if not self.settings.kafka_bootstrap:
-            specs.append(ServiceSpec("kafka", tansu_argv(self.ports["kafka"]), port=self.ports["kafka"], restart=False))
-        specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
+            port = self.ports["kafka"]
+            if self.settings.kafka_engine == "kafka":  # data under run_dir/kafka survives restarts
+                specs.append(ServiceSpec("kafka", kafka_argv(self.run_dir / "kafka", port), port=port,
+                                         restart=False, ready=lambda: kafka_ready(port),
+                                         ready_timeout=KAFKA_READY_TIMEOUT))
+            else:
+                specs.append(ServiceSpec("kafka", tansu_argv(port), port=port, restart=False))
+        if self.settings.mqtt_broker == "mosquitto":
+            specs.append(ServiceSpec("mqtt", mosquitto_argv(self._mosquitto_config()), port=self.ports["mqtt"]))
+        else:
+            specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
         specs.append(ServiceSpec("sftp", lec_argv("connectors", "sftp-server"), port=self.ports["sftp"]))
         if not self.settings.chain_rpc:
             state = self.run_dir / "chain" / "anvil-state.json"
@@ -109,6 +121,31 @@ class Stack:
             specs.append(ServiceSpec("chain", anvil_argv(self.ports["chain"], self.settings.chain_id, state),
                                      port=self.ports["chain"], restart=False))
         return specs
+
+    def _mosquitto_config(self) -> Path:
+        """Mosquitto's files from the registry's suppliers (regenerated when they change)."""
+        from lec.registry import open_registry
+        from lec.services import mosquitto_config
+
+        if self._registry is None:
+            self._registry = open_registry(self.settings)
+        hashes = self._registry.supplier_password_hashes()
+        self._mqtt_hashes = hashes
+        return mosquitto_config(self.settings, hashes, self.run_dir / "mqtt", self.ports["mqtt"])
+
+    def reload_mqtt_if_registry_changed(self) -> bool:
+        """Regenerate password_file/acl_file and SIGHUP Mosquitto when the registry's suppliers changed."""
+        from lec.services import reload_mosquitto
+
+        svc = next((s for s in self.services if s.spec.name == "mqtt"), None)
+        if svc is None or self.settings.mqtt_broker != "mosquitto" or not svc.proc.alive():
+            return False
+        if self._registry is None or self._registry.supplier_password_hashes() == self._mqtt_hashes:
+            return False
+        self._mosquitto_config()
+        reload_mosquitto(svc.proc.pid)
+        log.info("registry changed: mosquitto password_file and acl_file regenerated, broker reloaded")
+        return True
 
     def worker_specs(self) -> list[ServiceSpec]:
         return [
@@ -195,7 +232,13 @@ class Stack:
         self.services.append(RunningService(spec, self._launch(spec)))
 
     def supervise_once(self) -> None:
-        """Restart workers that died (back-off grows with each restart)."""
+        """Restart workers that died (back-off grows with each restart); reload Mosquitto's users."""
+        if time.monotonic() - self._mqtt_checked > 2.0:
+            self._mqtt_checked = time.monotonic()
+            try:
+                self.reload_mqtt_if_registry_changed()
+            except Exception as exc:  # a registry mid-migration must not stop the supervision
+                log.warning("mosquitto reload check failed: %s", exc)
         for svc in self.services:
             if svc.proc.alive() or not svc.spec.restart:
                 continue

@@ -4,7 +4,6 @@ tests: publish with paho, read Kafka topics back, run connector workers as child
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -15,31 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from lec.config import Settings
-from lec.procs import ManagedProcess, free_port, port_open
+from lec.procs import ManagedProcess
 from lec.records import decode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-MOSQUITTO = "/usr/sbin/mosquitto"
-
-
 @contextmanager
 def mosquitto_broker(settings: Settings, supplier_hashes: dict[str, str], folder: Path) -> Iterator[int]:
-    """Start Mosquitto with the generated config; yields its port."""
-    from connectors.mqtt_config import write_mqtt_config
+    """Start Mosquitto as `lec up` does (generated config, persistence on); yields its port."""
+    from lec.services import start_mosquitto
 
-    port = free_port()
-    files = write_mqtt_config(settings, supplier_hashes, folder, port)
-    conf = files["mosquitto.conf"]
-    if os.geteuid() == 0:  # pytest's temp folders are private to root: keep the broker as root
-        conf.write_text(conf.read_text() + "user root\n")
-    proc = ManagedProcess("mosquitto", [MOSQUITTO, "-c", str(conf)], folder / "mosquitto.log")
+    proc, port = start_mosquitto(settings, supplier_hashes, folder)
     try:
-        proc.wait_ready(lambda: port_open(port), timeout=15)
         yield port
     finally:
         proc.stop()
-
 
 
 def mqtt_client(port: int, username: str, password: str, *, protocol: int = 5, client_id: str | None = None):
