@@ -139,13 +139,14 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--commit-rows", type=int, default=50_000)
     parser.add_argument("--no-hdfs", action="store_true")
+    parser.add_argument("--engine", default="kafka", choices=["kafka", "tansu"], help="Kafka engine")
     args = parser.parse_args()
     if args.readings % args.commit_rows:
         parser.error("--readings must be a multiple of --commit-rows (no wait for the commit interval)")
-    from lec.services import start_tansu
+    from lec.services import start_broker
 
     work = Path(tempfile.mkdtemp(prefix="lec-bench-lake-"))
-    kafka, bootstrap = start_tansu(work / "kafka")
+    kafka, bootstrap = start_broker(args.engine, work / "kafka")
     results = []
     try:
         results.append(run("local disk", str(work / "lake"), bootstrap, args.readings, args.commit_rows))
@@ -157,7 +158,7 @@ def main() -> None:
                                    args.readings, args.commit_rows))
     finally:
         kafka.stop()
-    print(f"machine: {platform.node()} {platform.machine()} {platform.python_version()}; "
+    print(f"engine: {args.engine}; machine: {platform.node()} {platform.machine()} {platform.python_version()}; "
           f"{args.readings} readings, commits of <= {args.commit_rows} rows")
     print("| target | sink readings/s | commits | ceiling: plain deltalake append, readings/s | sink/ceiling "
           "| latency to queryable p50 / p95 / max (s), commit interval 1 s |")

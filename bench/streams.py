@@ -32,9 +32,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from lec.config import Settings
 from lec.kafka import consumer_config, ensure_topics
 from lec.procs import ManagedProcess
-from lec.services import start_tansu
+from lec.services import start_broker
 from streams.process import Processor
 from streams.testkit import bulk_envelopes, cli, load_test_registry, log_contains, produce
+
+ENGINE = "kafka"  # --engine: the Kafka engine of the fresh broker (bench/engines.py runs both)
 
 CASES = {  # name: (raw records, source messages per record, readings per source message, batch size)
     "a": (1000, 100, 1, 100),
@@ -77,7 +79,7 @@ def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, 
     records_n, items, per_item, batch = CASES[case]
     records_n = max(workers * 4, int(records_n * scale))
     work = root / f"{case}-{workers}"
-    kafka, bootstrap = start_tansu(work / "kafka")
+    kafka, bootstrap = start_broker(ENGINE, work / "kafka")
     procs: list[ManagedProcess] = []
     try:
         settings = Settings(run_dir=work / "run")
@@ -123,7 +125,10 @@ def main() -> None:
     ap.add_argument("--cases", default="a,a1,b")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case; prints each and the median")
+    ap.add_argument("--engine", default="kafka", choices=["kafka", "tansu"], help="Kafka engine")
     args = ap.parse_args()
+    global ENGINE
+    ENGINE = args.engine
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"{'case':<5} {'workers':>7} {'readings/s':>12} {'pass-through readings/s':>24} {'ratio':>6} "
