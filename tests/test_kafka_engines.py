@@ -38,10 +38,11 @@ def _configs(bootstrap: str, name: str) -> dict[str, str]:
 
 
 def _roundtrip(bootstrap: str, topic: str, n: int = 50) -> list[dict]:
+    ensure_topics(bootstrap, (topic,))
     p = Producer(producer_config(bootstrap))
     for i in range(n):
         p.produce(topic, key=str(i).encode(), value=b'{"i": %d}' % i)
-    assert p.flush(30) == 0
+    assert p.flush(180) == 0  # a busy machine: the first idempotent producer waits for its coordinator
     return read_topic(bootstrap, topic, idle_s=1.0, min_records=n)
 
 
