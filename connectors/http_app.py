@@ -26,6 +26,7 @@ from lec import topics
 from lec.records import message_id_for, raw_envelope, raw_item, utc_now_iso
 from lec.registry.snapshot import RegistrySnapshot
 
+from connectors.feedback_records import deadletter_record
 from connectors.http_batches import Batch, BatchStore, Chunk
 from connectors.tokens import TokenError, TokenVerifier
 
@@ -124,8 +125,8 @@ class KafkaSender:
         while not self._stop.is_set():
             self.producer.poll(0.05)
 
-    async def send(self, records: list[tuple[bytes, bytes]]) -> None:
-        """Produce ``(key, value)`` records to lec.raw; return when Kafka acknowledged all of them."""
+    async def send(self, records: list[tuple[bytes, bytes]], topic: str = topics.RAW) -> None:
+        """Produce ``(key, value)`` records (to lec.raw by default); return when Kafka acknowledged all."""
         loop = asyncio.get_running_loop()
         futures = []
         for key, value in records:
@@ -136,7 +137,7 @@ class KafkaSender:
 
             while True:
                 try:
-                    self.producer.produce(topics.RAW, value, key, on_delivery=done)
+                    self.producer.produce(topic, value, key, on_delivery=done)
                     break
                 except BufferError:
                     await asyncio.sleep(0.01)
@@ -207,6 +208,27 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
         """Take a batch of readings of one flow; 202 once stored in Kafka, with the batch id to poll."""
         supplier = await supplier_of(request)
         body = await read_body(request)
+        try:
+            return await take_batch(request, supplier, body, flow_id, device_id)
+        except ApiError as exc:
+            if exc.status != 503:  # refused, not just "retry later": keep the bytes and the reason
+                await deadletter(supplier, body, exc, flow_id or request.query_params.get("flow_id"))
+            raise
+
+    async def deadletter(supplier: str, body: bytes, exc: ApiError, flow_id: str | None) -> None:
+        """A refused request of an authenticated supplier goes to lec.deadletter with its bytes and reason
+        (the supplier hears the same reason in the response). Anonymous requests are not recorded."""
+        digest = hashlib.sha256(body).hexdigest()
+        flow = snapshot().flows.get(flow_id or "")
+        record = deadletter_record(
+            reason_code=exc.reason_code, message=exc.message, channel="http", supplier_id=supplier,
+            message_id=message_id_for("http", supplier, "refused", digest, utc_now_iso()), payload=body,
+            source={}, community_id=flow.community_id if flow else None,
+            device_id=flow.device_id if flow else None, flow_id=flow_id)
+        await sender.send([(supplier.encode(), orjson.dumps(record))], topic=topics.DEADLETTER)
+
+    async def take_batch(request: Request, supplier: str, body: bytes, flow_id: str | None,
+                         device_id: str | None) -> Any:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in ("application/json", ""):
             flow_id, device_id, payloads = _json_chunks(body, flow_id, device_id, max_payload_bytes)

@@ -295,6 +295,11 @@ class SftpWatcher:
                 "unknown_encoding", None, f"flow {flow.id} declares unknown encoding {encoding!r}"))
         if result.problem is not None:
             return self._fail(snap, supplier_id, flow.id, path, shown, result.problem, result, flow)
+        has_header = flow.syntax == "csv" and bool(flow.syntax_options.get("has_header", True))
+        if result.lines - (1 if has_header else 0) <= 0:  # else "processed" with no chunk and no feedback
+            problem = Problem("no_readings", None, f"{shown} holds no data lines" +
+                              (" after its header line" if has_header else "") + ": nothing to ingest")
+            return self._fail(snap, supplier_id, flow.id, path, shown, problem, result, flow)
         done = self.state.find(supplier_id, flow.id, result.sha256)
         if done is not None:
             note = (f"identical content (sha256 {result.sha256}) was already ingested from {done.path} "

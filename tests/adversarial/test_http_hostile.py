@@ -57,3 +57,22 @@ def test_oversized_idempotency_key_is_refused(api: dict) -> None:  # noqa: F811
     r = httpx.post(f"{api['url']}/v1/readings", params={"flow_id": PV_FLOW}, json=_readings(1, "k"),
                    headers={**_auth(api["utility"]), "Idempotency-Key": "k" * 300})
     assert r.status_code == 400 and r.json()["reason_code"] == "bad_idempotency_key"
+
+
+def test_refused_requests_are_dead_lettered_with_bytes_and_reason(api: dict) -> None:  # noqa: F811
+    import base64
+
+    from lec import topics
+    from lec.records import decode
+    from tests.support.mosquitto import read_topic
+
+    body = b'{"not json' + uuid.uuid4().hex.encode()
+    r = httpx.post(f"{api['url']}/v1/readings", params={"flow_id": PV_FLOW}, content=body,
+                   headers={**_auth(api["utility"]), "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["reason_code"] == "bad_json"
+    [msg] = read_topic(api["bootstrap"], topics.DEADLETTER, lambda f: len(f) >= 1,
+                       match=lambda m: base64.b64encode(body) in m.value())
+    dead = decode(msg.value())
+    assert (dead["reason_code"], dead["channel"], dead["supplier_id"], dead["flow_id"]) == (
+        "bad_json", "http", "sup-utility", PV_FLOW)
+    assert base64.b64decode(dead["payload_b64"]) == body and "not valid JSON" in dead["message"]

@@ -113,3 +113,14 @@ def test_file_replaced_while_read_archives_exactly_what_was_ingested(world: dict
                 for p in world["area"].folder("sup-a", "processed", "f-a").iterdir()}
     assert archived == ingested == {hashlib.sha256(body).hexdigest(), hashlib.sha256(newer).hexdigest()}, \
         "every archived file must be exactly a file that was ingested, and both uploads must be ingested"
+
+
+def test_empty_or_header_only_file_is_refused_not_silently_processed(world: dict[str, Any]) -> None:  # noqa: F811
+    inbox = world["area"].folder("sup-a", "inbox", "f-a")
+    (inbox / "empty.csv").write_bytes(b"")
+    (inbox / "header.csv").write_bytes(b"ts,kwh\n")
+    outcomes = sorted((o.file, o.status, o.problem.reason_code) for o in world["watcher"].scan_once())
+    assert outcomes == [("inbox/f-a/empty.csv", "failed", "no_readings"), ("inbox/f-a/header.csv", "failed", "no_readings")]
+    assert "no data lines after its header" in (
+        world["area"].folder("sup-a", "failed", "f-a") / "header.csv.report.txt").read_text()
+    assert len(consume_all(world["bootstrap"], world["dl"], expect=2)) == 2
