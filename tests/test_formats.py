@@ -215,6 +215,18 @@ def test_huge_energy_is_a_dead_letter_not_an_internal_error(snapshot) -> None:
     assert [d["reason_code"] for d in out["deadletters"]] == ["out_of_range"]
 
 
+def test_routed_rows_take_the_fast_path_with_identical_output(snapshot) -> None:
+    text = "\n".join([curve_line(P2, "26/03/2016", 96), curve_line(P2, "27/03/2016", 92, "IMMISSIONE"),
+                      curve_line(P3, "27/03/2016", 92, None, "0,5"), curve_line(P3, "28/03/2016", 95)]).encode()
+    env = envelope([item(text, "same", flow="csv-w2", device=P2, received_ts=RECEIVED)], channel="sftp",
+                   supplier="sup-dso", community="cer-fmt")
+    fast, slow = Processor(snapshot).process_envelope(env), Processor(snapshot, fast_path=False).process_envelope(env)
+    assert len(fast.readings) == 96 + 92 + 92
+    assert fast.readings == slow.readings
+    strip = lambda recs: [{k: v for k, v in orjson.loads(r).items() if k != "ts" and not k.endswith("_ts")} for _, r in recs]  # noqa: E731
+    assert strip(fast.deadletters) == strip(slow.deadletters) and strip(fast.feedback) == strip(slow.feedback)
+
+
 def test_dso_csv_fall_back_day_has_100_distinct_quarter_hours() -> None:
     rows = parse_dso_curve_csv(curve_line(P2, "30/10/2016", 100).encode(), {})
     ts = [r["ts"] for r in rows]
