@@ -12,6 +12,11 @@ connectors pack them); (a1) one reading per raw record (Faust's per-record cost,
     .venv/bin/python bench/streams.py [--scale 1.0] [--cases a,a1,b] [--workers 1,2] [--repeat 1]
 
 With ``--repeat N`` each case runs N times (a fresh broker each time) and a ``median`` line follows.
+
+``--stages`` instead times, in this process on case (b)'s records, what each reading costs per stage
+(envelope decode, payload decode with orjson and with Arrow's columnar JSON reader, the whole
+pipeline, one ``Producer.produce`` call per output record against a local Tansu): what bounds a
+single worker, whatever the processing does.
 """
 
 from __future__ import annotations
@@ -119,6 +124,64 @@ def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, 
         kafka.stop()
 
 
+def stages(repeat: int) -> None:
+    """Microseconds per reading of each stage (medians of ``repeat``), case (b)'s records."""
+    import base64
+    import io
+
+    import orjson
+    import pyarrow.json as pj
+    from confluent_kafka import Producer
+
+    from lec.kafka import producer_config
+
+    root = Path(tempfile.mkdtemp(prefix="bench-stages-"))
+    kafka, bootstrap = start_broker(ENGINE, root / "kafka")
+    try:
+        settings = Settings(run_dir=root / "run", kafka_bootstrap=bootstrap)
+        snapshot = load_test_registry(settings).snapshot()
+        records, _ = bulk_envelopes(200, 1000, prefix="st")
+        n = 200 * 1000
+        payloads = [base64.b64decode(orjson.loads(v)["items"][0]["payload_b64"]) for _, v in records]
+        ndjson = [b"\n".join(orjson.dumps(r) for r in orjson.loads(p)["readings"]) for p in payloads]
+        outputs = [v for _, v in Processor.from_settings(snapshot, settings).process_batch(records).readings]
+        ensure_topics(bootstrap, ("bench-stage",))
+        producer = Producer(producer_config(bootstrap, **{"linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
+                                                          "queue.buffering.max.kbytes": 1_048_576}))
+
+        def produce_all() -> None:
+            for v in outputs:
+                while True:
+                    try:
+                        producer.produce("bench-stage", v, b"DEV")
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.flush(60)
+
+        work = {
+            "envelope decode (orjson + base64)": lambda: [base64.b64decode(orjson.loads(v)["items"][0]["payload_b64"])
+                                                          for _, v in records],
+            "payload decode, orjson (rows as dicts)": lambda: [orjson.loads(p) for p in payloads],
+            "payload decode, pyarrow.json (columns)": lambda: [pj.read_json(io.BytesIO(x)) for x in ndjson],
+            "whole pipeline (Processor.process_batch)": lambda: Processor.from_settings(snapshot, settings)
+            .process_batch(records),
+            "produce() + flush, one call per reading": produce_all,
+        }
+        print(f"{'stage (case b: 200 x 1,000 readings)':<44} {'us/reading':>10} {'readings/s':>12}")
+        for name, fn in work.items():
+            runs = []
+            for _ in range(max(1, repeat)):
+                t0 = time.perf_counter()
+                fn()
+                runs.append((time.perf_counter() - t0) / n * 1e6)
+            us = statistics.median(runs)
+            print(f"{name:<44} {us:>10.2f} {1e6 / us:>12,.0f}", flush=True)
+    finally:
+        kafka.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the number of raw records")
@@ -126,9 +189,14 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case; prints each and the median")
     ap.add_argument("--engine", default="kafka", choices=["kafka", "tansu"], help="Kafka engine")
+    ap.add_argument("--stages", action="store_true", help="per-stage cost per reading, in this process")
     args = ap.parse_args()
     global ENGINE
     ENGINE = args.engine
+    if args.stages:
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+        stages(args.repeat)
+        return
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"{'case':<5} {'workers':>7} {'readings/s':>12} {'pass-through readings/s':>24} {'ratio':>6} "
