@@ -132,7 +132,7 @@ def main() -> None:
         write_deltalake(f"{lake}/readings", table, partition_by=["community_id", "date"])
         spark = session_for(args.remote)
         t0 = time.perf_counter()
-        got, dh = run_hourly(spark, read_delta(spark, lake, "readings"), inputs)
+        got, dh = run_hourly(spark, read_delta(spark, lake, "readings"), inputs, f"{tmp}/work")
         t1 = time.perf_counter()
         result = finalise(inputs, got)
         digest = inputs_digest(inputs, dh)

@@ -45,10 +45,21 @@ def device_hours_frame(readings: DataFrame, inputs: SettlementInputs) -> DataFra
     return r.groupBy("device_id", "hour").agg(F.sum("w").alias("w"), F.sum("i").alias("i"))
 
 
-def run_hourly(spark: SparkSession, readings: DataFrame, inputs: SettlementInputs
+def _materialize(spark: SparkSession, df: DataFrame, work_uri: str | None, name: str) -> DataFrame:
+    """Write ``df`` as Parquet under ``work_uri`` and read it back, so that the several outputs
+    below do not each re-scan the readings (Spark Connect's cache is a no-op on some engines)."""
+    if not work_uri:
+        return df
+    path = f"{work_uri.rstrip('/')}/{name}"
+    df.write.mode("overwrite").parquet(path)
+    return spark.read.parquet(path)
+
+
+def run_hourly(spark: SparkSession, readings: DataFrame, inputs: SettlementInputs, work_uri: str | None = None
                ) -> tuple[Hourly, list[tuple[str, int, int, int]]]:
     """The Spark half of the settlement: an ``Hourly`` equal to ``compute.hourly`` and the device
-    hours (for the inputs' digest)."""
+    hours (for the inputs' digest). ``work_uri``: a scratch folder the engine can write (the
+    intermediate device hours and contributions are materialised there)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -60,7 +71,7 @@ def run_hourly(spark: SparkSession, readings: DataFrame, inputs: SettlementInput
         day = local_hour(h, tz)[0]
         hour_rows.append((h, day.isoformat(), versions.index(tariff_for(day, versions))))
     hours_df = F.broadcast(_frame(spark, hour_rows, [("hour", "long"), ("day", "string"), ("tv", "long")]))
-    dh = device_hours_frame(readings, inputs).cache()   # read by the contributions and for the digest
+    dh = _materialize(spark, device_hours_frame(readings, inputs), work_uri, "device_hours")
     assign = _frame(spark, [(a.device_id, a.valid_from, a.valid_to, a.substation, a.zone, a.region)
                             for a in inputs.assignments],
                     [("a_device", "string"), ("vf", "long"), ("vt", "long"), ("substation", "string"),
@@ -81,7 +92,7 @@ def run_hourly(spark: SparkSession, readings: DataFrame, inputs: SettlementInput
                  F.when(F.col("member").isNotNull(), F.col("w")).otherwise(F.lit(0)).alias("wm"),
                  F.when(F.col("p_device").isNotNull(), F.col("i")).otherwise(F.lit(0)).alias("ip"))
          .where((F.col("wm") > 0) | (F.col("ip") > 0)))
-    c = c.cache()   # every output below starts from the contributions
+    c = _materialize(spark, c, work_uri, "contributions")   # every output below starts from them
     sub = c.groupBy("substation", "hour").agg(F.sum("ip").alias("inj"), F.sum("wm").alias("wd"))
     sub = sub.withColumn("shared", F.least("inj", "wd"))
     zone = c.groupBy("zone", "hour").agg(F.sum("ip").alias("inj"), F.sum("wm").alias("wd"))

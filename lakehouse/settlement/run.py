@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +43,26 @@ def settle_month(settings: Settings, community_id: str, month_text: str, *, regi
     reg = registry or open_registry(settings)
     lake = settings.resolved_lake_uri()
     inputs = load_inputs(reg, lake, community_id, month_text)
-    with spark_session(settings) as spark:
-        hourly, device_hours = run_hourly(spark, read_delta(spark, lake, "readings"), inputs)
+    work = f"{lake.rstrip('/')}/_settlement_work/{community_id}-{month_text}-{uuid.uuid4().hex[:12]}"
+    try:
+        with spark_session(settings) as spark:
+            hourly, device_hours = run_hourly(spark, read_delta(spark, lake, "readings"), inputs, work)
+    finally:
+        remove_tree(work)
     digest = inputs_digest(inputs, device_hours)
     return store_result(SettlementStore(lake), inputs, finalise(inputs, hourly), digest)
+
+
+def remove_tree(uri: str) -> None:
+    """Delete a scratch folder (local path or any filesystem pyarrow knows, e.g. hdfs://)."""
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri if "://" in uri else f"file://{uri}")
+        filesystem.delete_dir(path)
+    except (OSError, ValueError) as exc:  # already gone, or an unreachable filesystem: leave it, say so
+        if "does not exist" not in str(exc) and "No such file" not in str(exc):
+            log.warning("could not remove the settlement scratch folder %s: %s", uri, exc)
 
 
 def store_result(store: SettlementStore, inputs: SettlementInputs, result: Settlement, digest: str

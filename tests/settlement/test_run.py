@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lakehouse.kpi_sample import readings_table, write_readings
@@ -62,3 +64,5 @@ def test_run_versions_and_idempotence(settings, registry) -> None:
     assert [v["version"] for v in store.versions(CID, "2026-05")] == [1, 2]
     assert len(store.rows(MEMBER_DAYS, CID, "2026-05", version=1)) == 4     # the old version stays
     assert len(store.rows(MEMBER_DAYS, CID, "2026-05")) == 6
+    work = Path(lake) / "_settlement_work"
+    assert not work.exists() or not any(work.iterdir())                   # scratch folders removed
