@@ -43,6 +43,7 @@ def _community_tz(registry, community_id: str) -> str:
 def register_analytics(app: typer.Typer) -> None:
     """Add the analytics commands to `lec` and to its `lec lake` group."""
     lake = _lake_group(app)
+    register_raw(lake)
 
     @app.command("kpi")
     def kpi_cmd(community: str = typer.Option(..., "--community", help="Community id."),
@@ -59,9 +60,9 @@ def register_analytics(app: typer.Typer) -> None:
                 no_fill: bool = typer.Option(False, "--no-fill", help="Do not spline-fill short gaps."),
                 store: bool = typer.Option(False, "--store", help="Also store into the lake table kpi_<resolution>.")
                 ) -> None:
-        """Compute a community's KPIs for a period (Spark: LEC_SPARK_REMOTE or in-process Sail)."""
+        """Compute a community's KPIs for a period (Spark: LEC_SPARK_REMOTE, else LEC_SPARK_ENGINE sail|jvm)."""
         from lakehouse import kpi
-        from lakehouse.spark import read_delta, registry_frames, session_for
+        from lakehouse.spark import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.errors import LecError
         from lec.registry import open_registry
@@ -77,7 +78,7 @@ def register_analytics(app: typer.Typer) -> None:
         req = kpi.KpiRequest(community, kpi.parse_day_or_time(start, tz), kpi.parse_day_or_time(end, tz),
                              resolution, timezone=tz, peak_pct=peak, base_pct=base, fill_gaps=not no_fill,
                              levels=("community", "member") if level == "all" else (level,))
-        spark = session_for(s.spark_remote)
+        spark = settings_session(s)
         pdf = kpi.compute_kpis(spark, read_delta(spark, s.resolved_lake_uri(), "readings"),
                                registry_frames(spark, registry), req).toPandas()
         if store:
@@ -106,7 +107,7 @@ def register_analytics(app: typer.Typer) -> None:
         """Cluster daily quarter-hour load curves (k-means, percentile seeds) into the registry tables."""
         from lakehouse.clustering import cluster_and_store
         from lakehouse.kpi import parse_day_or_time
-        from lakehouse.spark import read_delta, registry_frames, session_for
+        from lakehouse.spark import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.registry import open_registry
 
@@ -114,7 +115,7 @@ def register_analytics(app: typer.Typer) -> None:
         s = settings()
         registry = open_registry(s)
         tz = _community_tz(registry, community)
-        spark = session_for(s.spark_remote)
+        spark = settings_session(s)
         result = cluster_and_store(spark, read_delta(spark, s.resolved_lake_uri(), "readings"),
                                    registry_frames(spark, registry), registry, community,
                                    parse_day_or_time(start, tz), parse_day_or_time(end, tz), k, by, member, tz)
@@ -141,7 +142,7 @@ def register_analytics(app: typer.Typer) -> None:
                   resolution: str = typer.Option("1h", "--resolution")) -> None:
         """Index a period's KPIs and the community's anomalies into Elasticsearch (LEC_SEARCH_URL)."""
         from lakehouse import kpi, search
-        from lakehouse.spark import read_delta, registry_frames, session_for
+        from lakehouse.spark import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.errors import ConfigError
         from lec.registry import open_registry
@@ -154,7 +155,7 @@ def register_analytics(app: typer.Typer) -> None:
         tz = _community_tz(registry, community)
         req = kpi.KpiRequest(community, kpi.parse_day_or_time(start, tz), kpi.parse_day_or_time(end, tz),
                              resolution, timezone=tz)
-        spark = session_for(s.spark_remote)
+        spark = settings_session(s)
         pdf = kpi.compute_kpis(spark, read_delta(spark, s.resolved_lake_uri(), "readings"),
                                registry_frames(spark, registry), req).toPandas()
         client = search.client(s.search_url)
@@ -177,3 +178,31 @@ def register_analytics(app: typer.Typer) -> None:
 
         _logging()
         run_refresh(settings(), interval=interval, once=once)
+
+
+def register_raw(lake: typer.Typer) -> None:
+    """`lec lake raw ls|get`: the original files the SFTP area accepted (lakehouse.rawzone)."""
+    raw = typer.Typer(help="The raw zone: original SFTP files, byte for byte, with checksums.",
+                      no_args_is_help=True)
+    lake.add_typer(raw, name="raw")
+
+    @raw.command("ls")
+    def raw_ls(prefix: str = typer.Argument("", help="supplier[/flow[/yyyy[/mm[/dd]]]]")) -> None:
+        """List archived originals (path, size, sha256)."""
+        from lakehouse.rawzone import RawZone
+        from lec.config import settings
+
+        for entry in RawZone.from_settings(settings()).ls(prefix):
+            typer.echo(f"{entry.path}\t{entry.size}\t{entry.sha256}")
+
+    @raw.command("get")
+    def raw_get(path: str = typer.Argument(..., help="A path as `lec lake raw ls` prints it."),
+                out: Path = typer.Option(None, "--out", help="Where to write it (default: its file name here).")
+                ) -> None:
+        """Fetch one original, checksum verified."""
+        from lakehouse.rawzone import RawZone
+        from lec.config import settings
+
+        dest = out or Path(path.rstrip("/").rsplit("/", 1)[-1])
+        sha = RawZone.from_settings(settings()).get(path, dest)
+        typer.echo(f"{dest}\t{sha}")

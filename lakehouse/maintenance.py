@@ -48,3 +48,61 @@ def maintain_lake(root: str, retention_hours: int = 168, names: list[str] | None
     for name in names or list_tables(root):
         results[name] = maintain_table(table_uri(name, root=root), retention_hours=retention_hours)
     return results
+
+
+# -- the same operations on either Spark engine ----------------------------------------------
+# Sail (Spark Connect in Rust) has no DESCRIBE HISTORY / OPTIMIZE / VACUUM / ALTER TABLE and
+# drops unknown columns on append, so on Sail these go through deltalake; on JVM Spark with
+# delta-spark they are plain Spark SQL on `delta.`<uri>``, as a data engineer would type them.
+
+def _sql_path(uri: str) -> str:
+    if "`" in uri:
+        raise MaintenanceError(f"table path {uri!r} contains a backtick: rename it")
+    return f"delta.`{uri}`"
+
+
+def history(uri: str, engine: str = "sail", spark: Any = None) -> list[dict[str, Any]]:
+    """The table's commits, newest first: version, timestamp, operation."""
+    if engine == "jvm":
+        rows = spark.sql(f"DESCRIBE HISTORY {_sql_path(uri)}").select("version", "timestamp", "operation").collect()
+        return [{"version": int(r.version), "timestamp": r.timestamp, "operation": r.operation} for r in rows]
+    dt = open_table(uri)
+    if dt is None:
+        raise MaintenanceError(f"no Delta table at {uri}")
+    return [{"version": int(h["version"]), "timestamp": h.get("timestamp"), "operation": h.get("operation")}
+            for h in sorted(dt.history(), key=lambda h: -int(h["version"]))]
+
+
+def maintain(uri: str, engine: str = "sail", spark: Any = None, retention_hours: int = 168) -> dict[str, Any] | None:
+    """Compact and vacuum one table on the given engine; same report keys on both."""
+    if engine != "jvm":
+        return maintain_table(uri, retention_hours=retention_hours)
+    path = _sql_path(uri)
+    try:
+        before = int(spark.sql(f"DESCRIBE HISTORY {path} LIMIT 1").collect()[0].version)
+        metrics = spark.sql(f"OPTIMIZE {path}").collect()[0].metrics
+        # a retention under Delta's 7-day safety check must be asked for explicitly (as in deltalake)
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", str(retention_hours >= 168).lower())
+        doomed = spark.sql(f"VACUUM {path} RETAIN {retention_hours} HOURS DRY RUN").count()
+        spark.sql(f"VACUUM {path} RETAIN {retention_hours} HOURS").collect()
+        after = int(spark.sql(f"DESCRIBE HISTORY {path} LIMIT 1").collect()[0].version)
+    except Exception as exc:  # Spark Connect raises its own exception family
+        raise MaintenanceError(f"maintenance of {uri} on JVM Spark failed: {exc}") from exc
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+    return {"version_before": before, "files_removed": int(metrics.numFilesRemoved),
+            "files_added": int(metrics.numFilesAdded), "files_vacuumed": doomed, "version_after": after}
+
+
+def add_columns(uri: str, columns: dict[str, str], engine: str = "sail", spark: Any = None) -> None:
+    """Schema evolution: add nullable columns (name -> Delta type such as string, long, double)."""
+    if engine == "jvm":
+        cols = ", ".join(f"`{name}` {kind}" for name, kind in columns.items())
+        spark.sql(f"ALTER TABLE {_sql_path(uri)} ADD COLUMNS ({cols})").collect()
+        return
+    from deltalake import Field
+
+    dt = open_table(uri)
+    if dt is None:
+        raise MaintenanceError(f"no Delta table at {uri}")
+    dt.alter.add_columns([Field(name, kind, nullable=True) for name, kind in columns.items()])

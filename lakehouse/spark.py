@@ -1,4 +1,4 @@
-"""Spark sessions (Sail locally, a JVM Spark cluster in production) and the periodic processes 1-2.
+"""Spark sessions (Sail or a local JVM Spark with Delta, a JVM Spark cluster in production) and the periodic processes 1-2.
 
 Process 1 (periodic): the registry's structured data (members, devices, flows) as Spark
 DataFrames, refreshed into the Delta dimension tables ``dim_members``, ``dim_devices``,
@@ -63,30 +63,58 @@ def stop_sail() -> None:
     global _sail_server
     with _sail_lock:
         if _sail_server is not None:
+            host, port = _sail_server.listening_address
+            _sessions.pop(f"sc://{host}:{port}", None)
             _sail_server.stop()
             _sail_server = None
 
 
-def session_for(remote: str = "") -> SparkSession:
-    """A Spark Connect session on ``remote`` (empty: the in-process Sail server), clock in UTC."""
+ENGINES = ("sail", "jvm")
+_sessions: dict[str, Any] = {}
+
+
+def engine_url(remote: str = "", engine: str = "sail") -> str:
+    """The Spark Connect URL to use: ``remote`` if set, else a local server of ``engine``."""
+    if remote:
+        if not remote.startswith("sc://"):
+            raise ConfigError(f"spark_remote must be a Spark Connect URL like sc://host:15002, got {remote!r}")
+        return remote
+    if engine == "sail":
+        return start_sail()
+    if engine == "jvm":
+        from lakehouse.spark_jvm import start_jvm
+
+        return start_jvm()
+    raise ConfigError(f"spark_engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def session_for(remote: str = "", engine: str = "sail") -> SparkSession:
+    """A Spark Connect session, clock in UTC: on ``remote`` if set, else on a local ``engine``
+    server started once per process (``sail`` in-process, ``jvm`` a JVM Spark with Delta).
+
+    One session per URL: ``builder.getOrCreate()`` would hand back whichever session came first,
+    so a process using both engines (the engine-equivalence test, the benchmark) gets the wrong one.
+    """
     from pyspark.sql import SparkSession
 
-    url = remote or start_sail()
-    if not url.startswith("sc://"):
-        raise ConfigError(f"spark_remote must be a Spark Connect URL like sc://host:15002, got {url!r}")
-    spark = SparkSession.builder.remote(url).getOrCreate()
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    url = engine_url(remote, engine)
+    spark = _sessions.get(url)
+    if spark is None:
+        spark = SparkSession.builder.remote(url).create()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        _sessions[url] = spark
     return spark
+
+
+def settings_session(settings: Settings) -> SparkSession:
+    """The session the settings describe (``spark_remote``, else ``spark_engine``)."""
+    return session_for(settings.spark_remote, settings.spark_engine)
 
 
 @contextmanager
 def spark_session(settings: Settings) -> Iterator[SparkSession]:
-    """The session the settings describe (``spark_remote`` or Sail)."""
-    spark = session_for(settings.spark_remote)
-    try:
-        yield spark
-    finally:
-        pass  # Connect sessions are cheap; the Sail server lives as long as the process
+    """The session the settings describe (``spark_remote`` or the local ``spark_engine``)."""
+    yield settings_session(settings)  # Connect sessions are cheap; the server lives as long as the process
 
 
 def table_uri(lake_uri: str, name: str) -> str:

@@ -28,7 +28,7 @@ def one_pass(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
         inbox_files,
         preprocess_files,
         refresh_dimensions,
-        session_for,
+        settings_session,
         table_uri,
     )
     from lec.registry import open_registry
@@ -37,7 +37,7 @@ def one_pass(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     lake = settings.resolved_lake_uri()
     registry = open_registry(settings)
     report: dict[str, Any] = {"dimensions": refresh_dimensions(registry, lake), "files": {}, "kpis": []}
-    spark = session_for(settings.spark_remote)
+    spark = settings_session(settings)
     inbox = settings.resolved_run_dir() / "lake-inbox"
     for table, files in inbox_files(inbox).items():
         key = INBOX_KEYS.get(table, "id")

@@ -47,7 +47,11 @@ class Settings(BaseModel):
     jwks_url: str = Field("", description="JWKS URL; empty = the embedded issuer's keys.")
     max_payload_bytes: int = Field(1024 * 1024, description="Largest single source message accepted.")
     lake_uri: str = Field("", description="Delta lake root (path or hdfs:// URI); default run_dir/lake.")
-    spark_remote: str = Field("", description="Spark Connect URL; empty = an in-process Sail server.")
+    webhdfs_url: str = Field("", description="WebHDFS URL of the lake's NameNode (http://host:9870) for "
+                             "the raw zone when lake_uri is hdfs://.")
+    spark_remote: str = Field("", description="Spark Connect URL; empty = a local server of spark_engine.")
+    spark_engine: Literal["sail", "jvm"] = Field("sail", description="Local Spark when spark_remote is empty: "
+                                                 "'sail' (in-process, no JVM) or 'jvm' (Spark + delta-spark).")
     chain_rpc: str = Field("", description="EVM JSON-RPC URL; empty = the embedded anvil.")
     chain_port: int = Field(0, description="Embedded anvil port; 0 = a free port.")
     chain_id: int = Field(31337, description="Chain id of the embedded anvil.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,15 +18,14 @@ from lakehouse.sink_config import SinkConfig
 from lakehouse.sink_sample import produce, sample_anomaly, sample_readings
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, list_tables, open_table, query, table_uri
 from lec.procs import ManagedProcess
-from tests.support.hdfs import hdfs_cluster
+from tests.support.hdfs import shared_hdfs
 
 FAST = SinkConfig(commit_interval_s=0.3, commit_rows=4000, maintain_interval_s=0)
 
 
 @pytest.fixture(scope="module")
-def hdfs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with hdfs_cluster(tmp_path_factory.mktemp("hdfs")) as url:
-        yield url
+def hdfs_url() -> str:
+    return shared_hdfs().url  # one HDFS 3 per test process; each test writes under its own folder
 
 
 def _specs() -> tuple:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from lakehouse.kpi_sample import SampleFlow, community_yaml, readings_table, wri
 from lakehouse.kpi_store import store_kpis
 from lakehouse.spark import preprocess_files, read_delta, registry_frames, session_for
 from lec.registry import parse_community_text
-from tests.support.hdfs import hdfs_cluster
+from tests.support.hdfs import shared_hdfs
 
 CID = "cer-hdfs"
 LOAD = SampleFlow("f-h1", "PODH1", "u-h1", "load", 1)
@@ -25,9 +24,8 @@ T0 = datetime(2024, 2, 5, 10, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def hdfs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with hdfs_cluster(tmp_path_factory.mktemp("hdfs")) as url:
-        yield url
+def hdfs_url() -> str:
+    return shared_hdfs().url  # one HDFS 3 per test process; each test writes under its own folder
 
 
 def test_kpis_process_2_and_storage_on_hdfs(hdfs_url: str, registry, tmp_path: Path) -> None:

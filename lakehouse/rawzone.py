@@ -1,0 +1,216 @@
+"""The raw zone: every original file the SFTP area accepts, byte for byte, with its checksum.
+
+Layout (the same on local disk and on HDFS), under ``<lake>/raw``::
+
+    raw/{supplier}/{flow}/{yyyy}/{mm}/{dd}/{file name}          the original bytes
+    raw/{supplier}/{flow}/{yyyy}/{mm}/{dd}/{file name}.sha256   "<hex>  <file name>\\n" (sha256sum format)
+    raw/{supplier}/{flow}/_sha256/{hex}                         which path holds that content
+
+The watcher archives a file before it sends it (and so before it is marked processed); if the
+archive cannot be written (HDFS down, disk full) the file goes back to the inbox and is retried,
+nothing is lost. The same content dropped again is recognised by the ``_sha256`` marker and not
+archived twice. On ``hdfs://`` lakes the writes go through WebHDFS with the ``hdfs`` package
+(HdfsCLI), the client made for this; the day is the UTC day of archiving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from lec.errors import ConfigError, LecError
+
+if TYPE_CHECKING:
+    from lec.config import Settings
+
+CHUNK = 1 << 20
+SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+
+
+class RawZoneError(LecError):
+    """The raw zone could not be written or read (the file stays in the inbox to retry)."""
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    path: str        # relative to the raw root: supplier/flow/yyyy/mm/dd/name
+    size: int
+    sha256: str
+
+
+def _part(value: str, what: str) -> str:
+    if not SAFE.match(value) or value in (".", ".."):
+        raise RawZoneError(f"{what} {value!r} cannot be a raw-zone path component (letters, digits, . _ - @ + only)")
+    return value
+
+
+class _Local:
+    """Raw zone on local disk: write to a temporary name, fsync, rename (atomic, no half files)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def write(self, rel: str, chunks: Iterator[bytes]) -> None:
+        dest = self.root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.partial")
+        with open(tmp, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+
+    def read(self, rel: str) -> BinaryIO:
+        return open(self.root / rel, "rb")
+
+    def walk(self, rel: str) -> Iterator[str]:
+        base = self.root / rel
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file():
+                yield str(path.relative_to(self.root))
+
+
+class _WebHdfs:
+    """Raw zone on HDFS through WebHDFS (HdfsCLI): write a temporary name, then rename."""
+
+    def __init__(self, url: str, root: str, user: str) -> None:
+        from hdfs import InsecureClient
+
+        self.client = InsecureClient(url, user=user, timeout=30)
+        self.root = root.rstrip("/")
+
+    def _p(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        return self.client.status(self._p(rel), strict=False) is not None
+
+    def write(self, rel: str, chunks: Iterator[bytes]) -> None:
+        dest = self._p(rel)
+        parent, name = dest.rsplit("/", 1)
+        tmp = f"{parent}/.{name}.partial"
+        self.client.makedirs(parent)
+        self.client.write(tmp, data=chunks, overwrite=True)
+        self.client.delete(dest)  # rename does not replace: a leftover of an interrupted run goes
+        self.client.rename(tmp, dest)
+
+    def read(self, rel: str) -> BinaryIO:
+        import io
+
+        with self.client.read(self._p(rel)) as reader:
+            return io.BytesIO(reader.read())
+
+    def walk(self, rel: str) -> Iterator[str]:
+        base = self._p(rel).rstrip("/")
+        if self.client.status(base, strict=False) is None:
+            return
+        for folder, _dirs, files in self.client.walk(base):
+            for name in sorted(files):
+                yield f"{folder}/{name}"[len(self.root) + 1:]
+
+
+class RawZone:
+    """Archive and list originals under ``<lake>/raw`` (a local path or an hdfs:// lake + WebHDFS URL)."""
+
+    def __init__(self, lake_uri: str, webhdfs_url: str = "", user: str = "") -> None:
+        root = f"{lake_uri.rstrip('/')}/raw"
+        if lake_uri.startswith("hdfs://"):
+            if not webhdfs_url:
+                raise ConfigError("the lake is on hdfs:// but webhdfs_url is empty: set LEC_WEBHDFS_URL to the "
+                                  "NameNode's HTTP address (e.g. http://namenode:9870)")
+            from urllib.parse import urlparse
+
+            self.store: Any = _WebHdfs(webhdfs_url, urlparse(root).path, user or os.environ.get("USER", "lec"))
+        elif "://" in lake_uri and not lake_uri.startswith("file://"):
+            raise ConfigError(f"the raw zone supports local paths and hdfs:// lakes, not {lake_uri!r}")
+        else:
+            self.store = _Local(root.removeprefix("file://"))
+        self.uri = root
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RawZone:
+        return cls(settings.resolved_lake_uri(), settings.webhdfs_url)
+
+    def archive_fd(self, supplier_id: str, flow_id: str, name: str, fd: int, sha256: str,
+                   now: datetime | None = None) -> str:
+        """Archive the file open on ``fd`` (read from offset 0, the descriptor's position untouched);
+        returns its raw path, or the path of the copy already there. Raises RawZoneError."""
+        sup, flow, fname = _part(supplier_id, "supplier"), _part(flow_id, "flow"), _part(name, "file name")
+        marker = f"{sup}/{flow}/_sha256/{sha256}"
+        day = (now or datetime.now(UTC)).astimezone(UTC)
+        rel = f"{sup}/{flow}/{day:%Y/%m/%d}/{fname}"
+        try:
+            if self.store.exists(marker):
+                with self.store.read(marker) as fh:
+                    return fh.read().decode().strip()  # the same content: archived once
+            if self.store.exists(rel):  # another content under the same name the same day
+                rel = f"{sup}/{flow}/{day:%Y/%m/%d}/{sha256[:12]}-{fname}"
+            digest = hashlib.sha256()
+
+            def chunks() -> Iterator[bytes]:
+                offset = 0
+                while True:
+                    chunk = os.pread(fd, CHUNK, offset)
+                    if not chunk:
+                        return
+                    digest.update(chunk)
+                    offset += len(chunk)
+                    yield chunk
+
+            self.store.write(rel, chunks())
+            if digest.hexdigest() != sha256:
+                raise RawZoneError(f"{rel}: the bytes archived (sha256 {digest.hexdigest()}) are not the bytes "
+                                   f"scanned ({sha256}); the file changed while being read")
+            self.store.write(f"{rel}.sha256", iter([f"{sha256}  {rel.rsplit('/', 1)[1]}\n".encode()]))
+            self.store.write(marker, iter([rel.encode()]))  # last: only a complete copy is known
+        except RawZoneError:
+            raise
+        except Exception as exc:  # HdfsError, requests' ConnectionError, OSError
+            raise RawZoneError(f"raw zone {self.uri}: archiving {sup}/{flow}/{name} failed "
+                               f"({type(exc).__name__}: {str(exc)[:300]}); the file stays in the inbox") from exc
+        return rel
+
+    def ls(self, prefix: str = "") -> list[RawEntry]:
+        """Archived originals under a prefix (supplier, supplier/flow, .../yyyy/mm ...)."""
+        out = []
+        for rel in self.store.walk(prefix.strip("/")):
+            parts = rel.split("/")
+            if "_sha256" in parts or rel.endswith(".sha256") or parts[-1].startswith("."):
+                continue
+            with self.store.read(f"{rel}.sha256") as fh:
+                sha = fh.read().decode().split()[0]
+            with self.store.read(rel) as fh:
+                size = len(fh.read()) if isinstance(self.store, _WebHdfs) else os.fstat(fh.fileno()).st_size
+            out.append(RawEntry(rel, size, sha))
+        return out
+
+    def get(self, rel: str, dest: Path) -> str:
+        """Copy one original to ``dest``, verifying its checksum; returns the sha256."""
+        rel = rel.strip("/")
+        if ".." in rel.split("/"):
+            raise RawZoneError(f"raw path {rel!r} must not contain '..'")
+        try:
+            with self.store.read(f"{rel}.sha256") as fh:
+                want = fh.read().decode().split()[0]
+            with self.store.read(rel) as fh:
+                data = fh.read()
+        except Exception as exc:
+            raise RawZoneError(f"{rel} is not in the raw zone {self.uri} ({type(exc).__name__}); "
+                               "list it with `lec lake raw ls`") from exc
+        got = hashlib.sha256(data).hexdigest()
+        if got != want:
+            raise RawZoneError(f"{rel}: stored checksum {want} does not match its bytes ({got})")
+        dest.write_bytes(data)
+        return got

@@ -1,0 +1,144 @@
+"""One lake, two Spark engines: the KPI and clustering jobs give the same results on Sail and on
+JVM Spark + delta-spark; table maintenance works on both (Spark SQL on the JVM, deltalake on Sail).
+
+Tolerance: energies are sums of integer mWh, compared exactly as integer mWh (round(kWh * 1e6));
+counts and ranks exactly; derived floats (percentiles, percentages, kW means) to a relative 1e-9,
+since the engines may add the same doubles in another order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse import kpi
+from lakehouse.clustering import curves_matrix, daily_curves_frame, kmeans
+from lakehouse.kpi_sample import community_yaml, synthetic_year, write_readings
+from lakehouse.maintenance import add_columns, history, maintain
+from lakehouse.spark import read_delta, registry_frames, session_for
+from lec.registry import parse_community_text
+
+pytestmark = pytest.mark.slow
+
+ROME = ZoneInfo("Europe/Rome")
+CID = "cer-engines"
+START = datetime(2024, 3, 25, tzinfo=ROME)  # two weeks over the spring DST change
+DAYS = 14
+INT_COLS = ["expected_readings", "present_readings", "filled_readings", "rank_selfsufficiency"]
+MWH_COLS = ["consumption_kwh", "production_kwh", "selfconsumption_kwh", "withdrawal_kwh", "injection_kwh",
+            "consumption_f1_kwh", "consumption_f2_kwh", "consumption_f3_kwh"]
+
+
+@pytest.fixture(scope="module")
+def engines() -> dict[str, object]:
+    # one JVM Spark Connect server per test process (lakehouse.spark_jvm), shared by every module
+    return {"sail": session_for("", "sail"), "jvm": session_for("", "jvm")}
+
+
+@pytest.fixture(scope="module")
+def one_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, list]]:
+    root = tmp_path_factory.mktemp("engines")
+    flows, table = synthetic_year(CID, 6, START, DAYS)
+    # a few holes, so gap filling (pandas UDF on both engines) has work to do
+    keep = np.ones(table.num_rows, bool)
+    keep[[100, 101, 2000, 5000, 5001, 5002]] = False
+    table = table.filter(pa.array(keep))
+    lake = str(root / "lake")
+    write_readings(lake, table)
+    yield lake, community_yaml(CID, flows), flows
+
+
+@pytest.fixture()
+def loaded(one_lake, registry):
+    lake, yaml_text, _ = one_lake
+    registry.load(parse_community_text(yaml_text))
+    return lake, registry
+
+
+def _frame(spark, lake: str, registry, req: kpi.KpiRequest) -> pd.DataFrame:
+    pdf = kpi.compute_kpis(spark, read_delta(spark, lake, "readings"), registry_frames(spark, registry),
+                           req).toPandas()
+    return pdf.sort_values(["level", "member_id", "period_start"], na_position="first").reset_index(drop=True)
+
+
+def assert_same_kpis(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns) == kpi.KPI_COLUMNS
+    assert len(a) == len(b) > 0
+    for col in ["community_id", "level", "member_id", "resolution", "period_local"]:
+        assert a[col].fillna("").tolist() == b[col].fillna("").tolist(), col
+    for col in ["period_start", "period_end"]:
+        assert (pd.to_datetime(a[col]) == pd.to_datetime(b[col])).all(), col
+    for col in INT_COLS:
+        assert a[col].fillna(-1).astype("int64").tolist() == b[col].fillna(-1).astype("int64").tolist(), col
+    for col in MWH_COLS:  # integer mWh, to the last digit
+        assert (a[col] * 1e6).round().astype("int64").tolist() == (b[col] * 1e6).round().astype("int64").tolist(), col
+    for col in [c for c in kpi.KPI_COLUMNS if c not in INT_COLS + MWH_COLS and a[c].dtype.kind == "f"]:
+        assert a[col].isna().tolist() == b[col].isna().tolist(), col
+        np.testing.assert_allclose(a[col].dropna().to_numpy(), b[col].dropna().to_numpy(), rtol=1e-9, atol=0,
+                                   err_msg=col)
+
+
+@pytest.mark.parametrize("resolution,days,fill", [("15m", 1, False), ("1h", 14, True), ("1d", 14, True),
+                                                  ("1mo", 14, False)])
+def test_kpis_identical_on_sail_and_jvm(engines, loaded, resolution: str, days: int, fill: bool) -> None:
+    lake, registry = loaded
+    req = kpi.KpiRequest(CID, START, START + timedelta(days=days), resolution, fill_gaps=fill)
+    sail, jvm = (_frame(engines[e], lake, registry, req) for e in ("sail", "jvm"))
+    assert_same_kpis(sail, jvm)
+    if fill:
+        assert sail.filled_readings.sum() > 0  # the holes were filled, identically
+
+
+def test_clustering_identical_on_sail_and_jvm(engines, loaded) -> None:
+    lake, registry = loaded
+    out = {}
+    for name, spark in engines.items():
+        curves = daily_curves_frame(read_delta(spark, lake, "readings"), registry_frames(spark, registry), CID,
+                                    START, START + timedelta(days=DAYS), "Europe/Rome").toPandas()
+        out[name] = curves.sort_values(["member_id", "day", "slot"]).reset_index(drop=True)
+    a, b = out["sail"], out["jvm"]
+    assert a[["member_id", "day", "slot"]].astype(str).equals(b[["member_id", "day", "slot"]].astype(str))
+    np.testing.assert_allclose(a.kw.to_numpy(), b.kw.to_numpy(), rtol=1e-12)
+    days_a, xa = curves_matrix(a[a.member_id == "u-001"])
+    days_b, xb = curves_matrix(b[b.member_id == "u-001"])
+    assert days_a == days_b and len(days_a) == DAYS - 1  # the DST day has 92 slots, still >= 88... see below
+    ra, rb = kmeans(xa, 2), kmeans(xb, 2)
+    assert ra.labels.tolist() == rb.labels.tolist() and ra.sizes.tolist() == rb.sizes.tolist()
+    np.testing.assert_allclose(ra.centroids, rb.centroids, rtol=1e-9)
+
+
+def test_maintenance_with_spark_sql_on_jvm_and_deltalake_on_sail(engines, tmp_path: Path) -> None:
+    for engine in ("jvm", "sail"):
+        uri = str(tmp_path / f"t-{engine}")
+        spark = engines[engine]
+        for i in range(3):  # three small commits
+            spark.createDataFrame([(i, f"v{i}")], "id long, v string").write.format("delta").mode(
+                "append").save(uri)
+        ops = history(uri, engine, spark)
+        assert [h["version"] for h in ops] == [2, 1, 0] and all(h["operation"] == "WRITE" for h in ops)
+        report = maintain(uri, engine, spark, retention_hours=0)
+        assert report["files_removed"] == 3 and report["files_added"] == 1, (engine, report)
+        assert report["files_vacuumed"] == 3, (engine, report)
+        add_columns(uri, {"note": "string"}, engine, spark)  # schema evolution, then an append with it
+        if engine == "jvm":
+            spark.createDataFrame([(9, "v9", "new")], "id long, v string, note string").write.format(
+                "delta").mode("append").save(uri)
+        else:  # Sail appends drop unknown columns: the writer with the wider schema is deltalake
+            from deltalake import write_deltalake
+
+            write_deltalake(uri, pa.table({"id": [9], "v": ["v9"], "note": ["new"]}), mode="append")
+        rows = spark.read.format("delta").load(uri).orderBy("id").toPandas()
+        assert rows.id.tolist() == [0, 1, 2, 9] and rows.note.fillna("").tolist() == ["", "", "", "new"]
+        ops = [h["operation"] for h in history(uri, engine, spark)]
+        assert "OPTIMIZE" in ops and any(o.startswith("VACUUM") for o in ops), ops
+        assert any(o.startswith("ADD COLUMN") for o in ops), ops
+        # the same table read by the other side: one format, not two
+        assert DeltaTable(uri).schema().to_arrow().names == ["id", "v", "note"]
