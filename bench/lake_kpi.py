@@ -1,4 +1,5 @@
-"""KPI query time for one community-year: Spark (Sail) KPI job vs a pandas/pyarrow baseline.
+"""KPI query time for one community-year: the Spark KPI job on Sail and on JVM Spark + delta-spark
+side by side (--engines), and a pandas/pyarrow baseline.
 
 Generates a year of 15-minute readings for N devices (default 20: 16 loads + 4 PV) into a
 temporary Delta lake and registry, then times (median of --runs):
@@ -9,7 +10,10 @@ temporary Delta lake and registry, then times (median of --runs):
   shared energy, withdrawal/injection, peak/base percentiles; no bands/completeness/ranking).
 Both are checked to agree on the community's totals. Prints figures and the ratio.
 
-    .venv/bin/python bench/lake_kpi.py [--devices 20] [--days 365] [--runs 3]
+    .venv/bin/python bench/lake_kpi.py [--devices 20] [--days 365] [--runs 3] [--engines sail,jvm]
+
+The JVM engine is a local Spark Connect server (lakehouse.spark_jvm); its start-up is timed
+apart and its first (JIT warm-up) run is not counted.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--engines", default="sail,jvm", help="comma-separated: sail, jvm")
     args = ap.parse_args()
 
     from lakehouse import kpi
@@ -93,9 +98,6 @@ def main() -> None:
     end = start + pd.Timedelta(days=args.days).to_pytimedelta()
     owners = {f.device_id: f.user_id for f in flows}
 
-    spark = session_for("")
-    dims = registry_frames(spark, registry)
-    readings = read_delta(spark, lake, "readings")
     req = kpi.KpiRequest(CID, start, end, "1h", timezone="UTC", fill_gaps=False)
     req_fill = kpi.KpiRequest(CID, start, end, "1h", timezone="UTC", fill_gaps=True)
 
@@ -107,23 +109,38 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         return statistics.median(times), out
 
-    t_spark, sp = timed(lambda: kpi.compute_kpis(spark, readings, dims, req).toPandas())
-    t_fill, _ = timed(lambda: kpi.compute_kpis(spark, readings, dims, req_fill).toPandas())
+    results: dict[str, tuple[float, float, pd.DataFrame]] = {}
+    for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
+        t = time.perf_counter()
+        spark = session_for("", engine)
+        print(f"{engine}: session ready in {time.perf_counter() - t:.1f}s")
+        dims = registry_frames(spark, registry)
+        readings = read_delta(spark, lake, "readings")
+        kpi.compute_kpis(spark, readings, dims, req).toPandas()  # warm-up (JIT, caches), not counted
+        t_spark, sp = timed(lambda: kpi.compute_kpis(spark, readings, dims, req).toPandas())
+        t_fill, _ = timed(lambda: kpi.compute_kpis(spark, readings, dims, req_fill).toPandas())
+        results[engine] = (t_spark, t_fill, sp)
     t_base, bl = timed(lambda: baseline(lake, owners, start, end))
-    sp_comm = sp[sp.level == "community"]
     bl_comm = bl[bl.member == "*"]
-    assert abs(sp_comm.consumption_kwh.sum() - bl_comm.l.sum() / 1e6) < 1e-6
-    assert abs(sp_comm.selfconsumption_kwh.sum() - bl_comm.sc.sum() / 1e6) < 1e-6
+    for engine, (_, _, sp) in results.items():
+        sp_comm = sp[sp.level == "community"]
+        assert abs(sp_comm.consumption_kwh.sum() - bl_comm.l.sum() / 1e6) < 1e-6, engine
+        assert abs(sp_comm.selfconsumption_kwh.sum() - bl_comm.sc.sum() / 1e6) < 1e-6, engine
     print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} "
           f"python {platform.python_version()}, cores {__import__('os').cpu_count()}")
-    print(f"rows out: spark {len(sp):,}, baseline {len(bl):,}; community totals agree")
-    print(f"spark (Sail) KPI job, 1h, community + members:      {t_spark:7.2f} s  "
-          f"({table.num_rows / t_spark:,.0f} readings/s)")
-    print(f"spark (Sail) KPI job with spline gap filling:         {t_fill:7.2f} s")
+    print(f"rows out: {', '.join(f'{e} {len(r[2]):,}' for e, r in results.items())}, baseline {len(bl):,}; "
+          "community totals agree")
+    for engine, (t_spark, t_fill, _) in results.items():
+        print(f"spark ({engine}) KPI job, 1h, community + members:  {t_spark:7.2f} s  "
+              f"({table.num_rows / t_spark:,.0f} readings/s)")
+        print(f"spark ({engine}) KPI job with spline gap filling:     {t_fill:7.2f} s")
     print(f"baseline deltalake+pandas (core KPIs only):           {t_base:7.2f} s  "
           f"({table.num_rows / t_base:,.0f} readings/s)")
-    print(f"ratio spark / baseline: {t_spark / t_base:.2f}x time; with filling {t_fill / t_base:.2f}x")
-
+    for engine, (t_spark, t_fill, _) in results.items():
+        print(f"ratio {engine} / baseline: {t_spark / t_base:.2f}x time; with filling {t_fill / t_base:.2f}x")
+    if "sail" in results and "jvm" in results:
+        print(f"ratio jvm / sail: {results['jvm'][0] / results['sail'][0]:.2f}x time; "
+              f"with filling {results['jvm'][1] / results['sail'][1]:.2f}x")
 
 if __name__ == "__main__":
     main()

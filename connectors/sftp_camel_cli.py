@@ -49,6 +49,7 @@ def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete upload
     from connectors.sftp_state import IngestedFiles
     from connectors.sftp_watch import SftpWatcher, WatchOptions, Window, kafka_producer, state_path
     from lec.config import settings as current
+    from lakehouse.rawzone import RawZone
     from lec.registry.view import RegistryView
 
     s = current()
@@ -60,7 +61,7 @@ def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete upload
     view = RegistryView(s, bootstrap=_bootstrap(s)).start()
     watcher = SftpWatcher(view, SftpArea(s.resolved_sftp_root()), state,
                           kafka_producer(_bootstrap(s)), options, max_payload_bytes=s.max_payload_bytes,
-                          window=Window("immediate" if once else s.sftp_schedule))
+                          window=Window("immediate" if once else s.sftp_schedule), raw_zone=RawZone.from_settings(s))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: watcher.stop_requested.set())
     try:

@@ -97,7 +97,7 @@ class SftpWatcher:
     def __init__(self, registry: Registry, area: SftpArea, state: IngestedFiles, producer: Any,
                  options: WatchOptions = WatchOptions(), *, max_payload_bytes: int = 1024 * 1024,
                  window: Window | None = None, raw_topic: str = topics.RAW,
-                 deadletter_topic: str = topics.DEADLETTER) -> None:
+                 deadletter_topic: str = topics.DEADLETTER, raw_zone: Any = None) -> None:
         if options.chunk_bytes > max_payload_bytes:
             raise SftpError(f"chunk size {options.chunk_bytes} exceeds LEC_MAX_PAYLOAD_BYTES {max_payload_bytes}")
         if options.max_line_bytes >= options.chunk_bytes:
@@ -106,6 +106,7 @@ class SftpWatcher:
         self.options, self.max_payload_bytes = options, max_payload_bytes
         self.window = window or Window("immediate")
         self.raw_topic, self.deadletter_topic = raw_topic, deadletter_topic
+        self.raw_zone = raw_zone  # lakehouse.rawzone.RawZone: originals archived before sending
         self.stop_requested = threading.Event()
         self._seen: dict[Path, tuple[int, int, float]] = {}
         self._snapshot: RegistrySnapshot | None = None
@@ -316,6 +317,8 @@ class SftpWatcher:
                               f"documents" + (" or send JSON lines (flow option json_lines)" if flow.syntax == "json"
                                               else ""))
             return self._fail(snap, supplier_id, flow.id, path, shown, problem, result, flow)
+        if self.raw_zone is not None and not self.raw_zone.archive(supplier_id, flow.id, path.name, fd, result.sha256):
+            return Outcome(shown, "interrupted", 0, result.lines)  # raw zone down: back to the inbox, retried
         sent = self._send(snap, supplier_id, flow, shown, fd, result)
         if sent is None:
             return Outcome(shown, "interrupted", 0, result.lines)

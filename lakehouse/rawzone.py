@@ -16,6 +16,7 @@ archived twice. On ``hdfs://`` lakes the writes go through WebHDFS with the ``hd
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -29,8 +30,9 @@ from lec.errors import ConfigError, LecError
 if TYPE_CHECKING:
     from lec.config import Settings
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
-SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
 
 class RawZoneError(LecError):
@@ -44,10 +46,11 @@ class RawEntry:
     sha256: str
 
 
-def _part(value: str, what: str) -> str:
-    if not SAFE.match(value) or value in (".", ".."):
-        raise RawZoneError(f"{what} {value!r} cannot be a raw-zone path component (letters, digits, . _ - @ + only)")
-    return value
+def _part(value: str) -> str:
+    """A path component from an id or a supplier's file name: other characters become '_' and no
+    hidden or parent names (HDFS and disks take the same names)."""
+    safe = UNSAFE.sub("_", value)[:200]
+    return safe if safe and not safe.startswith(".") else f"_{safe}"
 
 
 class _Local:
@@ -147,7 +150,7 @@ class RawZone:
                    now: datetime | None = None) -> str:
         """Archive the file open on ``fd`` (read from offset 0, the descriptor's position untouched);
         returns its raw path, or the path of the copy already there. Raises RawZoneError."""
-        sup, flow, fname = _part(supplier_id, "supplier"), _part(flow_id, "flow"), _part(name, "file name")
+        sup, flow, fname = _part(supplier_id), _part(flow_id), _part(name)
         marker = f"{sup}/{flow}/_sha256/{sha256}"
         day = (now or datetime.now(UTC)).astimezone(UTC)
         rel = f"{sup}/{flow}/{day:%Y/%m/%d}/{fname}"
@@ -181,6 +184,15 @@ class RawZone:
             raise RawZoneError(f"raw zone {self.uri}: archiving {sup}/{flow}/{name} failed "
                                f"({type(exc).__name__}: {str(exc)[:300]}); the file stays in the inbox") from exc
         return rel
+
+    def archive(self, supplier_id: str, flow_id: str, name: str, fd: int, sha256: str) -> bool:
+        """The SFTP watcher's hook: archive, or log why not and return False (file back to the inbox)."""
+        try:
+            self.archive_fd(supplier_id, flow_id, name, fd, sha256)
+        except RawZoneError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
 
     def ls(self, prefix: str = "") -> list[RawEntry]:
         """Archived originals under a prefix (supplier, supplier/flow, .../yyyy/mm ...)."""

@@ -28,8 +28,10 @@ def test_notebook_is_valid_nbformat_4() -> None:
             compile("".join(cell["source"]), cell["id"], "exec")
 
 
+@pytest.mark.parametrize("engine", ["sail", pytest.param("jvm", marks=pytest.mark.slow)])
 def test_notebook_code_runs_on_a_small_lake(registry, settings, monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Path) -> None:
+                                            tmp_path: Path, engine: str) -> None:
+    """On Sail and on JVM Spark + delta-spark (LEC_SPARK_ENGINE, one JVM server per test process)."""
     anna = SampleFlow("f-anna-load", "IT001E00000001", "u-anna", "load", 1)
     pv = SampleFlow("f-bruno-pv", "PV-0001", "u-bruno", "production", 2)
     start = datetime(2024, 1, 2, 10, tzinfo=ROME)
@@ -38,7 +40,7 @@ def test_notebook_code_runs_on_a_small_lake(registry, settings, monkeypatch: pyt
     write_readings(settings.resolved_lake_uri(), readings_table("cer-example", rows))
     png = tmp_path / "nb.png"
     for key, value in {"LEC_RUN_DIR": str(settings.run_dir), "LEC_NB_COMMUNITY": "cer-example",
-                       "LEC_NB_START": "2024-01-02", "LEC_NB_END": "2024-01-03", "LEC_NB_PLOT": str(png)}.items():
+                       "LEC_NB_START": "2024-01-02", "LEC_NB_END": "2024-01-03", "LEC_NB_PLOT": str(png), "LEC_SPARK_ENGINE": engine}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("DISPLAY", raising=False)
     nb = json.loads(NOTEBOOK.read_text())
