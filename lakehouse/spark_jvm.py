@@ -112,7 +112,7 @@ def connect_server_env(run_dir: Path) -> dict[str, str]:
             "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(run_dir / "logs")}
 
 
-def start_connect_server(run_dir: Path, port: int = 0, timeout: float = 240.0,
+def start_connect_server(run_dir: Path, port: int = 0, timeout: float = 900.0,
                          driver_memory_mb: int = 1024) -> tuple[ManagedProcess, str]:
     """Start a JVM Spark Connect server with Delta; returns the process and its ``sc://`` URL."""
     port = port or free_port()

@@ -99,9 +99,9 @@ def test_sink_subprocess_killed_on_hdfs(fresh_kafka: tuple, hdfs_url: str, tmp_p
         counts.append(_count(uri))
     assert any(0 < n < total for n in counts), counts
     final = {**env, "LEC_LAKE_COMMIT_INTERVAL_S": "3600", "LEC_LAKE_COMMIT_ROWS": "100000000"}
-    for i in range(4):  # commits only on SIGTERM: the final commit takes in what was buffered
+    for i in range(8):  # commits only on SIGTERM: the final commit takes in what was buffered
         proc = ManagedProcess(f"final-{i}", argv, tmp_path / f"final-{i}.log", env=final)
-        time.sleep(6)
+        time.sleep(6 * (i + 1))  # a loaded machine needs longer to start the sink and read it all
         assert proc.stop(timeout=60) == 0
         if _count(uri) >= total:
             break
