@@ -66,16 +66,41 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(lake, name="lake")
 
-    gdpr = typer.Typer(help="Personal data: right to be forgotten.", no_args_is_help=True)
+    gdpr = typer.Typer(help="Personal data: erasure (art. 17), access and portability (art. 15, 20).",
+                       no_args_is_help=True)
 
     @gdpr.command("erase")
     def erase(user: str = typer.Option(None, "--user", help="User id: the user and all their devices."),
               device: str = typer.Option(None, "--device", help="One device id.")) -> None:
-        """Delete every row of the user/device from every lake table (with old versions) and the registry."""
+        """Erase a user/device from every store of docs/gdpr.md; prints the receipt (also kept, without
+        personal data, in run_dir/gdpr/erasure-log.jsonl)."""
         from lakehouse.gdpr import erase as do_erase
 
         _logging()
         typer.echo(json.dumps(do_erase(user=user, device=device), indent=2))
+
+    @gdpr.command("export")
+    def export(user: str = typer.Option(None, "--user", help="User id: the user and all their devices."),
+               device: str = typer.Option(None, "--device", help="One device id."),
+               out: str = typer.Option(None, "--out", help="Zip archive to write (default gdpr-export-<id>.zip).")
+               ) -> None:
+        """Everything the platform holds about a user/device, machine-readable (zip: JSON, CSV, Parquet)."""
+        from pathlib import Path
+
+        from lakehouse.gdpr_export import export as do_export
+
+        _logging()
+        path = Path(out or f"gdpr-export-{user or device}.zip")
+        manifest = do_export(user=user, device=device, out=path)
+        rows = sum(f.get("rows", 0) for n, f in manifest["files"].items() if n.endswith(".parquet"))
+        typer.echo(f"wrote {path}: {len(manifest['files'])} files, {rows} table rows")
+
+    @gdpr.command("pseudonym")
+    def pseudonym_cmd(value: str = typer.Argument(..., help="A device, flow or user id, or a file name.")) -> None:
+        """The pseudonym that log lines use for an id (to find its lines in the logs)."""
+        from lec.pseudonym import pseudonym
+
+        typer.echo(pseudonym(value))
 
     app.add_typer(gdpr, name="gdpr")
 

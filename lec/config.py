@@ -32,6 +32,8 @@ class Settings(BaseModel):
     kafka_engine: Literal["kafka", "tansu"] = Field(
         "kafka", description="Embedded broker: 'kafka' (Apache Kafka, KRaft, needs Java) or 'tansu' (pip-only).")
     kafka_port: int = Field(0, description="Port of the embedded Kafka broker; 0 = a free port.")
+    kafka_retention_hours: int = Field(168, ge=1, description="Retention bound of the topics that carry readings: "
+                                       "the longest an erased member's records stay in Kafka (docs/gdpr.md).")
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
     mqtt_port: int = Field(0, description="Embedded MQTT broker port; 0 = a free port.")
     mqtt_broker: Literal["mosquitto", "amqtt"] = Field(

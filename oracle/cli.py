@@ -111,7 +111,8 @@ def _community_of(snap, member: str | None, device: str | None) -> str:
 
 @audit_app.command("verify")
 def verify_cmd(file: Path | None = typer.Argument(None, help="Take-out file to verify."),
-               rpc: str = typer.Option(..., help="JSON-RPC URL of the chain to verify against."),
+               rpc: str | None = typer.Option(None, help="JSON-RPC URL of the chain to verify against (an auditor's "
+                                                         "own node; default LEC_CHAIN_RPC or the running stack's)."),
                community: str | None = typer.Option(None, help="Recompute this community from the lake instead."),
                from_: str | None = typer.Option(None, "--from", help="Start for --community (inclusive)."),
                to: str | None = typer.Option(None, "--to", help="End for --community (exclusive)."),
@@ -123,6 +124,13 @@ def verify_cmd(file: Path | None = typer.Argument(None, help="Take-out file to v
 
     if (file is None) == (community is None):
         raise ConfigError("give either a take-out FILE or --community C --from T1 --to T2")
+    if rpc is None:
+        from lec.config import settings
+
+        rpc = settings().chain_rpc
+        if not rpc:
+            raise ConfigError("no chain to verify against: pass --rpc URL (your own node), set LEC_CHAIN_RPC, "
+                              "or start the stack with `lec up`")
     if file is not None:
         from oracle.verify import verify_takeout
 

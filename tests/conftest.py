@@ -67,3 +67,32 @@ def registry(settings: Settings):
     reg.migrate()
     reg.load_file(EXAMPLE_COMMUNITY)
     return reg
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    """One short `lec demo` for the whole session (summary, stdout, run dir); tests that change the
+    run dir work on a copy (``copy_demo_run``)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("demo")
+    out = base / "summary.json"
+    r = subprocess.run([sys.executable, "-m", "lec.cli", "demo", "--days", "1", "--households", "4",
+                        "--run-dir", str(base / "run"), "--summary-json", str(out)],
+                       capture_output=True, text=True, timeout=1500, env={**os.environ, "LEC_LOG_LEVEL": "INFO"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads(out.read_text()), r.stdout, base / "run"
+
+
+def copy_demo_run(run_dir: Path, dest: Path) -> Path:
+    """A private copy of the demo's run dir (paths inside stack.json pointed at the copy)."""
+    import shutil
+
+    shutil.copytree(run_dir, dest, symlinks=True)
+    state = dest / "stack.json"
+    if state.exists():
+        state.write_text(state.read_text().replace(str(run_dir), str(dest)))
+    return dest

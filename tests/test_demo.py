@@ -4,9 +4,6 @@ platform, demo traffic through MQTT, SFTP and HTTP into Kafka, streams, lake, KP
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +12,8 @@ from lec.procs import pid_running
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
-    base = tmp_path_factory.mktemp("demo")
-    out = base / "summary.json"
-    r = subprocess.run([sys.executable, "-m", "lec.cli", "demo", "--days", "1", "--households", "4",
-                        "--run-dir", str(base / "run"), "--summary-json", str(out)],
-                       capture_output=True, text=True, timeout=1500, env={**os.environ, "LEC_LOG_LEVEL": "INFO"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(out.read_text()), r.stdout, base / "run"
+def demo(demo_run: tuple[dict, str, Path]) -> tuple[dict, str, Path]:
+    return demo_run  # one demo per session (tests/conftest.py), shared with the GDPR and README tests
 
 
 def test_traffic_reaches_kafka_through_every_channel(demo) -> None:

@@ -113,3 +113,77 @@ def test_erase_needs_exactly_one_target(settings) -> None:
         erase(settings)
     with pytest.raises(ErasureError, match="exactly one"):
         erase(settings, user="u-anna", device="PV-0001")
+
+
+def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    from confluent_kafka.admin import AdminClient
+
+    from lakehouse.gdpr_kafka import topic_configs
+
+    return topic_configs(AdminClient({"bootstrap.servers": bootstrap}), names)
+
+
+def test_erase_bounds_kafka_retention_and_tombstones_compacted_keys(fresh_kafka, settings, registry) -> None:
+    """Reading topics keep records at most kafka_retention_hours (stated in the receipt); compacted
+    topics keyed by device get a tombstone; the registry snapshot is republished without the device."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from lec import topics
+    from lec.kafka import consumer_config, ensure_topics, producer_config
+    from streams.registry_sync import publish
+
+    _, bootstrap = fresh_kafka
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    changelog = "lec-streams-state-changelog"
+    for fut in admin.create_topics([NewTopic(topics.RAW, 1, 1),  # an old topic: created without a bound
+                                    NewTopic(changelog, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        fut.result(15)
+    ensure_topics(bootstrap, (topics.READINGS, topics.REGISTRY), retention_hours=24 * 30)  # longer than the bound
+    publish(bootstrap, registry.snapshot())
+    p = Producer(producer_config(bootstrap))
+    for key in ("PV-0001", "IT001E00000001"):
+        p.produce(changelog, key=key.encode(), value=b'{"state": 1}')
+    p.produce(topics.READINGS, key=b"PV-0001", value=b'{"device_id": "PV-0001"}')
+    p.flush(10)
+
+    s = settings.model_copy(update={"kafka_bootstrap": bootstrap, "kafka_retention_hours": 24})
+    receipt = erase(s, device="PV-0001")
+    kafka = receipt["kafka"]
+    assert kafka["residual_window"][topics.RAW] == "24h" and kafka["residual_window"][topics.READINGS] == "24h"
+    assert set(kafka["retention_set"]) == {topics.RAW, topics.READINGS}
+    conf = _configs(bootstrap, [topics.RAW, topics.READINGS])
+    assert {t: c["retention.ms"] for t, c in conf.items()} == {topics.RAW: "86400000", topics.READINGS: "86400000"}
+    assert kafka["tombstones"][changelog] >= 1 and "compaction" in kafka["residual_window"][changelog]
+
+    c = Consumer(consumer_config(bootstrap, "gdpr-check"))
+    c.subscribe([changelog, topics.REGISTRY])
+    last: dict[tuple[str, bytes], bytes | None] = {}
+    idle = 0
+    while idle < 5:
+        msg = c.poll(1.0)
+        if msg is None:
+            idle += 1
+            continue
+        if not msg.error():
+            last[(msg.topic(), msg.key())] = msg.value()
+    c.close()
+    assert last[(changelog, b"PV-0001")] is None  # tombstone
+    assert last[(changelog, b"IT001E00000001")] is not None  # other devices untouched
+    snapshot = last[(topics.REGISTRY, b"snapshot")]
+    assert b"PV-0001" not in snapshot and b"IT001E00000001" in snapshot
+
+    log = (settings.resolved_run_dir() / "gdpr" / "erasure-log.jsonl").read_text()
+    assert receipt["request_id"] in log and "PV-0001" not in log and "u-bruno" not in log
+    assert '"24h"' in log  # the residual window is in the register
+
+
+def test_new_reading_topics_are_created_with_the_bound(fresh_kafka) -> None:
+    from lec import topics
+    from lec.kafka import ensure_topics
+
+    _, bootstrap = fresh_kafka
+    ensure_topics(bootstrap, retention_hours=168)
+    conf = _configs(bootstrap, [topics.READINGS, topics.FEEDBACK, topics.REGISTRY])
+    assert conf[topics.READINGS]["retention.ms"] == conf[topics.FEEDBACK]["retention.ms"] == str(168 * 3_600_000)
+    assert conf[topics.REGISTRY]["cleanup.policy"] == "compact"

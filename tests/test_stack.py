@@ -52,7 +52,7 @@ def start_up(env: dict[str, str], *args: str) -> subprocess.Popen:
 def test_up_status_down(stack_env: dict[str, str], mode: list[str]) -> None:
     proc = start_up(stack_env, *mode)
     try:
-        status = json.loads(lec(stack_env, "status").stdout)
+        status = json.loads(lec(stack_env, "status", "--json").stdout)
         expected = {"kafka", "mqtt", "sftp", "chain"}
         if not mode:
             expected |= {"mqtt-bridge", "feedback-relay", "sftp-watch", "http", "streams", "lake-sink", "oracle"}
@@ -88,12 +88,12 @@ def test_sigterm_stops_everything_and_a_dead_worker_is_restarted(stack_env: dict
         assert r.returncode == 0, r.stderr
         assert "published registry snapshot" in r.stdout
         assert (Path(stack_env["LEC_RUN_DIR"]) / "chain" / "deployment.json").exists()
-        status = json.loads(lec(stack_env, "status").stdout)
+        status = json.loads(lec(stack_env, "status", "--json").stdout)
         victim = status["streams"]["pid"]
         os.killpg(victim, signal.SIGKILL)  # a crash
-        wait_until(lambda: json.loads(lec(stack_env, "status").stdout)["streams"]["restarts"] >= 1, 60,
+        wait_until(lambda: json.loads(lec(stack_env, "status", "--json").stdout)["streams"]["restarts"] >= 1, 60,
                    "worker restart")
-        status = json.loads(lec(stack_env, "status").stdout)
+        status = json.loads(lec(stack_env, "status", "--json").stdout)
         assert status["streams"]["pid"] != victim and status["streams"]["alive"]
         pids = [svc["pid"] for svc in status.values()]
     finally:

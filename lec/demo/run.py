@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,16 @@ from lec.demo.kafka_read import read_topic
 from lec.demo.send import send_http, send_mqtt, send_sftp
 from lec.demo.traffic import build_traffic
 from lec.errors import LecError
+from lec.progress import progress
 from lec.stack.supervisor import Stack, assert_not_running, lec_argv
 
 log = logging.getLogger("lec.demo")
+# The phase that follows each summary line (for the progress bar on a terminal).
+NEXT_PHASE = (("registry:", "deploying contracts"), ("chain: contracts", "starting workers"),
+              ("stack up", "sending traffic over MQTT, SFTP, HTTP"), ("sent:", "reading the topics"),
+              ("lake:", "computing KPIs"), ("KPIs", "waiting for the oracle's anchors"),
+              ("chain:", "waiting for reward claims"), ("member balances", "take-out and audit"))
+DEMO_MARKER = ".lec-demo"  # a run dir holding this was made by the demo: another demo may replace it
 
 
 def demo_settings(run_dir: Path) -> Settings:
@@ -39,15 +47,29 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
              echo: Any = print) -> dict[str, Any]:
     """Run the whole demo and return its summary (also printed through ``echo``)."""
     assert_not_running(run_dir)
-    if run_dir.exists():
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / DEMO_MARKER).exists():
+            raise LecError(f"{run_dir} holds a platform state that no demo made (registry, lake, chain): the demo "
+                           f"starts from an empty run dir and would wipe it; pass --run-dir DIR (or set "
+                           f"LEC_RUN_DIR) to run the demo elsewhere")
         shutil.rmtree(run_dir)  # Kafka is in memory: lake offsets and chain must start fresh too
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DEMO_MARKER).write_text("made by `lec demo`: the next demo may replace this run dir\n")
     settings = demo_settings(run_dir)
     doc, series = build_demo(start, days, households)
     add_settlement_terms(doc)  # perimeters, plants and statute: the demo month is settled at the end
     traffic = build_traffic(series)
     community_file = run_dir / "demo-community.yaml"
     community_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    bars = ExitStack()
+    phase = bars.enter_context(progress("demo: loading the registry, starting servers"))
+    user_echo = echo
+
+    def echo(line: str) -> None:  # noqa: F811 - each summary line ends a phase: the bar names the next
+        user_echo(line)
+        phase(1, description="demo: " + next((nxt for prefix, nxt in NEXT_PHASE if line.startswith(prefix)),
+                                             "working"))
 
     stack = Stack(settings)
     summary: dict[str, Any] = {"community": COMMUNITY_ID, "period": [start.isoformat(), (start + timedelta(days=days)).isoformat()]}
@@ -76,10 +98,30 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
         echo_summary(summary, echo)
         summary.update(finish_downstream(settings, run_dir, summary, start, days, echo))
     finally:
+        bars.close()
         stack.stop()
     summary["seconds"] = round(time.monotonic() - t0, 1)
     echo(f"demo finished in {summary['seconds']}s; run dir {run_dir}")
+    echo_next_steps(run_dir, start, days, echo)
     return summary
+
+
+def echo_next_steps(run_dir: Path, start: datetime, days: int, echo: Any) -> None:
+    """What the demo left and the README's next commands, with the one setting they need if any."""
+    from lec.config import Settings
+
+    default = Settings().resolved_run_dir()  # .lec/run under the current directory
+    first, end = start.date().isoformat(), (start + timedelta(days=days)).date().isoformat()
+    echo("")
+    echo(f"The lake, the registry, the chain state and a take-out stay in {run_dir}.")
+    if run_dir != default:
+        echo(f"Point the other commands at it first:  export LEC_RUN_DIR={run_dir}")
+    echo("Try (README.md, per role):")
+    echo(f"  lec kpi --community {COMMUNITY_ID} --from {first} --to {end} --resolution 1h --format csv --plot kpi.png")
+    echo(f"  lec registry export {COMMUNITY_ID}")
+    echo("  lec gdpr export --user u-02")
+    echo("  lec up        # the stack again on this state (Kafka starts empty), then in another shell:")
+    echo(f"  lec audit verify {run_dir / 'takeout.json'}")
 
 
 # Reward model 3 (oracle.md §7): 1 token (1e18 base units) per kWh of shared energy, split evenly

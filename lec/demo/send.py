@@ -6,11 +6,13 @@ import io
 import logging
 import time
 from collections import Counter
+from typing import Any
 
 from lec.config import Settings
 from lec.errors import LecError
 from lec.demo.community import DEMO_PASSWORDS
 from lec.demo.traffic import HttpBatch, MqttMessage, SftpFile
+from lec.progress import progress
 
 log = logging.getLogger("lec.demo")
 
@@ -39,9 +41,11 @@ def send_mqtt(settings: Settings, messages: list[MqttMessage]) -> int:
             client.loop_stop()
             raise LecError(f"MQTT broker refused supplier {supplier}: {connected.get('reason', 'no answer')}")
         infos = [client.publish(m.topic, m.payload, qos=1) for m in msgs]
-        for info in infos:
-            info.wait_for_publish(timeout=60)
-            sent += info.is_published()
+        with progress(f"MQTT: {supplier} publishing", total=len(infos)) as advance:
+            for info in infos:
+                info.wait_for_publish(timeout=60)
+                sent += info.is_published()
+                advance()
         client.loop_stop()
         client.disconnect()
     return sent
@@ -60,22 +64,30 @@ def send_sftp(settings: Settings, files: list[SftpFile]) -> int:
         transport.connect(username=supplier, password=DEMO_PASSWORDS[supplier])
         sftp = paramiko.SFTPClient.from_transport(transport)
         try:
-            for f in items:
-                folder = f"inbox/{f.flow_folder}"
-                part = f"{folder}/{f.name}.part"
-                sftp.putfo(io.BytesIO(f.content), part)
-                try:
-                    sftp.posix_rename(part, f"{folder}/{f.name}")
-                except IOError:
-                    sftp.rename(part, f"{folder}/{f.name}")
-                sent += 1
-                # the next upload of a same-named file must wait for the watcher to take this one
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and f.name in sftp.listdir(folder):
-                    time.sleep(0.2)
+            with progress(f"SFTP: {supplier} uploading", total=len(items)) as advance:
+                sent += _upload(sftp, items, advance)
         finally:
             sftp.close()
             transport.close()
+    return sent
+
+
+def _upload(sftp: Any, items: list[SftpFile], advance: Any) -> int:
+    sent = 0
+    for f in items:
+        folder = f"inbox/{f.flow_folder}"
+        part = f"{folder}/{f.name}.part"
+        sftp.putfo(io.BytesIO(f.content), part)
+        try:
+            sftp.posix_rename(part, f"{folder}/{f.name}")
+        except IOError:
+            sftp.rename(part, f"{folder}/{f.name}")
+        sent += 1
+        # the next upload of a same-named file must wait for the watcher to take this one
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and f.name in sftp.listdir(folder):
+            time.sleep(0.2)
+        advance()
     return sent
 
 
@@ -87,8 +99,10 @@ def send_http(settings: Settings, batches: list[HttpBatch]) -> Counter:
 
     codes: Counter = Counter()
     tokens: dict[str, str] = {}
-    with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=30) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=30) as client, \
+            progress("HTTP: posting batches", total=len(batches)) as advance:
         for b in batches:
+            advance()
             token = tokens.setdefault(b.supplier_id, issue_token(settings, b.supplier_id))
             r = client.post("/v1/readings", content=b.body,
                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})

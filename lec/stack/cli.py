@@ -48,16 +48,22 @@ def register(app: typer.Typer) -> None:
             (run_dir / PID_FILE).unlink(missing_ok=True)
 
     @app.command("status")
-    def status() -> None:
-        """Each service of the stack: pid, port, alive, answering; with the MQTT bridge running, an end-to-end
-        probe (MQTT -> bridge -> Kafka) on stderr. Exit 1 if any is down."""
+    def status(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table.")) -> None:
+        """Each service of the stack: pid, port, alive, answering (a table; --json for scripts); with the MQTT
+        bridge running, an end-to-end probe (MQTT -> bridge -> Kafka) on stderr. Exit 1 if any is down."""
         from lec.config import settings
         from lec.stack.supervisor import service_status
 
         s = settings()
-        st = service_status(s.resolved_run_dir())
+        run_dir = s.resolved_run_dir()
+        st = service_status(run_dir)
         healthy = bool(st) and all(v["alive"] for v in st.values())
-        typer.echo(json.dumps(st, indent=2))
+        if as_json:
+            typer.echo(json.dumps(st, indent=2))
+        else:
+            from lec.stack.status_table import print_status
+
+            print_status(st, run_dir)
         if "mqtt-bridge" in st and healthy:  # end to end: a probe published on MQTT must reach Kafka
             from connectors.mqtt_bridge import probe_liveness
 
@@ -111,7 +117,9 @@ def register_demo(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(days: int = typer.Option(2, min=1, max=28, help="Days of demo traffic (from 26 March 2016, across DST)."),
              households: int = typer.Option(8, min=2, max=13, help="Households of the SimBench grid."),
-             run_dir: str = typer.Option(".lec/demo", help="Fresh run directory of the demo (wiped first)."),
+             run_dir: str = typer.Option(None, help="Run directory (default: the one every `lec` command uses, "
+                                                    "LEC_RUN_DIR or .lec/run); a previous demo's state there is "
+                                                    "replaced, any other state is refused."),
              summary_json: str = typer.Option("", help="Also write the summary as JSON to this file."),
              ) -> None:
         """The main job: embedded stack, SimBench demo community, traffic over MQTT/SFTP/HTTP, summary."""
@@ -126,6 +134,9 @@ def register_demo(app: typer.Typer) -> None:
             raise KeyboardInterrupt  # unwinds through run_demo's `finally`, which stops every service
 
         signal.signal(signal.SIGTERM, on_sigterm)
-        summary = run_demo(Path(run_dir).resolve(), default_start(), days, households, echo=typer.echo)
+        from lec.config import settings
+
+        target = Path(run_dir).resolve() if run_dir else settings().resolved_run_dir()
+        summary = run_demo(target, default_start(), days, households, echo=typer.echo)
         if summary_json:
             Path(summary_json).write_text(json.dumps(summary, indent=2, default=str))
