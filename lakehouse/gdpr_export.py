@@ -52,6 +52,35 @@ def registry_rows(registry: Any, pattern: Any) -> dict[str, list[dict[str, Any]]
     return out
 
 
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    if t == pa.string_view():
+        return pa.string()
+    if t == pa.binary_view():
+        return pa.binary()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _plain_type(f.type), f.nullable) for f in t])
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain_type(t.value_type))
+    return t
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """View types (what the query engine returns) as plain string/binary: CSV and older readers need them."""
+    return table.cast(pa.schema([pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]))
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Nested columns (a dead letter's source coordinates) as JSON text: CSV has no nesting."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            values = [None if v is None else json.dumps(v, default=str) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, pa.field(f.name, pa.string()), pa.array(values, pa.string()))
+        elif pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+            values = [None if v is None else v.hex() for v in table.column(i).to_pylist()]
+            table = table.set_column(i, pa.field(f.name, pa.string()), pa.array(values, pa.string()))
+    return table
+
+
 def lake_rows(root: str, device_ids: list[str], user_ids: list[str]) -> dict[str, pa.Table]:
     out = {}
     for name in list_tables(root):
@@ -63,7 +92,7 @@ def lake_rows(root: str, device_ids: list[str], user_ids: list[str]) -> dict[str
             continue
         rows = query(f"SELECT * FROM t WHERE {predicate}", {"t": dt})
         if rows.num_rows:
-            out[name] = rows
+            out[name] = _plain(rows)
     return out
 
 
@@ -142,7 +171,7 @@ def export(settings: Any = None, *, user: str | None = None, device: str | None 
             pq.write_table(table, buf)
             put(f"tables/{safe}.parquet", buf.getvalue(), table.num_rows)
             csv = io.BytesIO()
-            pacsv.write_csv(table, csv)
+            pacsv.write_csv(_csv_ready(table), csv)
             put(f"tables/{safe}.csv", csv.getvalue(), table.num_rows)
         put("anchors.json", json.dumps(anchors, indent=2, default=str).encode(), len(anchors))
         if takeout is not None:

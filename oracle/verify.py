@@ -132,12 +132,17 @@ def verify_takeout(doc: dict[str, Any], rpc_url: str, *, warn: Callable[[str], N
         txs = reader.anchored_by_tx([str(a["txHash"]) for a in anchors])
     except (KeyError, TypeError, ValueError) as exc:
         raise VerifyError(f"take-out anchors are malformed: {type(exc).__name__}: {exc}") from None
+    from lec.progress import progress
+
     problems: list[str] = []
-    for a, key in zip(anchors, keys):
-        try:
-            problems += _verify_anchor(client, a, chain[key], latest[key[:2]], txs.get(str(a["txHash"])), warn)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            problems.append(f"{a.get('community_id')} qh {a.get('qh')}: malformed entry ({type(exc).__name__}: {exc})")
+    with progress("verifying quarter-hours", total=len(anchors)) as advance:  # a bar on a terminal only
+        for a, key in zip(anchors, keys):
+            try:
+                problems += _verify_anchor(client, a, chain[key], latest[key[:2]], txs.get(str(a["txHash"])), warn)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                problems.append(f"{a.get('community_id')} qh {a.get('qh')}: malformed entry "
+                                f"({type(exc).__name__}: {exc})")
+            advance()
     return problems
 
 
