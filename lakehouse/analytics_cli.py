@@ -35,8 +35,12 @@ def _community_tz(registry, community_id: str) -> str:
 
     snap = registry.snapshot()
     if community_id not in snap.communities:
+        from lec.config import settings
+
         known = ", ".join(sorted(snap.communities)) or "none"
-        raise LecError(f"community '{community_id}' is not in the registry (known: {known})")
+        raise LecError(f"community '{community_id}' is not in the registry of run dir "
+                       f"{settings().resolved_run_dir()} (known: {known}); run `lec demo` or "
+                       f"`lec registry load FILE`, or point LEC_RUN_DIR at the run dir that holds it")
     return snap.communities[community_id].timezone
 
 

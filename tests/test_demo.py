@@ -10,6 +10,8 @@ import pytest
 
 from lec.procs import pid_running
 
+pytestmark = pytest.mark.timeout(1800)  # the first test pays for the session's demo (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def demo(demo_run: tuple[dict, str, Path]) -> tuple[dict, str, Path]:

@@ -19,7 +19,7 @@ from lakehouse.tables import arrow_schema, list_tables, open_table, query, table
 from lec.services import start_anvil
 from tests.conftest import copy_demo_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test pays for the session demo
 
 USER, METER = "u-01", "IT001E00000001"           # household 1: its box, backfill and app flows
 OTHER = "u-02"

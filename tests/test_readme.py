@@ -23,7 +23,7 @@ import pytest
 from lec.procs import wait_until
 from tests.conftest import copy_demo_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test pays for the session demo
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"(?:<!--\s*doctest:\s*(?P<mark>[^>]*?)\s*-->\s*\n)?^```(?P<lang>[\w-]*)[ \t]*\n(?P<body>.*?)^```",
