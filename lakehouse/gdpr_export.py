@@ -64,7 +64,7 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def _plain(table: pa.Table) -> pa.Table:
+def plain_types(table: pa.Table) -> pa.Table:
     """View types (what the query engine returns) as plain string/binary: CSV and older readers need them."""
     return table.cast(pa.schema([pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]))
 
@@ -92,7 +92,7 @@ def lake_rows(root: str, device_ids: list[str], user_ids: list[str]) -> dict[str
             continue
         rows = query(f"SELECT * FROM t WHERE {predicate}", {"t": dt})
         if rows.num_rows:
-            out[name] = _plain(rows)
+            out[name] = plain_types(rows)
     return out
 
 

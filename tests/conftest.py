@@ -78,13 +78,25 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]
     import subprocess
     import sys
 
+    import signal
+
     base = tmp_path_factory.mktemp("demo")
     out = base / "summary.json"
-    r = subprocess.run([sys.executable, "-m", "lec.cli", "demo", "--days", "1", "--households", "4",
-                        "--run-dir", str(base / "run"), "--summary-json", str(out)],
-                       capture_output=True, text=True, timeout=1500, env={**os.environ, "LEC_LOG_LEVEL": "INFO"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(out.read_text()), r.stdout, base / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lec.cli", "demo", "--days", "1", "--households", "4",
+                             "--run-dir", str(base / "run"), "--summary-json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "LEC_LOG_LEVEL": "INFO"})
+    try:
+        stdout, stderr = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:  # a time-out (ours or pytest's): SIGTERM lets the demo stop its whole stack
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return json.loads(out.read_text()), stdout, base / "run"
 
 
 def copy_demo_run(run_dir: Path, dest: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.gdpr_export import read_export
+from lakehouse.gdpr_export import plain_types, read_export
 from lakehouse.gdpr_files import scan
 from lakehouse.tables import arrow_schema, list_tables, open_table, query, table_uri
 from lec.services import start_anvil
@@ -137,8 +137,8 @@ def test_another_members_export_round_trips(erased: dict, tmp_path: Path) -> Non
     assert {r["id"] for r in archive["registry"]["users"]} == {OTHER}
     devices = archive["manifest"]["subject"]["devices"]
     lake = str(run / "lake")
-    expected = query(f"SELECT * FROM t WHERE device_id IN ({', '.join(repr(d) for d in devices)})",
-                     {"t": open_table(table_uri("readings", root=lake))})
+    expected = plain_types(query(f"SELECT * FROM t WHERE device_id IN ({', '.join(repr(d) for d in devices)})",
+                                 {"t": open_table(table_uri("readings", root=lake))}))
     got = archive["tables"]["readings"]
     assert got.num_rows == expected.num_rows > 0
     key = ["device_id", "ts", "message_id"] if "message_id" in got.column_names else ["device_id", "ts"]
