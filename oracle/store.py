@@ -121,7 +121,10 @@ def _unique_leaves(rows: list[dict[str, Any]]) -> list[LeafRow]:
     # a crash between two appends may repeat a write: one row per leaf
     seen: dict[tuple[str, str, str], LeafRow] = {}
     for r in rows:
-        seen[(r["supplier_id"], r["device_id"], r["flow_id"])] = LeafRow(**{k: r[k] for k in LEAVES_SCHEMA.names})
+        # an erased leaf (GDPR: ids blanked) is told apart by its hash, or erased leaves would collapse
+        key = (r["supplier_id"], r["device_id"], r["flow_id"]) if r["device_id"] is not None else \
+            ("", "erased", r["leaf_hash"])
+        seen[key] = LeafRow(**{k: r[k] for k in LEAVES_SCHEMA.names})
     return list(seen.values())
 
 

@@ -187,3 +187,18 @@ def test_new_reading_topics_are_created_with_the_bound(fresh_kafka) -> None:
     conf = _configs(bootstrap, [topics.READINGS, topics.FEEDBACK, topics.REGISTRY])
     assert conf[topics.READINGS]["retention.ms"] == conf[topics.FEEDBACK]["retention.ms"] == str(168 * 3_600_000)
     assert conf[topics.REGISTRY]["cleanup.policy"] == "compact"
+
+
+def test_erased_leaves_of_one_supplier_all_stay(settings, registry) -> None:
+    """Two erased devices of the same supplier leave two blanked leaves, not one: the anchored root
+    of the quarter-hour must still rebuild for the other members' take-outs (bug: they collapsed)."""
+    from oracle.store import LeafRow, OracleLake
+
+    root = settings.resolved_lake_uri()
+    lake = OracleLake(root)
+    lake.append_leaves([LeafRow("cer-a", 900, 1, "sup-1", d, f"f-{d}", 1, f"k-{d}", 5, "0xw", f"h-{d}")
+                        for d in ("IT001E00000001", "IT001E00000002", "PV-0001")])
+    erase(settings, user="u-bruno")  # IT001E00000002 and PV-0001: both sup-1 here
+    leaves = lake.leaves("cer-a", 900, 1)
+    assert sorted(r.leaf_hash for r in leaves) == ["h-IT001E00000001", "h-IT001E00000002", "h-PV-0001"]
+    assert sorted(str(r.device_id) for r in leaves) == ["IT001E00000001", "None", "None"]
