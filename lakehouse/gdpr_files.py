@@ -70,11 +70,7 @@ def erase_sftp(root: Path, subject: Subject) -> dict[str, int]:
         for section in sorted(p for p in supplier.iterdir() if p.is_dir()):
             for folder in sorted(p for p in section.iterdir() if p.is_dir()):
                 if folder.name in flows:
-                    for f in folder.rglob("*"):
-                        if f.is_file():
-                            out["reports" if f.name.endswith(".report.txt") else "files"] += 1
-                    shutil.rmtree(folder)
-                    out["folders"] += 1
+                    _erase_flow_folder(folder, pattern, out)
                     continue
                 for f in sorted(p for p in folder.rglob("*") if p.is_file()):
                     if _is_sub_id(pattern, f.name):
@@ -83,6 +79,37 @@ def erase_sftp(root: Path, subject: Subject) -> dict[str, int]:
                     else:
                         out["lines"] += _drop_lines(f, pattern)
     return out
+
+
+def _erase_flow_folder(folder: Path, pattern: re.Pattern[str], out: dict[str, int]) -> None:
+    """An erased flow's folder. A file may also carry other PODs' rows (a utility's one daily file
+    for all its PODs): those rows are other members' data and stay; only the subject's lines go, and
+    a file left with no data line is deleted. A folder still holding such files is renamed so its
+    name (the erased flow id) disappears."""
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        kind = "reports" if f.name.endswith(".report.txt") else "files"
+        if pattern.search(f.name):
+            f.unlink()
+            out[kind] += 1
+            continue
+        dropped = _drop_lines(f, pattern)
+        try:
+            rest = [ln for ln in f.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            rest = []
+        if dropped and len(rest) <= 1 or not rest:  # header only (or empty): nothing of anyone else
+            f.unlink()
+            out[kind] += 1
+        elif dropped:
+            out["lines"] += dropped
+            out["kept_files"] = out.get("kept_files", 0) + 1
+    if any(p.is_file() for p in folder.rglob("*")):
+        import uuid
+
+        folder.rename(folder.with_name(f"erased-flow-{uuid.uuid4().hex[:8]}"))
+    else:
+        shutil.rmtree(folder)
+    out["folders"] += 1
 
 
 def _drop_lines(path: Path, pattern: re.Pattern[str]) -> int:

@@ -1,6 +1,7 @@
-"""Erasure on what a real run leaves: a member whose meter sent through MQTT, SFTP and HTTP, with
-KPIs computed and quarter-hours anchored, is erased; no store of docs/gdpr.md keeps a trace, other
-members' take-outs still verify on the chain and another member's export round-trips."""
+"""Erasure on what a real run leaves: a member whose meter sent over MQTT and whose PV plant and battery
+sent over HTTP, and a meter whose curve came over SFTP, with KPIs computed and quarter-hours
+anchored, are erased; no store of docs/gdpr.md keeps a trace, other members' take-outs still
+verify on the chain and another member's export round-trips."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.conftest import copy_demo_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test pays for the session demo
 
-USER, METER = "u-01", "IT001E00000001"           # household 1: its box, backfill and app flows
+USER, METER = "u-01", "IT001E00000001"           # household 1: MQTT meter, HTTP PV plant and battery
 OTHER = "u-02"
 
 
@@ -56,9 +57,10 @@ def erased(demo_run: tuple[dict, str, Path], tmp_path_factory: pytest.TempPathFa
     summary, _, source = demo_run
     run = copy_demo_run(source, tmp_path_factory.mktemp("gdpr") / "run")
     snap = json.loads(json.dumps(_registry_doc(run)))
-    needles = [USER, *snap["devices"], *snap["flows"]]
+    needles = [USER, *snap["devices"], *snap["flows"], snap["sftp_meter"], *snap["sftp_flows"]]
     lake = str(run / "lake")
-    channels = query(f"SELECT DISTINCT channel FROM t WHERE device_id = '{METER}'",
+    ids = ", ".join(f"'{d}'" for d in snap["devices"] + [snap["sftp_meter"]])
+    channels = query(f"SELECT DISTINCT channel FROM t WHERE device_id IN ({ids})",
                      {"t": open_table(table_uri("readings", root=lake))}).column("channel").to_pylist()
     lec(run, "kpi", "--community", "cer-demo", "--from", "2016-03-26", "--to", "2016-03-27", "--resolution", "1d",
         "--level", "member", "--store", "--format", "json")
@@ -70,8 +72,9 @@ def erased(demo_run: tuple[dict, str, Path], tmp_path_factory: pytest.TempPathFa
                    {"t": open_table(table_uri("oracle_leaves", root=lake))}).column("n")[0].as_py()
     before = scan(run, needles)
     receipt = json.loads(lec(run, "gdpr", "erase", "--user", USER))
+    sftp_receipt = json.loads(lec(run, "gdpr", "erase", "--device", snap["sftp_meter"]))
     return {"run": run, "needles": needles, "channels": channels, "kpi_members": kpi_members, "leaves": leaves,
-            "before": before, "receipt": receipt, "summary": summary}
+            "before": before, "receipt": receipt, "sftp_receipt": sftp_receipt, "summary": summary}
 
 
 def _registry_doc(run: Path) -> dict:
@@ -80,7 +83,10 @@ def _registry_doc(run: Path) -> dict:
 
     snap = open_registry(load_settings({"LEC_RUN_DIR": str(run)})).snapshot()
     devices = sorted(d.id for d in snap.devices.values() if d.user_id == USER)
+    sftp_meter = sorted(f.device_id for f in snap.flows.values() if f.channel == "sftp")[0]
     return {"devices": devices, "flows": sorted(f.id for f in snap.flows.values() if f.device_id in devices),
+            "sftp_meter": sftp_meter,
+            "sftp_flows": sorted(f.id for f in snap.flows.values() if f.device_id == sftp_meter),
             "other_wallet": next(m.wallet for (_, u), m in snap.members.items() if u == OTHER)}
 
 
@@ -99,13 +105,15 @@ def test_no_store_keeps_a_trace(erased: dict) -> None:
 
     snap = open_registry(load_settings({"LEC_RUN_DIR": str(run)})).snapshot()
     assert USER not in {u for (_, u) in snap.members} and METER not in snap.devices
+    assert not any(f.channel == "sftp" and f.device_id in erased["needles"] for f in snap.flows.values())
 
 
 def test_receipt_counts_and_log_hold_no_personal_data(erased: dict) -> None:
     r, run = erased["receipt"], erased["run"]
     assert r["tables"]["readings"] > 0 and r["tables"]["oracle_leaves"] == erased["leaves"] > 0
-    assert r["sftp"]["files"] > 0 and r["sftp"]["folders"] > 0 and r["sftp_ingested_files"] > 0
-    assert r["logs"] and r["takeouts"]
+    d = erased["sftp_receipt"]
+    assert d["sftp"]["folders"] > 0 and d["sftp"]["files"] + d["sftp"]["lines"] > 0
+    assert r["logs"] and r["takeouts"] and d["tables"]["readings"] > 0
     assert "memory" in r["kafka"]["residual_window"]  # stated, never hidden
     log = (run / "gdpr" / "erasure-log.jsonl").read_text()
     assert json.loads(log.splitlines()[-1])["request_id"] == r["request_id"]

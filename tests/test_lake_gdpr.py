@@ -202,3 +202,23 @@ def test_erased_leaves_of_one_supplier_all_stay(settings, registry) -> None:
     leaves = lake.leaves("cer-a", 900, 1)
     assert sorted(r.leaf_hash for r in leaves) == ["h-IT001E00000001", "h-IT001E00000002", "h-PV-0001"]
     assert sorted(str(r.device_id) for r in leaves) == ["IT001E00000001", "None", "None"]
+
+
+def test_sftp_erasure_keeps_other_members_rows_of_a_shared_file(tmp_path: Path) -> None:
+    """A utility's daily file carries every POD: erasing one POD's flow removes its rows only; the
+    folder named after the erased flow goes; a file of that POD alone is deleted."""
+    from lakehouse.gdpr_files import Subject, erase_sftp, scan
+
+    root = tmp_path / "sftp"
+    folder = root / "sup-utility" / "processed" / "f-IT001E00000004-load"
+    folder.mkdir(parents=True)
+    (folder / "curva_20160326.csv").write_text("POD;DATA\nIT001E00000004;1,0\nIT001E00000005;2,0\n")
+    (folder / "curva_20160327.csv").write_text("POD;DATA\nIT001E00000004;3,0\n")
+    other = root / "sup-utility" / "processed" / "f-IT001E00000005-load"
+    other.mkdir(parents=True)
+    (other / "curva_20160328.csv").write_text("POD;DATA\nIT001E00000004;5,0\nIT001E00000005;6,0\n")
+    counts = erase_sftp(root, Subject(None, ["IT001E00000004"], ["f-IT001E00000004-load"]))
+    assert scan(root, ["IT001E00000004", "f-IT001E00000004-load"]) == []
+    kept = sorted(p.read_text() for p in root.rglob("*.csv"))
+    assert kept == ["POD;DATA\nIT001E00000005;2,0\n", "POD;DATA\nIT001E00000005;6,0\n"]
+    assert counts["files"] == 1 and counts["folders"] == 1 and counts["lines"] == 2
