@@ -33,7 +33,7 @@ def _fill_lake(bootstrap: str, root: Path) -> None:
     produce(bootstrap, [sample_deadletter(i, device=DEVICES[i % 3]) for i in range(6)], specs[1].topic)
     produce(bootstrap, [sample_anomaly(i, device=DEVICES[i % 3]) for i in range(6)], specs[2].topic)
     DeltaSink(bootstrap, str(root), SinkConfig(commit_interval_s=0.2, commit_rows=100, maintain_interval_s=0),
-              tables=specs).run(max_idle_s=1.5)
+              tables=specs).run(max_idle_s=10)  # a busy broker may take seconds to serve the first fetch
     write_deltalake(f"{root}/kpi/member_daily", pa.table({  # the KPI layout: member_id = user or device:<id>
         "member_id": ["u-anna", "u-bruno", "u-anna", "device:PV-0001"], "day": ["2024-01-01"] * 4,
         "kwh": [1.0, 2.0, 3.0, 4.0]}))
