@@ -271,7 +271,7 @@ class SftpWatcher:
                          exc: Exception) -> Outcome | None:
         """A bug or an odd file: set the file aside in failed/ with a report instead of retrying forever."""
         shown = f"{INBOX}/{printable(flow_folder)}/{printable(path.name)}"
-        log.exception("%s/%s could not be processed", supplier_id, shown)
+        log.exception("%s/%s could not be processed", supplier_id, logged(shown))
         staged = self.area.staging(supplier_id, flow_folder) / path.name
         where = staged if staged.exists() or staged.is_symlink() else path
         problem = Problem("internal_error", None,
@@ -281,7 +281,8 @@ class SftpWatcher:
             return self._fail(snap, supplier_id, printable(flow_folder), where, shown, problem, None,
                               snap.flows.get(flow_folder))
         except Exception:  # noqa: BLE001 - even setting it aside failed: log, keep scanning the others
-            log.exception("%s/%s could not be set aside in failed/ either; skipped until restart", supplier_id, shown)
+            log.exception("%s/%s could not be set aside in failed/ either; skipped until restart", supplier_id,
+                          logged(shown))
             self._set_aside_failed.add(path)
             return Outcome(shown, "failed", problem=problem)
 
@@ -308,7 +309,7 @@ class SftpWatcher:
             dest = self._move(path, supplier_id, PROCESSED, flow.id)
             if done.path != shown or dest.name != path.name:
                 (dest.parent / (dest.name + ".duplicate.txt")).write_text(note)
-            log.info("%s/%s: duplicate of %s, not sent again", supplier_id, shown, done.path)
+            log.info("%s/%s: duplicate of %s, not sent again", supplier_id, logged(shown), logged(done.path))
             return Outcome(shown, "duplicate", 0, result.lines)
         if sends_whole(flow) and result.size > self.max_payload_bytes:
             problem = Problem("file_too_large", None,
@@ -324,10 +325,11 @@ class SftpWatcher:
             return Outcome(shown, "interrupted", 0, result.lines)
         after = os.fstat(fd)
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            log.warning("%s/%s changed while being read: it will be read again when stable", supplier_id, shown)
+            log.warning("%s/%s changed while being read: it will be read again when stable", supplier_id,
+                        logged(shown))
             return Outcome(shown, "interrupted", sent, result.lines)
         self._mark_processed(supplier_id, flow, path, shown, result, sent)
-        log.info("%s/%s: %d lines in %d chunks acknowledged, moved to processed/", supplier_id, shown,
+        log.info("%s/%s: %d lines in %d chunks acknowledged, moved to processed/", supplier_id, logged(shown),
                  result.lines, sent)
         return Outcome(shown, "processed", sent, result.lines)
 
@@ -368,7 +370,7 @@ class SftpWatcher:
         remaining = self.producer.flush(120)
         if remaining or tracker.error:
             log.error("%s/%s: Kafka did not acknowledge every chunk (%s); the file stays in the inbox and is "
-                      "retried", supplier_id, shown, tracker.error or f"{remaining} pending")
+                      "retried", supplier_id, logged(shown), tracker.error or f"{remaining} pending")
             return None
         return sent
 
@@ -394,7 +396,7 @@ class SftpWatcher:
         report += [f"message: {problem.message}", f"rejected: {utc_now_iso()}"]
         (dest.parent / (dest.name + REPORT_SUFFIX)).write_text("\n".join(report) + "\n")
         self._deadletter(snap, supplier_id, flow_folder, dest, shown, problem, flow)
-        log.warning("%s/%s rejected: %s", supplier_id, shown, problem.message)
+        log.warning("%s/%s rejected: %s", supplier_id, logged(shown), problem.message)
         return Outcome(shown, "failed", 0, result.lines if result else 0, problem)
 
     def _deadletter(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, dest: Path, shown: str,
@@ -471,6 +473,15 @@ def kafka_producer(bootstrap: str) -> Any:
 
     return Producer(producer_config(bootstrap, **{"queue.buffering.max.kbytes": 65536,
                                                   "message.max.bytes": 4 * 1024 * 1024}))
+
+
+def logged(shown: str) -> str:
+    """A file's path as log lines show it: section, then the flow and the file name as pseudonyms
+    (docs/gdpr.md: flow ids and file names carry PODs; `lec gdpr pseudonym NAME` finds the lines)."""
+    from lec.pseudonym import pseudonym
+
+    parts = shown.strip("/").split("/")
+    return "/".join(parts[:1] + [pseudonym(p) for p in parts[1:]])
 
 
 def state_path(run_dir: Path) -> Path:

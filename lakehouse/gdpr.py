@@ -211,7 +211,12 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
             receipt["tables"][name] = deleted
             log.info("erased %d rows from %s", deleted, name)
     sftp_root = s.resolved_sftp_root()
-    receipt["sftp"] = erase_sftp(sftp_root, subject)
+    deleted_files: list[str] = []
+    receipt["sftp"] = erase_sftp(sftp_root, subject, deleted_files)
+    from lec.pseudonym import pseudonym
+
+    # log lines name files by pseudonym (connectors.sftp_watch.logged): those go with the ids
+    subject.pseudonyms += sorted({pseudonym(n, run_dir) for n in deleted_files})
     from connectors.sftp_watch import state_path
 
     receipt["sftp_ingested_files"] = erase_ingested_files(state_path(run_dir), subject)

@@ -59,8 +59,12 @@ def _is_sub_id(pattern: re.Pattern[str], text: str) -> bool:
     return bool(pattern.search(text))
 
 
-def erase_sftp(root: Path, subject: Subject) -> dict[str, int]:
-    """Delete the subject's flow folders and files in every supplier's area; counts by kind."""
+def erase_sftp(root: Path, subject: Subject, deleted: list[str] | None = None) -> dict[str, int]:
+    """Delete the subject's flow folders and files in every supplier's area; counts by kind.
+
+    The names of files deleted or cleaned go to ``deleted``: log lines name files by pseudonym
+    (connectors.sftp_watch.logged), which the log redaction must then also remove."""
+    deleted = [] if deleted is None else deleted
     out = {"files": 0, "reports": 0, "folders": 0, "lines": 0}
     if not root.exists():
         return out
@@ -70,11 +74,13 @@ def erase_sftp(root: Path, subject: Subject) -> dict[str, int]:
         for section in sorted(p for p in supplier.iterdir() if p.is_dir()):
             for folder in sorted(p for p in section.iterdir() if p.is_dir()):
                 if folder.name in flows:
+                    deleted += [f.name for f in folder.rglob("*") if f.is_file()]
                     _erase_flow_folder(folder, pattern, out)
                     continue
                 for f in sorted(p for p in folder.rglob("*") if p.is_file()):
                     if _is_sub_id(pattern, f.name):
                         out["reports" if f.name.endswith(".report.txt") else "files"] += 1
+                        deleted.append(f.name)
                         f.unlink()
                     else:
                         out["lines"] += _drop_lines(f, pattern)

@@ -71,9 +71,14 @@ def erased(demo_run: tuple[dict, str, Path], tmp_path_factory: pytest.TempPathFa
     leaves = query(f"SELECT count(*) n FROM t WHERE device_id IN ({ids})",
                    {"t": open_table(table_uri("oracle_leaves", root=lake))}).column("n")[0].as_py()
     before = scan(run, needles)
+    watch_log = (run / "logs" / "sftp-watch.log").read_text()
+    from lec.pseudonym import pseudonym
+
+    pseudonyms = [pseudonym(i, run) for i in needles]
     receipt = json.loads(lec(run, "gdpr", "erase", "--user", USER))
     sftp_receipt = json.loads(lec(run, "gdpr", "erase", "--device", snap["sftp_meter"]))
-    return {"run": run, "needles": needles, "channels": channels, "kpi_members": kpi_members, "leaves": leaves,
+    return {"run": run, "needles": needles, "pseudonyms": pseudonyms, "watch_log": watch_log,
+            "sftp_meter": snap["sftp_meter"], "channels": channels, "kpi_members": kpi_members, "leaves": leaves,
             "before": before, "receipt": receipt, "sftp_receipt": sftp_receipt, "summary": summary}
 
 
@@ -96,9 +101,15 @@ def test_the_member_was_everywhere_before(erased: dict) -> None:
     assert any("sftp" in h for h in erased["before"]) and any("logs" in h for h in erased["before"])
 
 
+def test_log_lines_name_files_by_pseudonym(erased: dict) -> None:
+    # the watcher logged the utility's files without their PODs (flow and file name pseudonymised)
+    assert "acknowledged" in erased["watch_log"] and erased["sftp_meter"] not in erased["watch_log"]
+
+
 def test_no_store_keeps_a_trace(erased: dict) -> None:
     run, needles = erased["run"], erased["needles"]
     assert scan(run, needles) == []  # every file by name and content: logs, SFTP areas, DBs, take-outs
+    assert scan(run / "logs", erased["pseudonyms"]) == []  # nor the pseudonyms log lines used for them
     assert lake_hits(str(run / "lake"), needles) == []  # every readable version of every Delta table
     from lec.config import load_settings
     from lec.registry import open_registry
