@@ -106,4 +106,12 @@ def camel_app() -> typer.Typer:
             row = status_row(item)
             typer.echo(f"{row['name']}\t{row['flow']}\t{row['phase']}\t{row['ready']}\t{row['message']}")
 
+    @app.command("run")
+    def run() -> None:
+        """Run the registry's camel flows here on Apache Camel 4 (camel-main): the same routes as `render`."""
+        from connectors.camel_run import run as run_camel
+        from lec.config import settings as current
+
+        run_camel(current())
+
     return app

@@ -40,6 +40,8 @@ from lec.registry import Flow, RegistrySnapshot
 API_VERSION = "camel.apache.org/v1"
 MANAGED_BY = "lec"
 KINDS = ("http-poll", "ftp-poll")
+IDEMPOTENT_REPOSITORY = "org.apache.camel.processor.idempotent.kafka.KafkaIdempotentRepository"
+SEEN_TOPIC = "lec.camel.seen"  # message ids of pages/files a Camel route already sent
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
 
 
@@ -82,6 +84,20 @@ def item = [message_id: messageId,
             payload_b64: payload.encodeBase64().toString(), source: source]
 def envelope = [schema: RAW_SCHEMA, envelope_id: sha(['camel', SUPPLIER, messageId]).substring(0, 32),
                 channel: 'camel', community_id: COMMUNITY, supplier_id: SUPPLIER, items: [item]]
+// the idempotent consumer's key: a page or file already sent (same bytes) is not sent again
+exchange.message.setHeader('LecMessageId', messageId)
+// paging: the next query comes from the page's cursor field; garbage keeps the current one
+def query = exchange.getProperty('LecQuery') ?: ''
+if (CURSOR_FIELD) {
+    try {
+        def doc = new groovy.json.JsonSlurper().parse(payload)
+        def next = (doc instanceof Map) ? doc[CURSOR_FIELD] : null
+        if (next != null && next.toString()) {
+            query = CURSOR_PARAM + '=' + URLEncoder.encode(next.toString(), 'UTF-8')
+        }
+    } catch (Exception ignored) { }
+}
+exchange.setProperty('LecNextQuery', query)
 groovy.json.JsonOutput.toJson(envelope)
 """
 
@@ -91,9 +107,11 @@ def _groovy_string(value: str) -> str:
 
 
 def envelope_script(flow: Flow, integration: str, max_payload_bytes: int) -> str:
+    cursor = (flow.syntax_options.get("camel") or {}).get("cursor") or {}
     consts = {"SUPPLIER": flow.supplier_id, "FLOW": flow.id, "DEVICE": flow.device_id,
               "COMMUNITY": flow.community_id, "INTEGRATION": integration, "RAW_SCHEMA": RAW_SCHEMA,
-              "CONTENT_TYPE": CONTENT_TYPES.get(flow.syntax, "application/octet-stream")}
+              "CONTENT_TYPE": CONTENT_TYPES.get(flow.syntax, "application/octet-stream"),
+              "CURSOR_FIELD": str(cursor.get("field", "")), "CURSOR_PARAM": str(cursor.get("param", "cursor"))}
     head = "".join(f"def {k} = {_groovy_string(v)}\n" for k, v in consts.items())
     return GROOVY_IMPORTS + head + f"def MAX_PAYLOAD = {int(max_payload_bytes)}\n" + ENVELOPE_GROOVY
 
@@ -111,10 +129,18 @@ def _source_steps(flow: Flow, spec: dict[str, Any], name: str) -> tuple[dict[str
     if kind == "http-poll":
         if not url.startswith(("http://", "https://")):
             raise CamelError(f"flow {flow.id}: an http-poll url must start with http:// or https://")
+        cursor = spec.get("cursor")
+        if cursor is not None and (not isinstance(cursor, dict) or not cursor.get("field")):
+            raise CamelError(f"flow {flow.id}: syntax_options.camel.cursor needs a 'field' (and optionally 'param')")
         steps: list[dict[str, Any]] = [{"setHeader": {"name": "CamelHttpMethod", "constant": "GET"}}]
         for header, value in sorted((spec.get("headers") or {}).items()):
             steps.append({"setHeader": {"name": str(header), "constant": str(value)}})
-        steps.append({"to": {"uri": url, "parameters": {"throwExceptionOnFailure": True}}})
+        # the cursor reached so far (empty at start: the idempotent consumer drops pages sent before)
+        steps.append({"setProperty": {"name": "LecQuery", "simple": f"${{variable.global:{name}-query}}"}})
+        steps.append({"setHeader": {"name": "CamelHttpQuery", "simple": "${exchangeProperty.LecQuery}"}})
+        timeout_ms = int(spec.get("timeout_ms", 30000))
+        steps.append({"to": {"uri": url, "parameters": {"throwExceptionOnFailure": True,
+                                                        "connectTimeout": timeout_ms, "responseTimeout": timeout_ms}}})
         return {"uri": f"timer:{name}", "parameters": {"period": period}}, steps
     if not url.startswith(("ftp://", "ftps://", "sftp://")):
         raise CamelError(f"flow {flow.id}: an ftp-poll url must start with ftp://, ftps:// or sftp://")
@@ -141,10 +167,17 @@ def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_pa
     steps += [
         {"setHeader": {"name": "kafka.KEY", "constant": flow.device_id}},
         {"setBody": {"expression": {"groovy": {"expression": envelope_script(flow, name, max_payload_bytes)}}}},
-        {"to": {"uri": f"kafka:{raw_topic}",
-                "parameters": {"brokers": kafka_brokers, "requestRequiredAcks": "all",
-                               "enableIdempotence": True}}},
+        {"idempotentConsumer": {
+            "header": "LecMessageId", "idempotentRepository": f"#{name}-seen",
+            "steps": [{"to": {"uri": f"kafka:{raw_topic}",
+                              "parameters": {"brokers": kafka_brokers, "requestRequiredAcks": "all",
+                                             "enableIdempotence": True}}}]}},
     ]
+    if spec["kind"] == "http-poll":  # the cursor moves on only once the page is in Kafka
+        steps.append({"setVariable": {"name": f"global:{name}-query", "simple": "${exchangeProperty.LecNextQuery}"}})
+    retry = {"maximumRedeliveries": int(spec.get("retries", 5)), "redeliveryDelay": int(spec.get("retry_delay_ms", 1000)),
+             "useExponentialBackOff": True, "backOffMultiplier": 2, "maximumRedeliveryDelay": 60000,
+             "retryAttemptedLogLevel": "WARN"}
     integration: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Integration",
@@ -153,7 +186,15 @@ def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_pa
             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "lec.flow": flow.id,
                        "lec.supplier": flow.supplier_id, "lec.community": flow.community_id},
         },
-        "spec": {"flows": [{"route": {"id": name, "from": {**source, "steps": steps}}}]},
+        "spec": {"flows": [
+            # sources already sent, kept on a Kafka topic: no duplicate after a restart of the route
+            {"beans": [{"name": f"{name}-seen", "type": IDEMPOTENT_REPOSITORY,
+                        "properties": {"topic": SEEN_TOPIC, "bootstrapServers": kafka_brokers}}]},
+            # a vendor answering 5xx, timing out or unreachable: retried with exponential back-off
+            {"routeConfiguration": {"id": f"{name}-retry",
+                                    "errorHandler": {"defaultErrorHandler": {"redeliveryPolicy": retry}}}},
+            {"route": {"id": name, "routeConfigurationId": f"{name}-retry", "from": {**source, "steps": steps}}},
+        ]},
     }
     if spec.get("secret"):
         integration["spec"]["traits"] = {"mount": {"configs": [f"secret:{spec['secret']}"]}}

@@ -57,6 +57,10 @@ def kube() -> Iterator[dict[str, Any]]:
     thread.join(10)
 
 
+def _route(integration: dict[str, Any]) -> dict[str, Any]:
+    return next(f["route"] for f in integration["spec"]["flows"] if "route" in f)
+
+
 def _camel_flow(registry, **camel: Any):
     [flow] = camel_flows(registry.snapshot())
     return replace(flow, syntax_options={"camel": camel})
@@ -67,13 +71,18 @@ def test_rendered_http_poll_integration_matches_the_camel_k_shape(registry) -> N
     jsonschema.validate(integration, SCHEMA)
     assert integration["metadata"]["name"] == "lec-f-b-camel"
     assert integration["metadata"]["labels"]["lec.flow"] == "f-b-camel"
-    route = integration["spec"]["flows"][0]["route"]
+    route = _route(integration)
     assert route["from"]["uri"] == "timer:lec-f-b-camel" and route["from"]["parameters"] == {"period": 60000}
     steps = route["from"]["steps"]
-    assert steps[1]["to"]["uri"] == "https://api.sup-b.example/readings"
+    assert steps[3]["to"]["uri"] == "https://api.sup-b.example/readings"
     assert {"setHeader": {"name": "kafka.KEY", "constant": "DEV-B1"}} in steps
-    assert steps[-1]["to"]["uri"] == "kafka:lec.raw" and steps[-1]["to"]["parameters"]["brokers"] == "kafka.lec:9092"
-    script = steps[-2]["setBody"]["expression"]["groovy"]["expression"]
+    # sent once per message id (a Kafka-backed idempotent repository), then the cursor moves on
+    [send] = steps[-2]["idempotentConsumer"]["steps"]
+    assert steps[-2]["idempotentConsumer"]["idempotentRepository"] == "#lec-f-b-camel-seen"
+    assert send["to"]["uri"] == "kafka:lec.raw" and send["to"]["parameters"]["brokers"] == "kafka.lec:9092"
+    assert steps[-1]["setVariable"]["name"] == "global:lec-f-b-camel-query"
+    assert route["routeConfigurationId"] == "lec-f-b-camel-retry"
+    script = steps[-3]["setBody"]["expression"]["groovy"]["expression"]
     for const in ("def SUPPLIER = 'sup-b'", "def FLOW = 'f-b-camel'", "def DEVICE = 'DEV-B1'",
                   "def COMMUNITY = 'cer-sftp'", f"def RAW_SCHEMA = '{RAW_SCHEMA}'", "def MAX_PAYLOAD = 1048576",
                   "channel: 'camel'", "payload_b64"):
@@ -87,7 +96,7 @@ def test_rendered_ftp_poll_integration_with_secret(registry) -> None:
                        username="lec", password="{{lec.sup-b.ftp-password}}", secret="sup-b-ftp")
     integration = render_integration(flow, namespace=NS, kafka_brokers="k:9092")
     jsonschema.validate(integration, SCHEMA)
-    source = integration["spec"]["flows"][0]["route"]["from"]
+    source = _route(integration)["from"]
     assert source["uri"] == "sftp://ftp.sup-b.example:22/out"
     assert source["parameters"]["delay"] == 300000 and source["parameters"]["move"] == ".done"
     assert source["parameters"]["password"] == "{{lec.sup-b.ftp-password}}"
@@ -108,7 +117,7 @@ def test_bad_camel_descriptions_are_refused_with_a_reason(registry, camel: dict[
 
 def test_shape_check_catches_a_broken_resource(registry) -> None:
     [integration] = render_all(registry.snapshot(), namespace=NS, kafka_brokers="k:9092")
-    integration["spec"]["flows"][0]["route"]["from"]["steps"].append({"log": "x", "to": {"uri": "kafka:x"}})
+    _route(integration)["from"]["steps"].append({"log": "x", "to": {"uri": "kafka:x"}})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(integration, SCHEMA)
     assert integration_name("F_b.Camel") == "lec-f-b-camel"
@@ -127,8 +136,8 @@ def test_apply_update_status_delete_through_the_kubernetes_api(registry, kube: d
                                  namespace=NS, kafka_brokers="k:9092")
     assert client.apply(changed) == "updated"
     stored = client.get(NS, "lec-f-b-camel")
-    route = stored["spec"]["flows"][0]["route"]["from"]
-    assert route["parameters"]["period"] == 120000 and route["steps"][1]["to"]["uri"] == "https://api.sup-b.example/v2"
+    route = _route(stored)["from"]
+    assert route["parameters"]["period"] == 120000 and route["steps"][3]["to"]["uri"] == "https://api.sup-b.example/v2"
     assert stored["metadata"]["annotations"] == changed["metadata"]["annotations"]
     # the Camel K operator reports status on the status subresource; we read it back
     assert status_row(stored)["phase"] == "Pending"

@@ -133,6 +133,18 @@ class Stack:
         self._mqtt_hashes = hashes
         return mosquitto_config(self.settings, hashes, self.run_dir / "mqtt", self.ports["mqtt"])
 
+    def _camel_specs(self) -> list[ServiceSpec]:
+        """One Camel process for the registry's camel flows, when there are any."""
+        from connectors.camel_run import READY_LINE, has_camel_flows
+        from lec.registry import open_registry
+
+        try:
+            if not has_camel_flows(open_registry(self.settings, migrate=False).snapshot()):
+                return []
+        except Exception:  # no registry yet: the stack migrates it when workers load one
+            return []
+        return [ServiceSpec("camel", lec_argv("connectors", "camel", "run"), ready_log=READY_LINE, ready_timeout=240)]
+
     def reload_mqtt_if_registry_changed(self) -> bool:
         """Regenerate password_file/acl_file and SIGHUP Mosquitto when the registry's suppliers changed."""
         from lec.services import reload_mosquitto
@@ -148,7 +160,7 @@ class Stack:
         return True
 
     def worker_specs(self) -> list[ServiceSpec]:
-        return [
+        return [*self._camel_specs(), 
             # publishers' messages reach the bridge only once it has subscribed
             ServiceSpec("mqtt-bridge", lec_argv("connectors", "mqtt-bridge"), ready_log="subscribed to"),
             ServiceSpec("feedback-relay", lec_argv("connectors", "feedback-relay")),
