@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -91,3 +92,37 @@ def test_kpis_identical_on_sail_and_jvm(engines, loaded, resolution: str, days: 
     assert_same_kpis(sail, jvm)
     if fill:
         assert sail.filled_readings.sum() > 0  # the holes were filled, identically
+
+
+def test_data_engineer_plain_pyspark_time_travel_and_anchors(engines, tmp_path: Path) -> None:
+    """What the README shows a data engineer: plain pyspark on JVM Spark + delta-spark, nothing of
+    ours but the table paths (and here the URL of the JVM Connect server the fixture started)."""
+    from pyspark.sql import SparkSession
+
+    from lakehouse.kpi_sample import SampleFlow, readings_table
+    from lakehouse.spark_jvm import start_jvm
+    from oracle.store import ANCHORS_SCHEMA
+
+    lake = str(tmp_path / "lake")
+    flow = SampleFlow("f-de", "POD-DE", "u-de", "load", 1)
+    t0 = datetime(2024, 5, 6, 10, tzinfo=ROME)
+    write_readings(lake, readings_table(CID, [(flow, t0 + timedelta(minutes=15 * i), 1000 + i) for i in range(4)]))
+    write_readings(lake, readings_table(CID, [(flow, t0 + timedelta(hours=1), 5000)]))
+    anchor = {n: None for n in ANCHORS_SCHEMA.names} | {"community_id": CID, "qh": int(t0.timestamp()) // 900,
+                                                      "version": 1, "readingsRoot": "0x" + "ab" * 32}
+    from deltalake import write_deltalake
+
+    write_deltalake(f"{lake}/anchors", pa.Table.from_pylist([anchor], schema=ANCHORS_SCHEMA),
+                    partition_by=["community_id"])
+
+    spark = SparkSession.builder.remote(start_jvm()).create()
+    versions = [r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{lake}/readings`").collect()]
+    assert versions == [1, 0]
+    assert spark.read.format("delta").option("versionAsOf", 0).load(f"{lake}/readings").count() == 4
+    assert spark.sql(f"SELECT count(*) n FROM delta.`{lake}/readings` VERSION AS OF 1").collect()[0].n == 5
+    readings = spark.read.format("delta").load(f"{lake}/readings")
+    anchors = spark.read.format("delta").load(f"{lake}/anchors")
+    joined = (readings.withColumn("qh", (readings.ts.cast("long") / 900).cast("long"))
+              .join(anchors.select("community_id", "qh", "readingsRoot"), ["community_id", "qh"]))
+    rows = joined.select("energy_mwh", "readingsRoot").collect()
+    assert [(r.energy_mwh, r.readingsRoot) for r in rows] == [(1000, "0x" + "ab" * 32)]
