@@ -28,7 +28,7 @@ def test_notebook_is_valid_nbformat_4() -> None:
             compile("".join(cell["source"]), cell["id"], "exec")
 
 
-@pytest.mark.parametrize("engine", ["sail"])
+@pytest.mark.parametrize("engine", ["sail", pytest.param("jvm", marks=[pytest.mark.slow, pytest.mark.timeout(1800)])])
 def test_notebook_code_runs_on_a_small_lake(registry, settings, monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path, engine: str) -> None:
     """On Sail and on JVM Spark + delta-spark (LEC_SPARK_ENGINE, one JVM server per test process)."""
