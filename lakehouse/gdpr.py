@@ -39,15 +39,19 @@ def _sql_list(values: list[str]) -> str:
 
 
 # Columns that identify a device or a person, blanked (not deleted) in anchored-commitment tables.
-IDENTITY_COLUMNS = ("device_id", "flow_id", "device_key", "user_id", "member_id")
+IDENTITY_COLUMNS = ("device_id", "flow_id", "device_key", "user_id", "member_id", "plant_id", "member")
 
 
 def _predicate(columns: set[str], device_ids: list[str], user_ids: list[str]) -> str | None:
     clauses = []
     if "device_id" in columns and device_ids:
         clauses.append(f"device_id IN ({_sql_list(device_ids)})")
+    if "plant_id" in columns and device_ids:  # settlement tables: a plant is a device
+        clauses.append(f"plant_id IN ({_sql_list(device_ids)})")
     if "user_id" in columns and user_ids:
         clauses.append(f"user_id IN ({_sql_list(user_ids)})")
+    if "member" in columns and user_ids:  # settlement statements
+        clauses.append(f"member IN ({_sql_list(user_ids)})")
     if "member_id" in columns and (user_ids or device_ids):  # KPI tables: user id, or "device:<id>"
         clauses.append(f"member_id IN ({_sql_list(user_ids + [f'device:{d}' for d in device_ids])})")
     return " OR ".join(clauses) or None
