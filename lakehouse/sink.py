@@ -6,6 +6,12 @@ sink reads these versions back and seeks each partition just past them (partitio
 explicitly, no group rebalances), so a crash at any point neither loses nor repeats a record;
 Kafka's committed offsets are only written for monitoring (kafka-delta-ingest's design).
 
+Offsets alone cannot catch a record emitted again at a NEW offset (a stream worker SIGKILLed
+after producing but before committing its input re-emits the same readings): tables with an
+identity key (``readings``: ``message_id``, the idempotency key of one canonical reading) keep the
+first row of each key, within a batch and against what the table already holds (see
+:class:`KeyIndex`); a correction carries a new message id and is kept.
+
 Records the sink cannot store go to the `deadletter` table under their own app ids
 (``lec-lake-sink-rejects:<topic>:<partition>``), committed BEFORE the main commit so a crash
 between the two cannot lose them, and skipped on replay if already there.
@@ -18,11 +24,12 @@ import queue
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.sink_config import SinkConfig
 from lakehouse.sink_convert import Batch, Reject, convert, rejects_table
@@ -43,6 +50,12 @@ log = logging.getLogger("lec.lake.sink")
 APP_PREFIX = "lec-lake-sink"
 REJECT_PREFIX = "lec-lake-sink-rejects"
 
+# Table name -> the column identifying one record: a second record with the same key is a
+# re-emission (streams are at-least-once) and is not stored. Message ids are globally unique
+# (`<source message id>:<index>`), and a re-emitted reading has the same ts, hence the same
+# (community_id, date) partition: looking up the touched partitions is enough.
+IDENTITY: dict[str, str] = {"readings": "message_id"}
+
 
 class SinkError(LecError):
     """The Delta sink cannot reach Kafka or write the lake."""
@@ -57,8 +70,70 @@ class CommitStats:
     commits: int = 0
     rows: int = 0
     rejects: int = 0
+    duplicates: int = 0   # re-emitted records (same identity key) not stored again
     last_commit_s: float = 0.0
     per_table: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class KeyIndex:
+    """Identity keys the table holds, per partition, loaded on first touch and kept in step.
+
+    Only the writer thread uses it. Bounded to ``max_partitions`` (least recently touched dropped,
+    reloaded from the table if touched again), so a long backfill over many dates stays small.
+    """
+
+    def __init__(self, spec: TableSpec, key: str, max_partitions: int = 64) -> None:
+        self.spec = spec
+        self.key = key
+        self.max_partitions = max_partitions
+        self._known: OrderedDict[tuple[Any, ...], set[str]] = OrderedDict()
+
+    def clear(self) -> None:
+        self._known.clear()
+
+    def fresh(self, table: pa.Table, dt: Any) -> tuple[pa.Table, int]:
+        """``table`` without rows whose key is already stored or repeats an earlier row; and how many."""
+        cols = list(self.spec.partition_by)
+        keys = table.column(self.key).to_pylist()
+        parts = list(zip(*(table.column(c).to_pylist() for c in cols))) if cols else [()] * len(keys)
+        keep: list[bool] = []
+        for part, k in zip(parts, keys):
+            known = self._partition(part, dt)
+            if k is None:       # no identity: cannot be a re-emission we can recognise
+                keep.append(True)
+            elif k in known:
+                keep.append(False)
+            else:
+                known.add(k)     # later rows of this batch with the same key are dropped
+                keep.append(True)
+        dropped = keep.count(False)
+        return (table.filter(pa.array(keep, pa.bool_())) if dropped else table), dropped
+
+    def _partition(self, part: tuple[Any, ...], dt: Any) -> set[str]:
+        known = self._known.get(part)
+        if known is not None:
+            self._known.move_to_end(part)
+            return known
+        known = self._load(part, dt)
+        self._known[part] = known
+        while len(self._known) > self.max_partitions:
+            self._known.popitem(last=False)
+        return known
+
+    def _load(self, part: tuple[Any, ...], dt: Any) -> set[str]:
+        if dt is None:
+            return set()
+        # File-level partition pruning (add actions' partition values): only this partition's
+        # files are opened, and only their key column is read.
+        filters = [(c, "=", _partition_value(v)) for c, v in zip(self.spec.partition_by, part)]
+        if any(v is None for _, _, v in filters):
+            filters = [(c, op, v) for c, op, v in filters if v is not None]
+        data = dt.to_pyarrow_dataset(partitions=filters or None).to_table(columns=[self.key])
+        return set(pc.drop_null(data.column(self.key)).to_pylist())
+
+
+def _partition_value(v: Any) -> str | None:
+    return None if v is None else v.isoformat() if hasattr(v, "isoformat") else str(v)
 
 
 class DeltaSink:
@@ -78,6 +153,7 @@ class DeltaSink:
         self._rejected: dict[tuple[str, int], int] = {}   # last reject offset in `deadletter`
         self._assigned: set[tuple[str, int]] = set()
         self._tables: dict[str, Any] = {}
+        self._identity = {t.name: KeyIndex(t, IDENTITY[t.name]) for t in tables if t.name in IDENTITY}
         self._buffer: dict[str, Batch] = defaultdict(Batch)
         self._buffered = 0
         self._first_buffered_at: float | None = None
@@ -241,6 +317,7 @@ class DeltaSink:
             spec = self.by_topic[topic]
             table, bad = convert(spec, batch)
             table, clash = self._fit(spec, table, batch)
+            table = self._drop_reemitted(spec, table)
             rejects.extend(bad + clash)
             last: dict[int, int] = {}
             for p, off in zip(batch.partitions, batch.offsets):
@@ -258,6 +335,20 @@ class DeltaSink:
         if table is None or dt is None:
             return table, []
         return fit_to_schema(spec, table, batch, arrow_schema(dt))
+
+    def _drop_reemitted(self, spec: TableSpec, table: pa.Table | None) -> pa.Table | None:
+        index = self._identity.get(spec.name)
+        if index is None or table is None or table.num_rows == 0:
+            return table
+        try:
+            table, dropped = index.fresh(table, self._open(spec.name))
+        except Exception:
+            index.clear()   # half-updated: reload from the table next time
+            raise
+        if dropped:
+            self.stats.duplicates += dropped
+            log.info("%s: %d re-emitted records (same %s) not stored again", spec.name, dropped, index.key)
+        return table if table.num_rows else None
 
     def _write_rejects(self, rejects: list[Reject]) -> None:
         fresh = [r for r in rejects if r.offset > self._rejected.get((r.topic, r.partition), -1)]
@@ -306,6 +397,8 @@ class DeltaSink:
                             storage_options=storage_options(uri), commit_properties=props)
         except Exception as exc:
             self._tables.pop(spec.name, None)  # reload from storage next time
+            if spec.name in self._identity:
+                self._identity[spec.name].clear()  # keys of this batch were noted but not stored
             raise SinkError(f"cannot write Delta table {uri}: {exc}") from exc
         if dt is None:
             self._open(spec.name)
