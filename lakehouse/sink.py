@@ -80,36 +80,47 @@ class KeyIndex:
 
     Only the writer thread uses it. Bounded to ``max_partitions`` (least recently touched dropped,
     reloaded from the table if touched again), so a long backfill over many dates stays small.
+    Vectorised (Arrow hash kernels): a per-row Python loop cost 4x the Delta append itself.
     """
 
     def __init__(self, spec: TableSpec, key: str, max_partitions: int = 64) -> None:
         self.spec = spec
         self.key = key
         self.max_partitions = max_partitions
-        self._known: OrderedDict[tuple[Any, ...], set[str]] = OrderedDict()
+        self._known: OrderedDict[tuple[Any, ...], list[pa.Array]] = OrderedDict()
 
     def clear(self) -> None:
         self._known.clear()
 
     def fresh(self, table: pa.Table, dt: Any) -> tuple[pa.Table, int]:
-        """``table`` without rows whose key is already stored or repeats an earlier row; and how many."""
-        cols = list(self.spec.partition_by)
-        keys = table.column(self.key).to_pylist()
-        parts = list(zip(*(table.column(c).to_pylist() for c in cols))) if cols else [()] * len(keys)
-        keep: list[bool] = []
-        for part, k in zip(parts, keys):
-            known = self._partition(part, dt)
-            if k is None:       # no identity: cannot be a re-emission we can recognise
-                keep.append(True)
-            elif k in known:
-                keep.append(False)
-            else:
-                known.add(k)     # later rows of this batch with the same key are dropped
-                keep.append(True)
-        dropped = keep.count(False)
-        return (table.filter(pa.array(keep, pa.bool_())) if dropped else table), dropped
+        """``table`` without rows whose key is already stored or repeats an earlier row; and how many.
 
-    def _partition(self, part: tuple[Any, ...], dt: Any) -> set[str]:
+        The key column is required (records without it are rejected before), so it has no nulls.
+        """
+        rows = table.num_rows
+        # within the batch: the first row of each key (the lowest offset)
+        first = (table.select([self.key]).append_column("__i", pa.array(range(rows), pa.int64()))
+                 .group_by(self.key, use_threads=False).aggregate([("__i", "min")]).column("__i_min"))
+        if len(first) < rows:
+            table = table.take(pc.take(first, pc.sort_indices(first)))  # kept rows in offset order
+        # against the table: keys of the partitions this batch touches
+        cols = list(self.spec.partition_by)
+        parts = [tuple(r[c] for c in cols) for r in table.select(cols).group_by(cols).aggregate([]).to_pylist()]
+        known = [chunk for part in parts for chunk in self._partition(part, dt)]
+        if known:
+            stored = pc.is_in(table.column(self.key), value_set=pa.concat_arrays(known))
+            if pc.any(stored).as_py():
+                table = table.filter(pc.invert(stored))
+        for part in parts:  # what this commit adds (dropped again by clear() if the commit fails)
+            mask = None
+            for c, v in zip(cols, part):
+                eq = pc.is_null(table.column(c)) if v is None else pc.equal(table.column(c), v)
+                mask = eq if mask is None else pc.and_(mask, eq)
+            keys = table.column(self.key) if mask is None else table.filter(mask).column(self.key)
+            self._known[part].append(keys.combine_chunks())
+        return table, rows - table.num_rows
+
+    def _partition(self, part: tuple[Any, ...], dt: Any) -> list[pa.Array]:
         known = self._known.get(part)
         if known is not None:
             self._known.move_to_end(part)
@@ -120,16 +131,14 @@ class KeyIndex:
             self._known.popitem(last=False)
         return known
 
-    def _load(self, part: tuple[Any, ...], dt: Any) -> set[str]:
+    def _load(self, part: tuple[Any, ...], dt: Any) -> list[pa.Array]:
         if dt is None:
-            return set()
+            return []
         # File-level partition pruning (add actions' partition values): only this partition's
         # files are opened, and only their key column is read.
-        filters = [(c, "=", _partition_value(v)) for c, v in zip(self.spec.partition_by, part)]
-        if any(v is None for _, _, v in filters):
-            filters = [(c, op, v) for c, op, v in filters if v is not None]
+        filters = [(c, "=", _partition_value(v)) for c, v in zip(self.spec.partition_by, part) if v is not None]
         data = dt.to_pyarrow_dataset(partitions=filters or None).to_table(columns=[self.key])
-        return set(pc.drop_null(data.column(self.key)).to_pylist())
+        return [data.column(self.key).combine_chunks()] if data.num_rows else []
 
 
 def _partition_value(v: Any) -> str | None:

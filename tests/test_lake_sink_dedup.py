@@ -64,3 +64,20 @@ def test_reemitted_reading_is_stored_once(kafka_bootstrap: str, tmp_path: Path) 
     total = sum(dt.transaction_version(app_id(readings.topic, p)) + 1
                 for p in range(64) if dt.transaction_version(app_id(readings.topic, p)) is not None)
     assert total == 40 + 10 + 20 + 1 + 5 + 1
+
+
+def test_oracle_counts_a_reemitted_reading_once() -> None:
+    """The oracle's quarter-hour windows (fed from lec.readings, or from the lake by `lec audit verify`)
+    key each leaf's readings by message id: a re-emission changes neither the sum nor the revision."""
+    from oracle.qh import QhWindows
+
+    r, other = list(sample_readings(2, devices=1, days=1))
+    windows = QhWindows()
+    assert windows.add(dict(r)) is True
+    before = {k: (b.revision, b.sums()) for k, b in windows.buckets.items()}
+    assert windows.add(dict(r)) is False                       # the same reading, emitted again
+    assert {k: (b.revision, b.sums()) for k, b in windows.buckets.items()} == before
+    assert windows.duplicates == 1 and windows.counted == 1
+    correction = dict(r, message_id="corr-1:0", energy_mwh=r["energy_mwh"] + 7)
+    assert windows.add(correction) is True                     # a correction is another reading
+    assert windows.add(dict(other)) is True and windows.counted == 3
