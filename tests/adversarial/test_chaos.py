@@ -132,9 +132,6 @@ def _lake_message_ids(settings) -> list[str]:
     return [str(v) for v in query("SELECT message_id FROM t", {"t": dt}).column("message_id").to_pylist()]
 
 
-@pytest.mark.xfail(strict=False, reason="found by this test on 2026-12-02: after SIGKILLs of streams/lake-sink, "
-                   "readings are duplicated in the lake (125 of 508 rows had a message id already there); "
-                   "the lake must be idempotent on message_id (or streams must not re-emit) - see docs/reliability.md")
 def test_chaos_kills_and_cuts_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261202)
     with live_stack(tmp_path / "run", ALL_WORKERS, chain=True) as ls:
