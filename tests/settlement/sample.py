@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from lakehouse.kpi_sample import SampleFlow
+from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
+from lakehouse.settlement.prices import load_prices, parse_csv
 
 ROME = ZoneInfo("Europe/Rome")
 CID = "cer-example"
@@ -32,3 +33,10 @@ def day_rows(day: int) -> list:
         t = start + timedelta(minutes=15 * q)
         rows += [(PV, t, -2 * KWH), (ANNA, t, KWH), (BRUNO, t, KWH // 2)]
     return rows
+
+
+def may_lake(lake: str, rows: list) -> str:
+    """A May test lake: these readings and the month's prices; returns the lake."""
+    write_readings(lake, readings_table(CID, rows))
+    load_prices(lake, parse_csv(may_prices()))
+    return lake

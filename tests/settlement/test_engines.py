@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
-from lakehouse.settlement.prices import load_prices, parse_csv
+from lakehouse.kpi_sample import SampleFlow
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SUMMARY, SettlementStore
 from lec.config import Settings
-from tests.settlement.sample import CID, KWH, ROME, day_rows, may_prices
+from tests.settlement.sample import CID, KWH, ROME, day_rows, may_lake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the JVM starts in 10-20 s idle, minutes when loaded
 
@@ -40,9 +39,7 @@ def _readings() -> list:
 @pytest.fixture()
 def lakes(settings: Settings, tmp_path: Path) -> dict[str, Settings]:
     """One lake (readings + prices), copied once per engine; the settings of each engine on its copy."""
-    lake = str(tmp_path / "lake")
-    write_readings(lake, readings_table(CID, _readings()))
-    load_prices(lake, parse_csv(may_prices()))
+    lake = may_lake(str(tmp_path / "lake"), _readings())
     out = {}
     for engine in ENGINES:
         copy = tmp_path / f"lake-{engine}"

@@ -9,13 +9,11 @@ import json
 import pytest
 
 from lakehouse.gdpr import erase
-from lakehouse.kpi_sample import readings_table, write_readings
-from lakehouse.settlement.prices import load_prices, parse_csv
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.statements import STATEMENT_TYPES, leaf_values
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
 from oracle.merkle import verify
-from tests.settlement.sample import CID, day_rows, may_prices
+from tests.settlement.sample import CID, day_rows, may_lake
 from tests.test_gdpr_stack import lake_hits
 
 BRUNO, BRUNO_WALLET = "u-bruno", "0x1000000000000000000000000000000000000002"   # examples/community.yaml
@@ -30,9 +28,7 @@ def _verifies(store: SettlementStore, user: str) -> bool:
 
 @pytest.mark.slow
 def test_erasing_a_member_removes_their_settlement_rows_and_others_still_verify(settings, registry) -> None:
-    lake = settings.resolved_lake_uri()
-    write_readings(lake, readings_table(CID, day_rows(4) + day_rows(5)))
-    load_prices(lake, parse_csv(may_prices()))
+    lake = may_lake(settings.resolved_lake_uri(), day_rows(4) + day_rows(5))
     before = settle_month(settings, CID, "2026-05", registry=registry)
     store = SettlementStore(lake)
     assert {r["user_id"] for r in store.rows(MEMBERS, CID, "2026-05")} == {"u-anna", BRUNO}

@@ -7,16 +7,13 @@ from pathlib import Path
 import pytest
 
 from lakehouse.kpi_sample import readings_table, write_readings
-from lakehouse.settlement.prices import load_prices, parse_csv
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
-from tests.settlement.sample import CID, KWH, ROME, day_rows, may_prices
+from tests.settlement.sample import CID, KWH, ROME, day_rows, may_lake
 
 @pytest.mark.slow
 def test_run_versions_and_idempotence(settings, registry) -> None:
-    lake = settings.resolved_lake_uri()
-    write_readings(lake, readings_table(CID, day_rows(4) + day_rows(5)))
-    load_prices(lake, parse_csv(may_prices()))
+    lake = may_lake(settings.resolved_lake_uri(), day_rows(4) + day_rows(5))
     first = settle_month(settings, CID, "2026-05", registry=registry)
     assert first["written"] and first["version"] == 1
     # two days x 2 hours x 4 QH: shared per QH = min(2, 1.5) kWh -> 16 x 1.5 = 24 kWh

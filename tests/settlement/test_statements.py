@@ -14,14 +14,13 @@ from lakehouse.kpi_sample import readings_table, write_readings
 from lakehouse.settlement.anchor import (
     StatementNotVerifiedError, anchor_month, render_html, statement, verify_statement, write_statement,
 )
-from lakehouse.settlement.prices import load_prices, parse_csv
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.statements import STATEMENT_TYPES, build_tree
 from lakehouse.settlement.store import SettlementStore
 from oracle.chain import NotaryClient, deploy
 from oracle.chain_keys import address_of, dev_key
 from oracle.merkle import hex32
-from tests.settlement.sample import CID, day_rows, may_prices
+from tests.settlement.sample import CID, day_rows, may_lake
 from tests.support.chain import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,9 +71,7 @@ def page_state(browser, html: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_anchor_and_browser_verified_statement(settings, registry, anvil_rpc, browser, tmp_path: Path) -> None:
-    lake = settings.resolved_lake_uri()
-    write_readings(lake, readings_table(CID, day_rows(4) + day_rows(5)))
-    load_prices(lake, parse_csv(may_prices()))
+    lake = may_lake(settings.resolved_lake_uri(), day_rows(4) + day_rows(5))
     summary = settle_month(settings, CID, "2026-05", registry=registry)
     admin = dev_key(0)
     d = deploy(anvil_rpc, admin, oracle_address=address_of(admin), community_ids=[CID])
