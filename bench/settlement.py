@@ -1,6 +1,6 @@
 """Settling a 1,000-member community-month on Spark, against the plain-Python reference.
 
-    .venv/bin/python bench/settlement.py [--members 1000] [--plants 200] [--month 2026-05] [--remote sc://…]
+    .venv/bin/python bench/settlement.py [--members 1000] [--plants 200] [--month 2026-05] [--engine sail|jvm] [--remote sc://…]
 
 Synthetic community: ``--members`` members, each with a grid point read every quarter-hour
 (withdrawal; every 10th point also injects at midday), ``--plants`` PV plants owned by members,
@@ -8,8 +8,8 @@ spread over 8 primary substations in 2 market zones; a month of readings (2,976 
 May 2026) written to a Delta table ``readings``; hourly prices for both zones. Times: the Spark
 job (device hours, perimeters, attribution, TIP, member days) + finalise + digest, then the
 plain-Python reference on the same readings, which must give the same summary. Engine: the
-in-process Sail server, or any Spark Connect URL with ``--remote`` (e.g. a JVM Spark Connect
-server). Prints JSON.
+in-process Sail server, ``--engine jvm`` (a local JVM Spark Connect server with delta-spark,
+lakehouse.spark_jvm; its start is not timed), or any Spark Connect URL with ``--remote``. Prints JSON.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--plants", type=int, default=200)
     ap.add_argument("--month", default="2026-05")
-    ap.add_argument("--remote", default="", help="Spark Connect URL; empty = in-process Sail")
+    ap.add_argument("--engine", choices=["sail", "jvm"], default="sail", help="local engine when --remote is empty")
+    ap.add_argument("--remote", default="", help="Spark Connect URL; empty = a local server of --engine")
     ap.add_argument("--skip-python", action="store_true")
     args = ap.parse_args()
     from deltalake import write_deltalake
@@ -126,11 +127,11 @@ def main() -> None:
     inputs = community(args.members, args.plants, month)
     table, cols = readings(inputs, args.members, args.plants)
     out: dict[str, object] = {"members": args.members, "plants": args.plants, "readings": table.num_rows,
-                              "quarter_hours": len(month.hours()) * 4, "engine": args.remote or "sail (in-process)"}
+                              "quarter_hours": len(month.hours()) * 4, "engine": args.remote or args.engine}
     with tempfile.TemporaryDirectory() as tmp:
         lake = str(Path(tmp) / "lake")
         write_deltalake(f"{lake}/readings", table, partition_by=["community_id", "date"])
-        spark = session_for(args.remote)
+        spark = session_for(args.remote, args.engine)
         t0 = time.perf_counter()
         got, dh = run_hourly(spark, read_delta(spark, lake, "readings"), inputs, f"{tmp}/work")
         t1 = time.perf_counter()
