@@ -191,8 +191,10 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
     """
     from lakehouse.gdpr_files import (erase_ingested_files, erase_other_files, erase_sftp, erase_takeouts,
                                       redact_logs)
+    from lakehouse.rawzone import RawZone, erase_raw
     from lakehouse.tables import lake_root
     from lec.config import settings as current
+    from lec.errors import ConfigError
     from lec.registry import open_registry
 
     if bool(user) == bool(device):
@@ -204,6 +206,10 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
         raise ErasureError(f"device '{device}' is neither in the registry nor in the lake: nothing to erase "
                            f"(check the id; LEC_RUN_DIR={run_dir})")
     subject = gather_subject(registry, run_dir, user=user, device=device)
+    try:  # before anything is deleted: a raw zone that cannot be reached stops the erasure here
+        raw_zone = RawZone.from_settings(s)
+    except ConfigError as exc:
+        raise ErasureError(f"the raw zone of the lake cannot be reached for erasure: {exc}") from exc
     wallets = wallets_of(registry, user)
     receipt: dict[str, Any] = {"request_id": uuid.uuid4().hex, "at": datetime.now(timezone.utc).isoformat(),
                                "scope": "user" if user else "device", "user": user, "devices": subject.device_ids,
@@ -217,6 +223,7 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
     sftp_root = s.resolved_sftp_root()
     deleted_files: list[str] = []
     receipt["sftp"] = erase_sftp(sftp_root, subject, deleted_files)
+    receipt["raw_zone"] = erase_raw(raw_zone, subject.flow_ids, subject.pattern(), deleted_files)
     from lec.pseudonym import pseudonym
 
     # log lines name files by pseudonym (connectors.sftp_watch.logged): those go with the ids

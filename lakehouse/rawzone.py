@@ -84,6 +84,25 @@ class _Local:
             if path.is_file():
                 yield str(path.relative_to(self.root))
 
+    def delete(self, rel: str) -> None:
+        """A file, or a folder and everything under it."""
+        import shutil
+
+        path = self.root / rel
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    def prune(self, rel: str) -> None:
+        """Remove the empty folders under ``rel`` (left by erased files)."""
+        base = self.root / rel
+        if not base.is_dir():
+            return
+        for path in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            if not any(path.iterdir()):
+                path.rmdir()
+
 
 class _WebHdfs:
     """Raw zone on HDFS through WebHDFS (HdfsCLI): write a temporary name, then rename."""
@@ -122,6 +141,18 @@ class _WebHdfs:
         for folder, _dirs, files in self.client.walk(base):
             for name in sorted(files):
                 yield f"{folder}/{name}"[len(self.root) + 1:]
+
+    def delete(self, rel: str) -> None:
+        self.client.delete(self._p(rel), recursive=True)
+
+    def prune(self, rel: str) -> None:
+        base = self._p(rel).rstrip("/")
+        if self.client.status(base, strict=False) is None:
+            return
+        folders = [folder for folder, _dirs, _files in self.client.walk(base)]
+        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+            if folder != base and not self.client.list(folder):
+                self.client.delete(folder)
 
 
 class RawZone:
@@ -226,3 +257,94 @@ class RawZone:
             raise RawZoneError(f"{rel}: stored checksum {want} does not match its bytes ({got})")
         dest.write_bytes(data)
         return got
+
+
+@dataclass
+class _Original:
+    rel: str                  # supplier/flow/yyyy/mm/dd/name
+    sha256: str
+
+    @property
+    def flow_dir(self) -> str:
+        return "/".join(self.rel.split("/")[:2])
+
+
+def _originals(store: Any) -> list[_Original]:
+    out = []
+    for rel in store.walk(""):
+        parts = rel.split("/")
+        if len(parts) < 3 or "_sha256" in parts or rel.endswith(".sha256") or parts[-1].startswith("."):
+            continue
+        try:
+            with store.read(f"{rel}.sha256") as fh:
+                sha = fh.read().decode().split()[0]
+        except Exception:  # noqa: BLE001 - an original without its sidecar (interrupted archive): no marker
+            sha = ""
+        out.append(_Original(rel, sha))
+    return out
+
+
+def erase_raw(zone: RawZone, flow_ids: list[str], pattern: re.Pattern[str],
+              deleted: list[str] | None = None) -> dict[str, int]:
+    """Erase a subject from the raw zone (GDPR, lakehouse.gdpr): counts by kind.
+
+    As in the SFTP areas (lakehouse.gdpr_files): an erased flow's originals go, except that a shared
+    file (a utility's daily curve of all its PODs) keeps the other PODs' lines; any other original
+    naming the subject loses the naming lines. A rewritten original gets its new ``.sha256`` and
+    ``_sha256`` marker (the old marker goes, so the index only names what is there); kept files of an
+    erased flow move to ``{supplier}/erased-flow-<random>/...`` so the flow id disappears from paths.
+    Works on local disk and on HDFS through the same store API. ``deleted`` collects file names.
+    """
+    import uuid
+
+    deleted = [] if deleted is None else deleted
+    out = {"files": 0, "lines": 0, "kept_files": 0, "folders": 0}
+    store = zone.store
+    flows = {_part(f) for f in flow_ids}
+    erased_dirs: dict[str, str] = {}  # erased flow dir -> its new name
+    touched: set[str] = set()
+    for orig in _originals(store):
+        sup, flow = orig.rel.split("/")[:2]
+        in_flow = flow in flows
+        if in_flow:
+            erased_dirs.setdefault(orig.flow_dir, f"{sup}/erased-flow-{uuid.uuid4().hex[:8]}")
+        named = bool(pattern.search(orig.rel.split("/", 2)[2]))
+        try:
+            with store.read(orig.rel) as fh:
+                data = fh.read()
+        except Exception as exc:
+            raise RawZoneError(f"raw zone {zone.uri}: reading {orig.rel} for erasure failed "
+                               f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+        text = data.decode("utf-8", errors="surrogateescape")
+        lines = text.splitlines(keepends=True)
+        kept = [ln for ln in lines if not pattern.search(ln)]
+        dropped = len(lines) - len(kept)
+        if not in_flow and not named and not dropped:
+            continue
+        touched.add(sup)
+        # drop the old copy and its index entries first: nothing of the subject's content stays indexed
+        if orig.sha256:
+            store.delete(f"{orig.flow_dir}/_sha256/{orig.sha256}")
+        store.delete(f"{orig.rel}.sha256")
+        store.delete(orig.rel)
+        rest = [ln for ln in kept if ln.strip()]
+        if named or not rest or (dropped and len(rest) <= 1):  # header only: nothing of anyone else
+            out["files"] += 1
+            deleted.append(orig.rel.rsplit("/", 1)[1])
+            continue
+        out["lines"] += dropped
+        out["kept_files"] += 1
+        new = "".join(kept).encode("utf-8", errors="surrogateescape")
+        sha = hashlib.sha256(new).hexdigest()
+        flow_dir = erased_dirs.get(orig.flow_dir, orig.flow_dir)
+        rel = f"{flow_dir}/{orig.rel.split('/', 2)[2]}"
+        name = rel.rsplit("/", 1)[1]
+        store.write(rel, iter([new]))
+        store.write(f"{rel}.sha256", iter([f"{sha}  {name}\n".encode()]))
+        store.write(f"{flow_dir}/_sha256/{sha}", iter([rel.encode()]))
+    for flow_dir in erased_dirs:
+        store.delete(flow_dir)  # what is left: the markers of the erased originals
+        out["folders"] += 1
+    for sup in sorted(touched):
+        store.prune(sup)  # day folders emptied by deleted originals
+    return out

@@ -8,6 +8,7 @@ import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -222,3 +223,66 @@ def test_sftp_erasure_keeps_other_members_rows_of_a_shared_file(tmp_path: Path) 
     kept = sorted(p.read_text() for p in root.rglob("*.csv"))
     assert kept == ["POD;DATA\nIT001E00000005;2,0\n", "POD;DATA\nIT001E00000005;6,0\n"]
     assert counts["files"] == 1 and counts["folders"] == 1 and counts["lines"] == 2
+
+
+def _raw_erasure_checks(raw: Any) -> None:
+    """Archive a shared curve file and a POD-only file of an erased flow plus another flow's shared
+    file, erase the POD: its lines and files are gone, other PODs' lines stay with a consistent index."""
+    import hashlib
+    import tempfile
+
+    from lakehouse.gdpr_files import Subject
+    from lakehouse.rawzone import erase_raw
+
+    files = [("f-IT001E00000004-load", "curva_20160326.csv", "POD;DATA\nIT001E00000004;1,0\nIT001E00000005;2,0\n"),
+             ("f-IT001E00000004-load", "curva_20160327.csv", "POD;DATA\nIT001E00000004;3,0\n"),
+             ("f-IT001E00000005-load", "curva_20160328.csv", "POD;DATA\nIT001E00000004;5,0\nIT001E00000005;6,0\n"),
+             ("f-IT001E00000005-load", "curva_20160329.csv", "POD;DATA\nIT001E00000005;7,0\n")]
+    for flow, name, text in files:
+        with tempfile.TemporaryFile() as fh:
+            fh.write(text.encode())
+            fh.flush()
+            raw.archive_fd("sup-utility", flow, name, fh.fileno(), hashlib.sha256(text.encode()).hexdigest())
+    names: list[str] = []
+    subject = Subject(None, ["IT001E00000004"], ["f-IT001E00000004-load"])
+    counts = erase_raw(raw, subject.flow_ids, subject.pattern(), names)
+    assert counts == {"files": 1, "lines": 2, "kept_files": 2, "folders": 1}
+    assert names == ["curva_20160327.csv"]
+    everything = list(raw.store.walk(""))
+    assert not [p for p in everything if "IT001E00000004" in p]
+    entries = raw.ls("sup-utility")
+    got = {}
+    for e in entries:  # every original verifies against its sidecar and is the one its marker names
+        dest = Path(tempfile.mkdtemp()) / "x"
+        assert raw.get(e.path, dest) == e.sha256
+        got[e.path.rsplit("/", 1)[1]] = dest.read_text()
+        flow_dir = "/".join(e.path.split("/")[:2])
+        with raw.store.read(f"{flow_dir}/_sha256/{e.sha256}") as fh:
+            assert fh.read().decode() == e.path
+        assert "IT001E00000004" not in dest.read_text()
+    assert got == {"curva_20160326.csv": "POD;DATA\nIT001E00000005;2,0\n",
+                   "curva_20160328.csv": "POD;DATA\nIT001E00000005;6,0\n",
+                   "curva_20160329.csv": "POD;DATA\nIT001E00000005;7,0\n"}
+    markers = [p for p in everything if "/_sha256/" in p]
+    assert len(markers) == 3  # the erased originals' fingerprints went with them
+
+
+
+def test_raw_zone_erasure_keeps_other_members_rows_local(tmp_path: Path) -> None:
+    from lakehouse.rawzone import RawZone
+
+    raw = RawZone(str(tmp_path / "lake"))
+    _raw_erasure_checks(raw)
+    from lakehouse.gdpr_files import scan
+
+    assert scan(tmp_path / "lake", ["IT001E00000004", "f-IT001E00000004-load"]) == []
+    assert not [p for p in (tmp_path / "lake" / "raw").rglob("*") if p.is_dir() and not any(p.iterdir())]
+
+
+@pytest.mark.slow
+def test_raw_zone_erasure_on_hdfs() -> None:
+    from lakehouse.rawzone import RawZone
+    from tests.support.hdfs import shared_hdfs
+
+    cluster = shared_hdfs()
+    _raw_erasure_checks(RawZone(f"{cluster.url}/lake-{uuid.uuid4().hex[:6]}", cluster.webhdfs_url))

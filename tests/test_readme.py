@@ -86,7 +86,7 @@ def workdir(demo_run: tuple[dict, str, Path], tmp_path_factory: pytest.TempPathF
     """A directory laid out like the project after `bash scripts/demo.sh`: `.lec/run` is the demo's."""
     work = tmp_path_factory.mktemp("readme")
     copy_demo_run(demo_run[2], work / ".lec" / "run")
-    for name in ("examples", "scripts", "notebooks", "schemas"):
+    for name in ("examples", "scripts", "notebooks", "schemas", ".cache"):  # .cache: setup.sh's JVM jars
         (work / name).symlink_to(ROOT / name)
     return work
 
