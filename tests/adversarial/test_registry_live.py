@@ -147,7 +147,7 @@ def test_mosquitto_files_follow_the_registry(tmp_path: Path, fresh_kafka) -> Non
     import threading
 
     from connectors.mqtt_config import follow_registry
-    from tests.support.mosquitto import MOSQUITTO
+    from lec.services import MOSQUITTO
 
     _proc, bootstrap = fresh_kafka
     port = free_port()
