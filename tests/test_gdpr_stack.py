@@ -75,11 +75,12 @@ def erased(demo_run: tuple[dict, str, Path], tmp_path_factory: pytest.TempPathFa
     from lec.pseudonym import pseudonym
 
     pseudonyms = [pseudonym(i, run) for i in needles]
+    logs_before = scan(run / "logs", pseudonyms)  # logs name flows and files by pseudonym, never by id
     receipt = json.loads(lec(run, "gdpr", "erase", "--user", USER))
     sftp_receipt = json.loads(lec(run, "gdpr", "erase", "--device", snap["sftp_meter"]))
     return {"run": run, "needles": needles, "pseudonyms": pseudonyms, "watch_log": watch_log,
             "sftp_meter": snap["sftp_meter"], "channels": channels, "kpi_members": kpi_members, "leaves": leaves,
-            "before": before, "receipt": receipt, "sftp_receipt": sftp_receipt, "summary": summary}
+            "other_wallet": snap["other_wallet"], "before": before, "logs_before": logs_before, "receipt": receipt, "sftp_receipt": sftp_receipt, "summary": summary}
 
 
 def _registry_doc(run: Path) -> dict:
@@ -98,7 +99,8 @@ def _registry_doc(run: Path) -> dict:
 def test_the_member_was_everywhere_before(erased: dict) -> None:
     assert sorted(erased["channels"]) == ["http", "mqtt", "sftp"]
     assert USER in erased["kpi_members"] and erased["leaves"] > 0
-    assert any("sftp" in h for h in erased["before"]) and any("logs" in h for h in erased["before"])
+    assert any("sftp" in h for h in erased["before"]) and any("raw" in h for h in erased["before"])
+    assert erased["logs_before"]  # the SFTP meter's flow, by pseudonym: the logs held no id to begin with
 
 
 def test_log_lines_name_files_by_pseudonym(erased: dict) -> None:
@@ -124,7 +126,9 @@ def test_receipt_counts_and_log_hold_no_personal_data(erased: dict) -> None:
     assert r["tables"]["readings"] > 0 and r["tables"]["oracle_leaves"] == erased["leaves"] > 0
     d = erased["sftp_receipt"]
     assert d["sftp"]["folders"] > 0 and d["sftp"]["files"] + d["sftp"]["lines"] > 0
-    assert r["logs"] and r["takeouts"] and d["tables"]["readings"] > 0
+    # household 1's ids and pseudonyms are in no log (MQTT/HTTP log no device); the SFTP meter's are
+    assert d["logs"] and r["takeouts"] and d["tables"]["readings"] > 0
+    assert d["raw_zone"]["folders"] > 0 and d["raw_zone"]["files"] + d["raw_zone"]["lines"] > 0
     assert "memory" in r["kafka"]["residual_window"]  # stated, never hidden
     log = (run / "gdpr" / "erasure-log.jsonl").read_text()
     assert json.loads(log.splitlines()[-1])["request_id"] == r["request_id"]
@@ -135,7 +139,7 @@ def test_other_members_takeouts_still_verify(erased: dict, tmp_path: Path) -> No
     run = erased["run"]
     proc, rpc = start_anvil(tmp_path, state=run / "chain" / "anvil-state.json")
     try:
-        wallet = _registry_doc(run)["other_wallet"]
+        wallet = erased["other_wallet"]  # read before the erasure: no SFTP meter is left to pick after it
         mine = tmp_path / "takeout-other.json"
         lec(run, "audit", "takeout", "--member", wallet, "--from", "2016-03-25T23:00:00Z",
             "--to", "2016-03-26T23:00:00Z", "--out", str(mine), "--rpc", rpc)
