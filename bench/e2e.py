@@ -37,6 +37,7 @@ from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
 from lec.services import start_tansu
+from streams.app import READY_LINE
 from streams.testkit import log_contains
 
 
@@ -76,7 +77,7 @@ def main() -> None:
             ensure_topics(bootstrap, (raw, out, *topics.ALL))
             worker = start("worker", settings.run_dir, bootstrap, "worker",
                            ["--app-id", "e2e-streams", "--raw-topic", raw, "--readings-topic", out])
-            worker.wait_ready(lambda: log_contains(worker, "[^Worker]: Ready"), timeout=300)
+            worker.wait_ready(lambda: log_contains(worker, READY_LINE), timeout=300)
             area = SftpArea(base / "sftp")
             area.ensure(reg.snapshot())
             src = base / "day.csv"

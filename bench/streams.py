@@ -38,6 +38,7 @@ from lec.config import Settings
 from lec.kafka import consumer_config, ensure_topics
 from lec.procs import ManagedProcess
 from lec.services import start_broker
+from streams.app import READY_LINE
 from streams.process import Processor
 from streams.testkit import bulk_envelopes, cli, load_test_registry, log_contains, produce
 
@@ -99,7 +100,7 @@ def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, 
                                ["--app-id", "bench-pass", "--raw-topic", pass_in, "--out-topic", pass_out,
                                 "--batch-size", str(batch)]))
         for p in procs:
-            p.wait_ready(lambda p=p: log_contains(p, "[^Worker]: Ready"), timeout=180)
+            p.wait_ready(lambda p=p: log_contains(p, READY_LINE), timeout=180)
         time.sleep(3 if workers > 1 else 0.5)
         records, expected = bulk_envelopes(records_n, per_item, items, prefix=f"{case}{workers}")
         readings = len(expected)

@@ -26,6 +26,10 @@ from streams.process import Output, Processor
 from streams.registry_sync import RegistryFollower
 
 log = logging.getLogger("lec.streams")
+
+# Logged once the worker has joined its group and started its agents: supervisors and tests wait
+# for it (Faust's own "Ready" is INFO chatter of the `mode` library, quiet unless --verbose).
+READY_LINE = "streams worker ready"
 BATCH_SIZE = 500
 BATCH_WITHIN_S = 0.2
 SILENCE_CHECK_S = 30.0
@@ -134,6 +138,12 @@ def build_app(settings: Settings, *, app_id: str = "lec-streams", raw_topic: str
     async def report() -> None:
         stats.log()
 
+    @app.on_partitions_assigned.connect
+    async def assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        # one line per rebalance: which input partitions this worker now owns (operators and tests read it)
+        mine = sorted(tp.partition for tp in assigned if tp.topic == raw_topic)
+        log.info("assigned %s partitions %s", raw_topic, ",".join(map(str, mine)) or "none")
+
     @app.task
     async def start_follower() -> None:
         if follower is not None:
@@ -163,6 +173,13 @@ def run_worker(app: Any, log_file: Path | None = None) -> None:
     """Run a Faust app in the foreground at INFO (no spinner); SIGTERM/SIGINT stop it cleanly."""
     import faust
 
+    class Worker(faust.Worker):  # type: ignore[misc, name-defined]
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            log.info("%s (%s)", READY_LINE, app.conf.id)
+
     logging.Formatter.converter = time.gmtime
-    worker = faust.Worker(app, loglevel="INFO", quiet=True, logfile=str(log_file) if log_file else None)
+    for name in ("faust", "mode"):  # a worker's output is its log: keep assignments and the clean-stop line
+        logging.getLogger(name).setLevel(logging.INFO)
+    worker = Worker(app, loglevel="INFO", quiet=True, logfile=str(log_file) if log_file else None)
     worker.execute_from_commandline()

@@ -15,6 +15,7 @@ from lec.registry.community_file import parse_community_text
 from streams.formats.chain2 import parse_chain2
 from streams.formats.common import day_span, parse_day
 from streams.formats.dso_curve_csv import parse_dso_curve_csv
+from streams.app import READY_LINE
 from streams.process import Processor
 from streams.testkit import envelope, item, load_test_registry
 
@@ -346,8 +347,6 @@ def test_fuzz_dso_xml_through_the_pipeline(snapshot, day: str, n_w: int, n_i: in
 
 
 # -- on the real worker ------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason="open: on the lead's last loaded run the worker never logged Ready "
-                   "(Kafka coordinator loading); passed on Tansu before Kafka became the default")
 def test_named_formats_on_the_real_worker(fresh_kafka, settings: Settings) -> None:
     import signal
 
@@ -368,7 +367,7 @@ def test_named_formats_on_the_real_worker(fresh_kafka, settings: Settings) -> No
     csv_file = "\n".join(["POD;DATA;TIPO;valori", curve_line(P2, "26/03/2016", 96), curve_line(P2, "27/03/2016", 92),
                           curve_line(P3, "27/03/2016", 96)]).encode()
     try:
-        worker.wait_ready(lambda: log_contains(worker, "[^Worker]: Ready"), timeout=240)
+        worker.wait_ready(lambda: log_contains(worker, READY_LINE), timeout=240)
         produce(bootstrap, topics.RAW, [
             (P1.encode(), env(c2(T0 + 5, T0, 1_000_000, 50_000), "c2-a", "sup-c2", "mqtt", "c2-w", P1)),
             (P1.encode(), env(c2(T0 + 905, T0 + 900, 1_000_150, 50_400, 1_000_000, 50_000), "c2-b", "sup-c2",

@@ -92,7 +92,10 @@ def workdir(demo_run: tuple[dict, str, Path], tmp_path_factory: pytest.TempPathF
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEC_")}
+    # a newcomer's shell: no LEC_ settings, and none of the Spark Connect switches earlier in-process
+    # tests leave in os.environ (pyspark sets SPARK_CONNECT_MODE_ENABLED on its first remote session)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LEC_") and k not in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_API_MODE")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     env["PYTHONPATH"] = str(ROOT)
     return {**env, **(extra or {})}

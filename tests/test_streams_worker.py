@@ -19,6 +19,7 @@ from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
 from lec.procs import wait_until
+from streams.app import READY_LINE
 from streams.testkit import (
     bulk_envelopes,
     cli,
@@ -31,13 +32,13 @@ from streams.testkit import (
     start_worker,
 )
 
-READY = "[^Worker]: Ready"
+READY = READY_LINE
 
 
 def raw_share(worker) -> str | None:
-    """The lec.raw partitions of the worker's latest assignment, as Faust logs them (e.g. '{0-1}')."""
-    lines = [ln for ln in worker.log.read_text(errors="replace").splitlines() if ln.startswith("| lec.raw ") and "{" in ln]
-    return lines[-1].split("|")[2].strip() if lines else None
+    """The lec.raw partitions of the worker's latest assignment, as the worker logs them (e.g. '0,1')."""
+    lines = [ln for ln in worker.log.read_text(errors="replace").splitlines() if "assigned lec.raw partitions" in ln]
+    return lines[-1].rsplit(" ", 1)[-1].strip() if lines else None
 
 
 def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -> None:
@@ -189,7 +190,11 @@ def test_two_workers_share_partitions_each_reading_once(fresh_kafka, settings: S
         for w in (w1, w2):
             w.wait_ready(lambda w=w: log_contains(w, READY), timeout=120)
         # the group has settled when each worker's latest assignment holds part of lec.raw, not all of it
-        wait_until(lambda: all(raw_share(w) not in (None, "{0-3}") for w in (w1, w2)), 60, "rebalance")
+        def split() -> bool:
+            shares = [set((raw_share(w) or "none").split(",")) - {"none"} for w in (w1, w2)]
+            return all(shares) and not shares[0] & shares[1]
+
+        wait_until(split, 60, "rebalance")
         time.sleep(1)
         records, expected = bulk_envelopes(120, 50, prefix="two")
         produce(bootstrap, topics.RAW, records)
