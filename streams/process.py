@@ -16,12 +16,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
 
 from lec.records import CHANNELS, RAW_SCHEMA, utc_now_iso
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
+from streams.columnar import MIN_ROWS, columnar_prefix
 from streams.errors import Reject
 from streams.fast import FastFlow, fast_reading, fast_run, item_parts
 from streams.formats import NAMED_SYNTAXES
@@ -41,7 +43,7 @@ from streams.parse import Row, parse_rows
 from streams.parse import field as row_field
 from streams.plan import I64, Bounds, FlowPlan, build_plan
 from streams.sign import apply_sign
-from streams.state import FlowState, StreamState
+from streams.state import MAX_KEYS_PER_FLOW, FlowState, StreamState
 from streams.validate import check_flow, check_limits, check_supplier, check_time
 
 log = logging.getLogger("lec.streams")
@@ -170,6 +172,8 @@ class Processor:
         self.bounds = bounds or Bounds()
         self.budget = DeadLetterBudget(deadletter_bytes_per_s)
         self.fast_path = fast_path      # False: every reading through the per-reading path (tests compare both)
+        self.columnar_min_rows = MIN_ROWS   # items with fewer readings skip the columnar path (tests lower it)
+        self.columnar_min_bytes = MIN_ROWS * 16
         self._pending: RegistrySnapshot | None = None
         self.clock_skew_s = clock_skew_s
         self.max_payload_bytes = max_payload_bytes
@@ -298,6 +302,10 @@ class Processor:
         try:
             check_supplier(self.snapshot, ctx.supplier_id, ctx.community_id)
             fixed, syntax_flow = self._resolve_item_flow(ctx)
+            done = self._columnar(ctx, fixed, syntax_flow, payload)
+            if done is not None and len(done[0]) == done[1]:
+                self._rows(out, ctx, [], fixed, syntax_flow, done[0])   # every row clean: nothing to parse
+                return
             header = ctx.source.get("header")
             rows = parse_rows(payload, syntax_flow.syntax, syntax_flow.syntax_options, header, self.max_payload_bytes)
             if not rows:
@@ -308,16 +316,36 @@ class Processor:
             self._reject_item(out, env, item, rej, payload)
             self.state.remember_item(mid, 0)
             return
-        self._rows(out, ctx, rows, fixed, syntax_flow)
+        self._rows(out, ctx, rows, fixed, syntax_flow, done[0] if done is not None else None)
 
-    def _rows(self, out: Output, ctx: ItemContext, rows: list[Row], fixed: Flow | None, syntax_flow: Flow) -> None:
-        readings: list[tuple[Flow, int, bytes, bytes | dict]] = []   # (flow, index, key, encoded or dict)
+    def _columnar(self, ctx: ItemContext, fixed: Flow | None, syntax_flow: Flow, payload: bytes
+                  ) -> tuple[list[tuple[Flow, int, bytes, bytes]], int] | None:
+        """The clean prefix of a plain JSON batch item of one flow (streams/columnar.py), or None."""
+        if not self.fast_path or fixed is None or syntax_flow.syntax != "json" or len(payload) < self.columnar_min_bytes \
+                or len(payload) > self.max_payload_bytes:
+            return None
+        opts = syntax_flow.syntax_options
+        if str(opts.get("encoding", "utf-8")).lower() not in ("utf-8", "utf8"):
+            return None
+        ff = self._fast_flow(ctx, fixed)
+        parts = item_parts(ctx) if ff is not None else None
+        if parts is None:
+            return None
+        return columnar_prefix(self, ctx, ff, parts, payload, str(opts.get("readings_key", "readings")),
+                               self.columnar_min_rows)
+
+    def _rows(self, out: Output, ctx: ItemContext, rows: list[Row], fixed: Flow | None, syntax_flow: Flow,
+              done: list[tuple[Flow, int, bytes, bytes]] | None = None) -> None:
+        """``done``: the readings of rows already taken by the columnar path (the first ``len(done)``)."""
+        readings: list[tuple[Flow, int, bytes, bytes | dict]] = done or []   # (flow, index, key, encoded or dict)
         rejects: list[tuple[int, Row, Flow | None, Reject]] = []
         dups: list[tuple[int, Row, str]] = []
         fast: dict[str, FastFlow | None] = {}
         parts = item_parts(ctx) if self.fast_path else None     # None: every reading on the full path
-        resume = 0
-        for n, row in enumerate(rows):
+        resume = len(readings)
+        encode = False          # some readings are dicts (the precise path): encoded below
+        for n in range(resume, len(rows)):
+            row = rows[n]
             if n < resume:
                 continue            # taken by fast_run
             flow = fixed
@@ -339,6 +367,7 @@ class Processor:
                             continue
                 rd = self._reading(ctx, flow, row, n)
                 readings.append((flow, n, rd["device_id"].encode(), rd))
+                encode = True
             except Duplicate as dup:
                 dups.append((n, row, dup.message))
             except Reject as rej:
@@ -358,7 +387,7 @@ class Processor:
             # only the anomalies of the rejected readings stand: nothing of this item was accepted
             ctx.anomalies = [a for a in ctx.anomalies if a["kind"] in ("after_end", "out_of_range")]
         # encode everything first (what can fail fails before any state or output changes)
-        for i, (flow, n, key, value) in enumerate(readings):
+        for i, (flow, n, key, value) in enumerate(readings if encode else ()):
             if type(value) is not bytes:
                 readings[i] = (flow, n, key, orjson.dumps(value))
         errors = []
@@ -375,7 +404,7 @@ class Processor:
                                   errors, ctx.source)
         if readings:
             self._commit(ctx, readings)
-        out.readings += [(key, value) for _flow, _n, key, value in readings]
+        out.readings += zip(map(_KEY, readings), map(_VALUE, readings))   # C loops: no per-reading bytecode
         if dead is not None:
             out.deadletters.append(dead)
         out.anomalies += anomalies
@@ -704,24 +733,49 @@ class Processor:
 
     def _commit(self, ctx: ItemContext, readings: list[tuple[Flow, int, bytes, bytes | dict]]) -> None:
         states: dict[str, FlowState] = {}
+        if not self._commit_keys_bulk(ctx):
+            self._commit_keys(ctx, states)
+        for flow_id, regs in ctx.staged_registers.items():
+            fst = self.state.flow(flow_id)
+            for instant, reg in regs.items():
+                fst.put_register(instant, reg)
+        for flow_id, sid in ctx.staged_source_ids:
+            self.state.flow(flow_id).put_source_id(sid)
+        now = time.time()
+        for flow_id in set(map(_FLOW_ID, map(_FLOW, readings))):
+            self.state.flow(flow_id).last_seen = now
+
+    def _commit_keys_bulk(self, ctx: ItemContext) -> bool:
+        """One flow's staged keys, none already held: one dict update (what ``put_key`` one by one leaves)."""
+        staged = ctx.staged_keys
+        if not staged:
+            return True
+        fids = set(map(_FLOW, staged))
+        if len(fids) != 1:
+            return False
+        fst = self.state.flow(next(iter(fids)))
+        instants = list(map(_INSTANT, staged))
+        keys = fst.keys
+        if not keys.keys().isdisjoint(instants):
+            return False    # a re-put keeps its old place before trimming: the one-by-one rule decides
+        keys.update(zip(instants, staged.values()))
+        for _ in range(len(keys) - MAX_KEYS_PER_FLOW):
+            keys.popitem(last=False)
+        top = max(instants)
+        if fst.watermark is None or top > fst.watermark:
+            fst.watermark = top
+        return True
+
+    def _commit_keys(self, ctx: ItemContext, states: dict[str, FlowState]) -> None:
         for (flow_id, instant), (sig, mid) in ctx.staged_keys.items():
             fst = states.get(flow_id)
             if fst is None:
                 fst = states[flow_id] = self.state.flow(flow_id)
             fst.put_key(instant, sig, mid)
-        for flow_id, regs in ctx.staged_registers.items():
-            fst = self.state.flow(flow_id)
-            for instant, reg in regs.items():
-                fst.put_register(instant, reg)
         for (flow_id, instant) in ctx.staged_keys:
             fst = states.get(flow_id) or self.state.flow(flow_id)
             if fst.watermark is None or instant > fst.watermark:
                 fst.watermark = instant
-        for flow_id, sid in ctx.staged_source_ids:
-            self.state.flow(flow_id).put_source_id(sid)
-        now = time.time()
-        for flow_id in {r[0].id for r in readings}:
-            self.state.flow(flow_id).last_seen = now
 
     # -- silence ----------------------------------------------------------------------------
     def silent_flows(self, now: float | None = None) -> Output:
@@ -844,6 +898,9 @@ class DeadLetterBudget:
             self.buckets.clear()
         self.buckets[supplier] = (tokens, now)
         return ok
+
+
+_FLOW, _INSTANT, _KEY, _VALUE, _FLOW_ID = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3), attrgetter("id")
 
 
 def _str_or_none(v: Any) -> str | None:

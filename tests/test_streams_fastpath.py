@@ -42,6 +42,11 @@ def both(snapshot: Any, envelopes: list[bytes]) -> tuple[Output, Output, Process
 
 def assert_same(snapshot: Any, envelopes: list[bytes]) -> Output:
     out_slow, out_fast, slow, fast = both(snapshot, envelopes)
+    same_outputs(out_slow, out_fast, slow, fast)
+    return out_fast
+
+
+def same_outputs(out_slow: Output, out_fast: Output, slow: Processor, fast: Processor) -> None:
     assert out_fast.readings == out_slow.readings          # byte-identical, same order
     for name in ("deadletters", "feedback", "anomalies"):
         a = [(k, {f: v for f, v in orjson.loads(b).items() if f not in WALL_CLOCK}) for k, b in getattr(out_slow, name)]
@@ -53,7 +58,6 @@ def assert_same(snapshot: Any, envelopes: list[bytes]) -> Output:
         f = fast.state.flows[fid]
         assert (s.keys, s.source_ids, s.registers, s.stuck_value, s.stuck_run, s.stuck_reported) == \
                (f.keys, f.source_ids, f.registers, f.stuck_value, f.stuck_run, f.stuck_reported)
-    return out_fast
 
 
 def iso(t: int) -> str:
@@ -185,3 +189,91 @@ def test_emitter_reports_refused_records() -> None:
     em.send(Output(readings=[(b"k", b"v")] * 3))
     with pytest.raises(DeliveryFailed, match="3 output records were refused"):
         em.flush(10)
+
+
+# -- the columnar path (streams/columnar.py): same bytes, same state, as the precise path ----------
+def columnar(snapshot: Any) -> Processor:
+    proc = Processor(snapshot)
+    proc.columnar_min_rows, proc.columnar_min_bytes = 1, 0     # every plain batch item, however small
+    return proc
+
+
+def assert_columnar_same(snapshot: Any, envelopes: list[bytes]) -> tuple[Output, int]:
+    """The columnar processor against the precise one; returns its output and how many readings it
+    took on the columnar path (counted by the readings the row paths did not make)."""
+    slow, col = Processor(snapshot, fast_path=False), columnar(snapshot)
+    out_slow, out_col = Output(), Output()
+    taken = [0]
+    import streams.process as process_mod
+    original = process_mod.columnar_prefix
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        got = original(*args, **kw)
+        if got is not None:
+            taken[0] += len(got[0])
+        return got
+
+    process_mod.columnar_prefix = counting
+    try:
+        for env in envelopes:
+            out_slow.extend(slow.process_envelope(env))
+            out_col.extend(col.process_envelope(env))
+    finally:
+        process_mod.columnar_prefix = original
+    same_outputs(out_slow, out_col, slow, col)
+    for fid, s in slow.state.flows.items():     # and the keys' order (what is dropped first) and watermarks
+        f = col.state.flows[fid]
+        assert (list(s.keys), s.watermark) == (list(f.keys), f.watermark)
+    return out_col, taken[0]
+
+
+def test_columnar_bulk_identical(snapshots) -> None:
+    records, expected = bulk_envelopes(12, 300, prefix="col")
+    envs = [v for _, v in records] + [v for _, v in records[:3]]     # + a redelivery
+    out, taken = assert_columnar_same(snapshots["base"], envs)
+    assert {orjson.loads(v)["message_id"] for _, v in out.readings} == expected
+    assert taken == len(expected)       # every reading of these plain batches took the columnar path
+
+
+def test_columnar_prefix_then_rows(snapshots) -> None:
+    """A bad row ends the columnar prefix; the rows after it take the row paths, every rule intact."""
+    rows = [{"ts": iso(BASE + 900 * i), "e": 100 + i % 3} for i in range(40)]
+    cases = {
+        "dup": rows[:10] + [rows[3]] + rows[10:],                       # a repeat inside the item
+        "conflict": rows[:10] + [{**rows[3], "e": 999}] + rows[10:],
+        "future": rows[:5] + [{"ts": "2030-01-01T00:00:00Z", "e": 1}] + rows[5:],
+        "offgrid": rows[:5] + [{"ts": iso(BASE + 900 * 50 + 61), "e": 1}] + rows[5:],
+        "null": rows[:5] + [{"ts": iso(BASE + 900 * 60), "e": None}] + rows[5:],
+        "noday": rows[:5] + [{"ts": "2023-02-29T00:00:00Z", "e": 1}] + rows[5:],
+        "stuck": [{"ts": iso(BASE + 900 * i), "e": 7} for i in range(20)],
+        "zeros": [{"ts": iso(BASE + 900 * i), "e": 0 if i % 4 else 5} for i in range(20)],
+        "limit": rows[:5] + [{"ts": iso(BASE + 900 * 70), "e": 20000}] + rows[5:],
+        "huge": rows[:5] + [{"ts": iso(BASE + 900 * 70), "e": 2 ** 62}] + rows[5:],
+    }
+    for name in ("base", "variant"):
+        for fid in ("f-load", "f-grid2", "f-pv", "f-pv2", "f-bat", "f-old", "f-fast"):
+            envs = [envelope([item({"readings": r}, f"{c}-{fid}", flow=fid)]) for c, r in cases.items()]
+            envs.append(envelope([item({"readings": rows}, f"again-{fid}", flow=fid)]))   # all known now
+            _out, taken = assert_columnar_same(snapshots[name], envs)
+            if fid == "f-load":
+                assert taken > 0
+
+
+plain_ts = st.one_of(good_ts, good_ts, good_ts, good_ts, st.integers(0, 3000).map(lambda i: iso(BASE + 60 * i)),
+                     st.sampled_from(["2030-01-01T00:00:00Z", "2022-06-01T00:00:00Z", "2024-06-01T00:00:00Z",
+                                      "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "1969-12-31T23:45:00Z",
+                                      "2024-01-01T01:00:00+01:00", "bad", ""]))
+plain_e = st.one_of(st.integers(0, 3), st.integers(-20_000, 20_000), st.integers(-20_000, 20_000),
+                    st.integers(-2**63, 2**63 - 1), st.none())
+plain_row = st.fixed_dictionaries({"ts": plain_ts, "e": plain_e})
+plain_rows = st.lists(st.one_of(plain_row, plain_row, plain_row, plain_row, plain_row, plain_row, plain_row, row),
+                      min_size=1, max_size=60)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.lists(st.tuples(plain_rows, st.sampled_from(FLOWS[:-1]), st.integers(0, 3)), min_size=1, max_size=5),
+       variant=st.sampled_from(["base", "variant"]))
+def test_columnar_and_precise_paths_agree(snapshots, data: list, variant: str) -> None:
+    envs = [envelope([item({"readings": rows}, f"c{mid}-{i % 2}", flow=flow)])
+            for i, (rows, flow, mid) in enumerate(data)]
+    assert_columnar_same(snapshots[variant], envs)
