@@ -69,6 +69,7 @@ def register_analytics(app: typer.Typer) -> None:
         from lakehouse.spark import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.errors import LecError
+        from lec.progress import progress
         from lec.registry import open_registry
 
         _logging()
@@ -77,28 +78,38 @@ def register_analytics(app: typer.Typer) -> None:
         if level not in ("community", "member", "all"):
             raise LecError("--level must be community, member or all")
         s = settings()
-        registry = open_registry(s)
-        tz = _community_tz(registry, community)
-        req = kpi.KpiRequest(community, kpi.parse_day_or_time(start, tz), kpi.parse_day_or_time(end, tz),
-                             resolution, timezone=tz, peak_pct=peak, base_pct=base, fill_gaps=not no_fill,
-                             levels=("community", "member") if level == "all" else (level,))
-        spark = settings_session(s)
-        pdf = kpi.compute_kpis(spark, read_delta(spark, s.resolved_lake_uri(), "readings"),
-                               registry_frames(spark, registry), req).toPandas()
-        if store:
-            from lakehouse.kpi_store import store_kpis
+        # One Spark job whatever the period (gap filling spans it: no chunking), so the bar counts phases;
+        # its elapsed time tells a person watching a long period that the work goes on.
+        with progress(f"kpi {community}: reading the registry", total=4 + store + (plot is not None)) as step:
+            registry = open_registry(s)
+            tz = _community_tz(registry, community)
+            req = kpi.KpiRequest(community, kpi.parse_day_or_time(start, tz), kpi.parse_day_or_time(end, tz),
+                                 resolution, timezone=tz, peak_pct=peak, base_pct=base, fill_gaps=not no_fill,
+                                 levels=("community", "member") if level == "all" else (level,))
+            step(1, f"kpi {community}: starting Spark")
+            spark = settings_session(s)
+            step(1, f"kpi {community}: computing {start}..{end} at {resolution}")
+            pdf = kpi.compute_kpis(spark, read_delta(spark, s.resolved_lake_uri(), "readings"),
+                                   registry_frames(spark, registry), req).toPandas()
+            if store:
+                from lakehouse.kpi_store import store_kpis
 
-            store_kpis(pdf, s.resolved_lake_uri(), req)
-        from lakehouse.settlement.kpi import add_settlement_columns
+                step(1, f"kpi {community}: storing kpi_{resolution}")
+                store_kpis(pdf, s.resolved_lake_uri(), req)
+            from lakehouse.settlement.kpi import add_settlement_columns
 
-        pdf = add_settlement_columns(pdf, s.resolved_lake_uri(), community, resolution)  # settled months (1mo)
-        data = kpi.export(pdf, fmt, str(out) if out else None)
+            step(1, f"kpi {community}: settlement columns")
+            pdf = add_settlement_columns(pdf, s.resolved_lake_uri(), community, resolution)  # settled months (1mo)
+            data = kpi.export(pdf, fmt, str(out) if out else None)
+            if plot is not None:
+                from lakehouse.kpi_plot import plot_kpis
+
+                step(1, f"kpi {community}: plotting")
+                plot_kpis(pdf, str(plot), f"{community}: load, production and self-consumption ({resolution})", tz)
+            step(1)
         if out is None:
             sys.stdout.write(data.decode() + ("\n" if fmt == "json" else ""))
         if plot is not None:
-            from lakehouse.kpi_plot import plot_kpis
-
-            plot_kpis(pdf, str(plot), f"{community}: load, production and self-consumption ({resolution})", tz)
             typer.echo(f"plot written to {plot}", err=True)
 
     @app.command("cluster")

@@ -67,6 +67,8 @@ def test_lec_kpi_json_csv_and_plot(community, settings, tmp_path: Path) -> None:
     res = _run(settings, "kpi", "--community", CID, "--from", "2024-06-03", "--to", "2024-06-04",
                "--resolution", "1d", "--format", "json", "--plot", str(png))
     assert res.returncode == 0, res.stderr[-2000:]
+    # off a terminal: no progress bar, and no INFO lines (libraries' or ours) around the answer
+    assert "━" not in res.stderr and " INFO " not in res.stderr, res.stderr[-2000:]
     rows = json.loads(res.stdout)
     comm = [r for r in rows if r["level"] == "community"]
     assert len(comm) == 1

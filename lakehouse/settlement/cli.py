@@ -53,11 +53,17 @@ def register(app: typer.Typer) -> None:
             month: str = typer.Option(..., "--month", help="Local calendar month, YYYY-MM.")) -> None:
         """Settle a community-month on Spark (LEC_SPARK_REMOTE or in-process Sail): new version unless
         the inputs are unchanged. Prints the month's summary."""
-        from lakehouse.settlement.run import settle_month
+        from lakehouse.settlement.run import SETTLE_STEPS, settle_month
+        from lec.cli import verbose_requested
         from lec.config import settings
+        from lec.progress import progress
 
         _logging()
-        typer.echo(json.dumps(settle_month(settings(), community, month), indent=2, default=str))
+        if not verbose_requested():  # its "settled ..." INFO line repeats the summary printed below
+            logging.getLogger("lec.settlement").setLevel(logging.WARNING)
+        with progress(f"settlement {community} {month}: reading inputs", total=SETTLE_STEPS) as advance:
+            summary = settle_month(settings(), community, month, advance=advance)
+        typer.echo(json.dumps(summary, indent=2, default=str))
 
     from oracle.chain_cli import DEPLOYMENT_OPT, DEV_OPT, KEY_ENV_OPT, KEY_FILE_OPT, RPC_OPT
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,26 +32,37 @@ def load_inputs(registry: Registry, lake_uri: str, community_id: str, month_text
     return from_registry(registry, community_id, month_text, read_prices(lake_uri, start, end))
 
 
-def settle_month(settings: Settings, community_id: str, month_text: str, *, registry: Registry | None = None
-                 ) -> dict[str, Any]:
+SETTLE_STEPS = 4  # the phases settle_month reports to ``advance`` (a progress bar's total)
+
+
+def settle_month(settings: Settings, community_id: str, month_text: str, *, registry: Registry | None = None,
+                 advance: Callable[..., None] | None = None) -> dict[str, Any]:
     """Run the Spark job and store the result as a new version unless the inputs are unchanged.
 
+    ``advance(1, description)`` is told as each of the SETTLE_STEPS phases ends (a progress bar).
     Returns the summary row plus ``"written": True|False``."""
     from lakehouse.settlement.job import run_hourly
     from lakehouse.spark import read_delta, spark_session
     from lec.registry import open_registry
 
+    step = advance or (lambda n=1, description=None: None)
     reg = registry or open_registry(settings)
     lake = settings.resolved_lake_uri()
     inputs = load_inputs(reg, lake, community_id, month_text)
+    step(1, f"settlement {community_id} {month_text}: hourly shares on Spark")
     work = f"{lake.rstrip('/')}/_settlement_work/{community_id}-{month_text}-{uuid.uuid4().hex[:12]}"
     try:
         with spark_session(settings) as spark:
             hourly, device_hours = run_hourly(spark, read_delta(spark, lake, "readings"), inputs, work)
     finally:
         remove_tree(work)
+    step(1, f"settlement {community_id} {month_text}: repartition")
     digest = inputs_digest(inputs, device_hours)
-    return store_result(SettlementStore(lake), inputs, finalise(inputs, hourly), digest)
+    result = finalise(inputs, hourly)
+    step(1, f"settlement {community_id} {month_text}: storing")
+    summary = store_result(SettlementStore(lake), inputs, result, digest)
+    step(1)
+    return summary
 
 
 def remove_tree(uri: str) -> None:

@@ -16,9 +16,14 @@ def register(app: typer.Typer) -> None:
     @reg.command("load")
     def load(file: Path = typer.Argument(..., help="Community YAML file (see examples/community.yaml).")) -> None:
         """Load (or replace) a community from a YAML file; errors name the line and field."""
-        from lec.registry import open_registry
+        from lec.progress import progress
+        from lec.registry import open_registry, read_community_file
 
-        doc = open_registry().load_file(file)
+        registry = open_registry()
+        with progress(f"registry: reading {file.name}"):  # a spinner on a terminal: a large file takes a while
+            doc = read_community_file(file)
+        with progress(f"registry: loading community '{doc.community.id}'", total=registry.load_steps(doc)) as advance:
+            registry.load(doc, advance)
         typer.echo(f"loaded community '{doc.community.id}': {len(doc.users)} members, {len(doc.suppliers)} "
                    f"suppliers, {len(doc.devices)} devices, {len(doc.flows)} flows")
         _tell_running_stack()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -71,20 +72,30 @@ class Registry:
         self.load(doc)
         return doc
 
-    def load(self, doc: CommunityFile) -> None:
-        """Insert or replace one community and everything it owns, in one transaction."""
+    def load_steps(self, doc: CommunityFile) -> int:
+        """How many times :meth:`load` calls ``advance``: one per user, supplier, device and flow row,
+        and one per device secret (the total of a progress bar)."""
+        secrets = len(doc.devices) if self.secrets is not None else 0
+        return len(doc.users) + len(doc.suppliers) + len(doc.devices) + len(doc.flows) + secrets
+
+    def load(self, doc: CommunityFile, advance: Callable[[int], None] | None = None) -> None:
+        """Insert or replace one community and everything it owns, in one transaction.
+
+        ``advance(n)`` is told of each row written (a progress bar: a large community takes a while)."""
         cid = doc.community.id
+        step = advance or (lambda n: None)
         try:
             with self.engine.begin() as conn:
                 self._refuse_foreign_ids(conn, doc)
                 kept = self._kept_credentials(conn, doc)
                 self._delete_community_rows(conn, cid, doc)
-                self._insert(conn, doc, kept)
+                self._insert(conn, doc, kept, step)
         except SQLAlchemyError as exc:
             raise RegistryError(f"could not load community '{cid}': {exc.orig if hasattr(exc, 'orig') else exc}") from exc
         if self.secrets is not None:
             for dev in doc.devices:
                 self.secrets.ensure(dev.id)
+                step(1)
 
     def _refuse_foreign_ids(self, conn: Connection, doc: CommunityFile) -> None:
         """A community file may only name ids that are new or already its own (multi-tenant isolation):
@@ -156,7 +167,8 @@ class Registry:
         conn.execute(delete(t.suppliers_communities).where(t.suppliers_communities.c.community_id == cid))
         conn.execute(delete(t.communities).where(t.communities.c.id == cid))
 
-    def _insert(self, conn: Connection, doc: CommunityFile, kept: dict[str, str] | None = None) -> None:
+    def _insert(self, conn: Connection, doc: CommunityFile, kept: dict[str, str] | None = None,
+                step: Callable[[int], None] = lambda n: None) -> None:
         c = doc.community
         cid = c.id
         conn.execute(insert(t.communities).values(**c.model_dump()))
@@ -169,6 +181,7 @@ class Registry:
                 user_id=u.id, community_id=cid, wallet=u.wallet, member_role=u.role, joined_at=now, active=True))
             for role in sorted(set(u.roles) | {"member"}):
                 conn.execute(insert(t.users_roles).values(user_id=u.id, role_id=role_ids[role], community_id=cid))
+            step(1)
         for s in doc.suppliers:
             pw_hash = s.password_hash or (kept or {}).get(s.id) or (hash_password(s.password) if s.password else None)
             conn.execute(delete(t.suppliers).where(t.suppliers.c.id == s.id))
@@ -176,6 +189,7 @@ class Registry:
                 id=s.id, name=s.name, kind=s.kind, contact_email=s.contact_email, password_hash=pw_hash,
                 ssh_public_keys="\n".join(s.ssh_public_keys), active=True))
             conn.execute(insert(t.suppliers_communities).values(supplier_id=s.id, community_id=cid))
+            step(1)
         for d in doc.devices:
             conn.execute(insert(t.devices).values(
                 id=d.id, community_id=cid, user_id=d.user, supplier_id=d.supplier, name=d.name,
@@ -183,6 +197,7 @@ class Registry:
                 manufacturer=d.manufacturer, model=d.model, latitude=d.latitude, longitude=d.longitude,
                 altitude=d.altitude, address=d.address, start_ts=_utc(d.start), end_ts=_utc(d.end),
                 rated_power_w=d.rated_power_w))
+            step(1)
         for f in doc.flows:
             conn.execute(insert(t.flows).values(
                 id=f.id, device_id=f.device, supplier_id=f.supplier, name=f.name, channel=f.channel,
@@ -200,6 +215,7 @@ class Registry:
             for quantity, unit in f.units.items():
                 label = f.mapping.get(quantity, quantity)
                 conn.execute(insert(t.signallabels).values(flow_id=f.id, label=label, quantity=quantity, unit=unit))
+            step(1)
         settlement.insert_rows(conn, doc)
 
     # -- read -----------------------------------------------------------------------------
