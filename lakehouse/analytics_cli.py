@@ -35,12 +35,9 @@ def _community_tz(registry, community_id: str) -> str:
 
     snap = registry.snapshot()
     if community_id not in snap.communities:
-        from lec.config import settings
+        from lec.registry.store import unknown_community
 
-        known = ", ".join(sorted(snap.communities)) or "none"
-        raise LecError(f"community '{community_id}' is not in the registry of run dir "
-                       f"{settings().resolved_run_dir()} (known: {known}); run `lec demo` or "
-                       f"`lec registry load FILE`, or point LEC_RUN_DIR at the run dir that holds it")
+        raise LecError(unknown_community(community_id, snap.communities))
     return snap.communities[community_id].timezone
 
 

@@ -114,6 +114,8 @@ def test_bad_arguments_get_one_line_and_exit_2(large: tuple[Path, dict[str, str]
                                      "2016-03-28"), "LEC_RUN_DIR"),
         "bad date": (_start(env, "kpi", "--community", "cer-example", "--from", "26/03/2016", "--to", "2016-03-28"),
                      "as a date"),
+        "settling an unknown community": (_start(empty, "settlement", "run", "--community", "cer-nope", "--month",
+                                                 "2024-05"), "LEC_RUN_DIR"),
         "bad month": (_start(env, "settlement", "run", "--community", "cer-example", "--month", "2024-13"),
                       "2026-05"),
     }

@@ -158,6 +158,15 @@ def test_block_with_stack(block: Block, workdir: Path, stack: dict[str, str]) ->
     run_block(block, workdir, _env(extra))
 
 
+def test_lec_up_output_is_for_people(workdir: Path, stack: dict[str, str]) -> None:
+    """`lec up` in the foreground: the status table, its own start-up lines, no library INFO (Faust's banner
+    and INFO stay in the workers' own logs under .lec/run/logs)."""
+    text = (workdir / "lec-up.log").read_text()
+    assert "stack in " in text and "service" in text and "stop with Ctrl-C" in text, text[-2000:]
+    chatter = LIBRARY_INFO.findall(text)
+    assert not chatter and "ƒaµS†" not in text, f"lec up printed library lines ({sorted(set(chatter))}):\n{text[-3000:]}"
+
+
 def test_demo_says_where_its_state_is(demo_run: tuple[dict, str, Path]) -> None:
     _, stdout, run_dir = demo_run
     assert f"stay in {run_dir}" in stdout and "lec kpi --community cer-demo" in stdout

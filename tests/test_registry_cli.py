@@ -48,4 +48,4 @@ def test_bad_file_exits_2_naming_line_and_field(tmp_path: Path) -> None:
 
 def test_export_of_unknown_community_is_a_clear_error(tmp_path: Path) -> None:
     r = lec(tmp_path, "registry", "export", "nope")
-    assert r.returncode == 2 and "no community 'nope'" in r.stderr
+    assert r.returncode == 2 and "community 'nope' is not in the registry of run dir" in r.stderr

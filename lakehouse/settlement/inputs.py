@@ -43,8 +43,9 @@ def from_registry(registry: Registry, community_id: str, month_text: str,
 
     snap = registry.snapshot()
     if community_id not in snap.communities:
-        known = ", ".join(sorted(snap.communities)) or "none"
-        raise SettlementRuleError(f"community '{community_id}' is not in the registry (known: {known})")
+        from lec.registry.store import unknown_community
+
+        raise SettlementRuleError(unknown_community(community_id, snap.communities))
     tz = snap.communities[community_id].timezone
     month = Month.parse(month_text, tz)
     with registry.engine.connect() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,16 @@ def _private_sqlite_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     os.chmod(path, 0o600)
+
+
+def unknown_community(community_id: str, known: Iterable[str]) -> str:
+    """The one message for a community id the registry lacks: which run dir was looked in, and what to do."""
+    from lec.config import settings
+
+    names = ", ".join(sorted(known)) or "none"
+    return (f"community '{community_id}' is not in the registry of run dir {settings().resolved_run_dir()} "
+            f"(known: {names}); run `lec demo` or `lec registry load FILE`, or point LEC_RUN_DIR at the run dir "
+            "that holds it")
 
 
 def _utc(dt: datetime | None) -> datetime | None:
@@ -243,7 +253,7 @@ class Registry:
         """The community as a dict in the ``lec registry load`` format (no secrets, no hashes)."""
         snap = self.snapshot()
         if community_id not in snap.communities:
-            raise RegistryError(f"no community '{community_id}' in the registry")
+            raise RegistryError(unknown_community(community_id, snap.communities))
         with self.engine.connect() as conn:
             crow = {str(k): v for k, v in conn.execute(select(t.communities).where(t.communities.c.id == community_id)).one()._mapping.items()}
             crow.pop("active", None)

@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
         (run_dir / PID_FILE).write_text(str(os.getpid()))
         try:
             stack.start()
-            typer.echo(json.dumps(service_status(run_dir), indent=2))
+            from lec.stack.status_table import print_status
+
+            print_status(service_status(run_dir), run_dir)  # the table `lec status` shows (--json there for scripts)
             typer.echo(f"stack up; run dir {run_dir}; stop with Ctrl-C or `lec down`", err=True)
             while not stopping["flag"]:
                 stack.supervise_once()
