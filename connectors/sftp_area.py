@@ -27,6 +27,7 @@ SECTIONS = (INBOX, PROCESSED, FAILED)
 STAGING = ".staging"           # <root>/.staging/<supplier>/<flow>/: files being read, out of the suppliers' reach
 PART_SUFFIX = ".part"          # uploads in progress: renamed to the final name when complete
 REPORT_SUFFIX = ".report.txt"  # written beside a failed file
+PRIVATE_DIR = 0o700            # folders the platform creates: only its own account enters them
 
 
 class SftpError(LecError):
@@ -82,6 +83,20 @@ class SftpArea:
         what it reads is what it archives: a supplier cannot replace or rewrite it there."""
         return self.root / STAGING / supplier_id / flow_id
 
+    def private_folder(self, folder: Path) -> Path:
+        """Create ``folder`` (under the root) and any missing folder between it and the root, mode 0700.
+
+        Why: readings and uploads are personal data; with the embedded server and the watcher running
+        as one account nobody else needs to enter them (existing folders keep their mode, so the
+        OpenSSH layout made by its setup.sh is left alone).
+        """
+        self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        current = self.root
+        for part in folder.relative_to(self.root).parts:
+            current = current / part
+            current.mkdir(exist_ok=True, mode=PRIVATE_DIR)
+        return folder
+
     def ensure(self, snapshot: RegistrySnapshot) -> dict[str, set[str]]:
         """Create every supplier's space and flow folders (idempotent); returns supplier -> flows."""
         owned = sftp_flows(snapshot)
@@ -90,7 +105,7 @@ class SftpArea:
                 for flow_id in flows:
                     folder = self.folder(supplier_id, section, flow_id)
                     try:
-                        folder.mkdir(parents=True, exist_ok=True)
+                        self.private_folder(folder)
                     except OSError as exc:  # one broken folder must not stop every other supplier
                         log.error("cannot create SFTP folder %s (%s): fix it by hand", folder, exc)
         return owned

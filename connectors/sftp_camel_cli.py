@@ -29,10 +29,11 @@ def _bootstrap(settings: Any) -> str:
 
 def sftp_server(host: str = typer.Option("127.0.0.1", help="Address to listen on.")) -> None:
     """Embedded SFTP server (foreground): one chrooted space per supplier, password or key login."""
-    from connectors.sftp_server import host_key_path, serve_forever
+    from connectors.sftp_server import drop_capabilities, host_key_path, serve_forever
     from lec.config import settings as current
     from lec.registry.view import RegistryView
 
+    drop_capabilities()  # least privilege, before any thread exists (capabilities are per thread)
     s = current()
     _setup_logging(s.log_level)
     view = RegistryView(s, credentials=True).start()   # logins follow lec.registry (1-2 s), no DB read per login

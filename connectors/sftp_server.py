@@ -29,7 +29,7 @@ from lec.registry.passwords import LoginCache
 
 log = logging.getLogger("lec.connectors.sftp_server")
 
-UPLOAD_MODE = 0o644  # the most an uploaded file may be: data, read by the watcher, written by its owner
+UPLOAD_MODE = 0o600  # the most an uploaded file may be: data, read and moved by the watcher (same account)
 DENIED = "permission denied: suppliers may only upload files into inbox/<flow>/ of their own flows"
 
 
@@ -129,8 +129,7 @@ class SupplierSFTPServer(asyncssh.SFTPServer):
 
     def __init__(self, chan: asyncssh.SSHServerChannel, area: SftpArea, directory: SupplierDirectory) -> None:
         self.supplier_id = chan.get_extra_info("username")
-        self.space = area.space(self.supplier_id)
-        self.space.mkdir(parents=True, exist_ok=True)
+        self.space = area.private_folder(area.space(self.supplier_id))
         self.own_flows = directory.flows(self.supplier_id)
         super().__init__(chan, chroot=os.fsencode(self.space))
         self._root = os.fsencode(os.path.realpath(self.space))
@@ -237,6 +236,42 @@ def safe_attrs(attrs: asyncssh.SFTPAttrs) -> asyncssh.SFTPAttrs:
     return attrs
 
 
+_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
+_CAP_VERSION_3 = 0x20080522
+
+
+def drop_capabilities() -> None:
+    """Give up every Linux capability for good (effective, permitted, inheritable, ambient, bounding)
+    and forbid gaining any back (``no_new_privs``).
+
+    Why: the embedded server needs none. Started by root (as ``lec up`` is on a bare host) it kept
+    CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_FOWNER...: a hole in the path policy would have reached every
+    file of the host. Without them a root-owned process can still use the files it owns (run dir,
+    SFTP root), nothing else. Call it before any thread starts: capabilities are per thread.
+    """
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise SftpError(f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last_cap + 1):
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM for an unprivileged account: it has none to drop
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(_CAP_VERSION_3, 0), (Data * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise SftpError(f"cannot drop the process's capabilities: {os.strerror(ctypes.get_errno())}")
+
+
 def host_key_path(run_dir: Path) -> Path:
     return run_dir / "sftp-host-key" / "ssh_host_ed25519_key"
 
@@ -267,6 +302,8 @@ def serve_forever(registry: Registry, root: Path, host: str, port: int, host_key
     """Run the embedded server in the foreground until SIGTERM/SIGINT."""
     if port <= 0:
         raise SftpError("set LEC_SFTP_PORT to the port the SFTP server must listen on (e.g. 2222)")
+
+    os.umask(0o077)  # whatever the server creates (spaces, host key) is the platform account's only
 
     async def main() -> None:
         stop = asyncio.Event()

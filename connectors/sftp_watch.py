@@ -248,7 +248,7 @@ class SftpWatcher:
         folder = self.area.staging(supplier_id, flow_folder)
         if path.parent == folder:
             return path  # left here by a stopped or killed watcher: resume it
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.area.private_folder(folder)
         dest = folder / path.name
         if dest.exists() or dest.is_symlink():
             return None  # an earlier upload of the same name is still being handled: wait for it
@@ -428,8 +428,7 @@ class SftpWatcher:
         self.producer.flush(30)
 
     def _move(self, path: Path, supplier_id: str, section: str, flow_folder: str) -> Path:
-        folder = self.area.folder(supplier_id, section, flow_folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self.area.private_folder(self.area.folder(supplier_id, section, flow_folder))
         dest = folder / path.name
         if dest.exists() or dest.is_symlink():
             dest = folder / f"{path.name}.{datetime.now().strftime('%Y%m%dT%H%M%S%f')}"

@@ -356,3 +356,11 @@ statute_rules = Table(
     Column("social_bps", Integer, nullable=False),
 )
 SETTLEMENT_TABLES = (device_perimeters, plants, statute_rules)
+
+# One row: the registry's revision, +1 in every transaction that changes what a snapshot holds, so a
+# process following lec.registry can tell an older snapshot from a newer one (content digests cannot).
+registry_revision = Table(
+    "registry_revision", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", Integer, nullable=False),
+)

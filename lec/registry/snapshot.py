@@ -100,6 +100,9 @@ class RegistrySnapshot:
     # digest of the suppliers' password hashes and SSH keys (never the hashes themselves): a
     # password change is a new version, so processes that authenticate re-read the credentials
     credentials_version: str = ""
+    # the database's change counter when this was read (registry_revision): a process following
+    # lec.registry never applies a snapshot older than the one it holds (0: unknown, older publishers)
+    revision: int = 0
 
     def flows_of_device(self, device_id: str) -> list[Flow]:
         return [f for f in self.flows.values() if f.device_id == device_id]
@@ -128,6 +131,7 @@ class RegistrySnapshot:
             "flows": [asdict(f) for f in self.flows.values()],
             "members": [asdict(m) for m in self.members.values()],
             "credentials_version": self.credentials_version,
+            "revision": self.revision,
         }, option=orjson.OPT_SORT_KEYS)
 
     @property
@@ -141,7 +145,7 @@ class RegistrySnapshot:
         def dt(v: Any) -> datetime | None:
             return datetime.fromisoformat(v) if v else None
 
-        snap = cls(credentials_version=doc.get("credentials_version", ""))
+        snap = cls(credentials_version=doc.get("credentials_version", ""), revision=int(doc.get("revision", 0)))
         for c in doc["communities"]:
             snap.communities[c["id"]] = Community(**c)
         for s in doc["suppliers"]:

@@ -100,6 +100,7 @@ class Registry:
                 kept = self._kept_credentials(conn, doc)
                 self._delete_community_rows(conn, cid, doc)
                 self._insert(conn, doc, kept, step)
+                bump_revision(conn)
         except SQLAlchemyError as exc:
             raise RegistryError(f"could not load community '{cid}': {exc.orig if hasattr(exc, 'orig') else exc}") from exc
         if self.secrets is not None:
@@ -331,6 +332,8 @@ class Registry:
             done = conn.execute(t.suppliers.update().where(
                 (t.suppliers.c.id == supplier_id) & (t.suppliers.c.password_hash == old_hash))
                 .values(password_hash=new_hash)).rowcount
+            if done:
+                bump_revision(conn)  # the credentials digest of the next snapshot changes
         return bool(done)
 
     def supplier_ssh_keys(self) -> dict[str, list[str]]:
@@ -343,6 +346,8 @@ class Registry:
         snap = RegistrySnapshot()
         freq = {}
         with self.engine.connect() as conn:
+            # read first, in the same transaction as the rest: the content is at least this revision
+            snap.revision = conn.execute(select(t.registry_revision.c.revision)).scalar() or 0
             freq = {r.code: r.seconds for r in conn.execute(select(t.t_frequence))}
             for r in conn.execute(select(t.communities)):
                 snap.communities[r.id] = Community(id=r.id, name=r.name, timezone=r.timezone, kind=r.kind)
@@ -389,6 +394,7 @@ class Registry:
             conn.execute(delete(t.anomalies).where(t.anomalies.c.device_id == device_id))
             settlement.delete_rows(conn, "", [device_id])  # perimeters and plant terms (SQLite has no cascade)
             conn.execute(delete(t.devices).where(t.devices.c.id == device_id))
+            bump_revision(conn)
         if self.secrets is not None:
             self.secrets.delete(device_id)
 
@@ -405,7 +411,16 @@ class Registry:
             for table in (t.users_communities, t.users_roles, t.clusters_users):
                 conn.execute(delete(table).where(table.c.user_id == user_id))
             conn.execute(delete(t.users).where(t.users.c.id == user_id))
+            bump_revision(conn)
         return devices
+
+
+def bump_revision(conn: Connection) -> int:
+    """Add one to the registry's revision inside the caller's transaction; returns the new revision."""
+    if not conn.execute(t.registry_revision.update().where(t.registry_revision.c.id == 1)
+                        .values(revision=t.registry_revision.c.revision + 1)).rowcount:
+        conn.execute(t.registry_revision.insert().values(id=1, revision=1))
+    return int(conn.execute(select(t.registry_revision.c.revision)).scalar_one())
 
 
 def open_registry(settings: Any = None, *, migrate: bool = True) -> Registry:

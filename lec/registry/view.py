@@ -71,7 +71,9 @@ class RegistryFollower:
     """Reads ``lec.registry`` in a thread and calls ``on_snapshot`` for each new snapshot version.
 
     When it starts (or catches up) it applies only the newest snapshot of what is already on the
-    topic, so a view never steps back to an older registry on its way to the current one.
+    topic, so a view never steps back to an older registry on its way to the current one; the view
+    also refuses a snapshot of a lower ``revision`` than its own (the topic may be behind the database).
+    ``position`` is the offset of the last message read (-1 before the first).
     """
 
     def __init__(self, bootstrap: str, on_snapshot: Callable[[RegistrySnapshot], None],
@@ -80,6 +82,7 @@ class RegistryFollower:
         self.topic = topic
         self.on_snapshot = on_snapshot
         self.version: str | None = version
+        self.position = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-follower", daemon=True)
 
@@ -120,12 +123,14 @@ class RegistryFollower:
                     snap = RegistrySnapshot.from_json(newest.value())
                 except Exception:
                     log.exception("ignoring an unreadable registry snapshot at offset %s", newest.offset())
+                    self.position = newest.offset()
                     continue
                 if snap.version != self.version:
                     self.version = snap.version
                     self.on_snapshot(snap)
-                    log.info("registry snapshot %s: %d suppliers, %d devices, %d flows", snap.version,
-                             len(snap.suppliers), len(snap.devices), len(snap.flows))
+                    log.info("registry snapshot %s (revision %d): %d suppliers, %d devices, %d flows", snap.version,
+                             snap.revision, len(snap.suppliers), len(snap.devices), len(snap.flows))
+                self.position = newest.offset()
         finally:
             consumer.close()
 
@@ -141,7 +146,7 @@ class RegistryView:
     """
 
     def __init__(self, settings: Any, *, credentials: bool = False, registry: Any = None,
-                 bootstrap: str | None = None) -> None:
+                 bootstrap: str | None = None, topic: str = topics.REGISTRY) -> None:
         from lec.registry.store import open_registry
 
         self.settings = settings
@@ -153,13 +158,15 @@ class RegistryView:
         if credentials:
             self._load_credentials()
         self.bootstrap = known_bootstrap(settings) if bootstrap is None else bootstrap
+        self.topic = topic
         self._listeners: list[Callable[[RegistryView], None]] = []
         self._follower: RegistryFollower | None = None
         self._lock = threading.Lock()
 
     def start(self) -> RegistryView:
         if self.bootstrap and self._follower is None:
-            self._follower = RegistryFollower(self.bootstrap, self._apply, version=self._snapshot.version).start()
+            self._follower = RegistryFollower(self.bootstrap, self._apply, topic=self.topic,
+                                              version=self._snapshot.version).start()
         elif not self.bootstrap:
             log.warning("no Kafka bootstrap: registry changes reach this process only at its next start")
         return self
@@ -214,6 +221,17 @@ class RegistryView:
 
     # -- follower thread ------------------------------------------------------------------------
     def _apply(self, snap: RegistrySnapshot) -> None:
+        if snap.revision < self._snapshot.revision:
+            # e.g. at start: the database was read after a change whose snapshot is not on the topic yet
+            # (or a publish failed), and the topic's newest is older. The database decides: a replaced
+            # database restarts its count (apply what it holds now), otherwise the topic is behind.
+            current = self.registry.snapshot()
+            if current.revision >= self._snapshot.revision:
+                log.info("ignoring registry snapshot of revision %d: this process has revision %d",
+                         snap.revision, self._snapshot.revision)
+                return
+            log.warning("the registry database's revision went back to %d (replaced?): applying it", current.revision)
+            snap = current
         with self._lock:
             changed = not snap.credentials_version or snap.credentials_version != self._snapshot.credentials_version
             if self._with_credentials and changed:   # hashes come from the database, never from Kafka

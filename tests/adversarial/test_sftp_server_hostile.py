@@ -148,3 +148,86 @@ def test_the_cached_view_follows_registry_changes(tmp_path: Path) -> None:
     time.sleep(0.3)
     assert "f-b2" in directory.flows("sup-b")
     assert (tmp_path / "sftp" / "sup-b" / "inbox" / "f-b2").is_dir()
+
+
+# -- least privilege and confinement of each supplier to its own space (against the real server) ----------
+B_FILES = {("processed", "b-old.csv"): b"ts,kwh\n2024-01-01T00:00:00Z,7\n",
+           ("inbox", "b-new.csv"): b"ts,kwh\n2024-01-01T00:15:00Z,8\n"}
+
+
+def _b_files(server: dict[str, Any]) -> dict[Path, bytes]:
+    files = {}
+    for (section, name), body in B_FILES.items():
+        path = server["area"].folder("sup-b", section, "f-b") / name
+        if not path.exists():
+            path.write_bytes(body)
+        files[path] = body
+    return files
+
+
+@pytest.mark.parametrize("path", [
+    "/../sup-b/processed/f-b/b-old.csv",            # climbing out of the space
+    "../../sup-b/inbox/f-b/b-new.csv",              # relative
+    "/inbox/f-a/../../../sup-b/inbox/f-b/b-new.csv",
+    "/sup-b/processed/f-b/b-old.csv",               # B's space named as if it were inside A's
+    "//sup-b/inbox/f-b/b-new.csv",
+    "{root}/sup-b/inbox/f-b/b-new.csv",             # the absolute path on the server's disk
+    "/inbox/rel/processed/f-b/b-old.csv",           # a link inside A's space pointing into B's
+])
+def test_a_supplier_cannot_read_or_write_another_suppliers_space(server: dict[str, Any], path: str) -> None:
+    files = _b_files(server)
+    path = path.format(root=server["area"].root)
+    sftp = connect(server["port"], "sup-a")
+    try:
+        with pytest.raises(IOError), sftp.open(path, "rb") as fh:
+            fh.read()
+        with pytest.raises(IOError), sftp.open(path, "wb") as fh:
+            fh.write(b"ts,kwh\n2024-01-01T00:00:00Z,999\n")
+        with pytest.raises(IOError):
+            sftp.remove(path)
+        with pytest.raises(IOError):
+            sftp.stat(path)
+        with sftp.open("/inbox/f-a/mine.csv.part", "wb") as fh:
+            fh.write(b"ts,kwh\n")
+        with pytest.raises(IOError):
+            sftp.posix_rename("/inbox/f-a/mine.csv.part", path)  # dropping a file into B's inbox
+        sftp.remove("/inbox/f-a/mine.csv.part")
+        # whatever '..' A climbs, it lists its own space
+        assert sorted(sftp.listdir("/inbox/../../..")) == sorted(sftp.listdir("/"))
+        assert "sup-b" not in sftp.listdir("/..")
+    finally:
+        sftp.close()
+    for file, body in files.items():
+        assert file.read_bytes() == body
+    assert sorted(p.name for p in server["area"].space("sup-b").rglob("*") if p.is_file()) == ["b-new.csv", "b-old.csv"]
+
+
+def test_spaces_folders_and_uploads_are_private_to_the_platform_account(server: dict[str, Any]) -> None:
+    """Readings are personal data: no group or world access to the area the embedded server creates."""
+    sftp = connect(server["port"], "sup-a")
+    try:
+        with sftp.open("/inbox/f-a/private.csv.part", "wb") as fh:
+            fh.write(b"ts,kwh\n")
+    finally:
+        sftp.close()
+    area = server["area"]
+    folders = [area.root, area.space("sup-a"), area.space("sup-b"),
+               *(area.folder(s, sec, f) for s, f in (("sup-a", "f-a"), ("sup-b", "f-b"))
+                 for sec in ("inbox", "processed", "failed"))]
+    for folder in folders:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((area.folder("sup-a", "inbox", "f-a") / "private.csv.part").stat().st_mode) == 0o600
+    run_dir = server["base"] / "run"
+    for secret in (run_dir / "registry.db", run_dir / "secrets.db",
+                   run_dir / "sftp-host-key" / "ssh_host_ed25519_key"):
+        assert stat.S_IMODE(secret.stat().st_mode) & 0o077 == 0, secret
+
+
+def test_the_server_holds_no_capability(server: dict[str, Any]) -> None:
+    """Run by root (as `lec up` is here), the server must not keep root's powers over the host's files."""
+    pid = server["proc"].pid
+    for task in Path(f"/proc/{pid}/task").iterdir():  # every thread: capabilities are per thread
+        status = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
+        for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(status[field].strip(), 16) == 0, (task.name, field, status[field])
+        assert status["NoNewPrivs"].strip() == "1"
