@@ -67,7 +67,8 @@ class Settings(BaseModel):
     streams_lateness_margin_s: int = Field(
         86400, description="Added to a flow's send frequency + derogation: its default maximum lateness.")
     streams_max_lateness_s: int = Field(
-        0, description="Maximum lateness of a flow declaring no send frequency nor max_lateness_s (0 = none).")
+        35 * 86400, description="Maximum lateness of a flow declaring no send frequency nor max_lateness_s "
+                                "(s; 35 days: a monthly settlement + slack; 0 = unbounded).")
     streams_deadletter_bytes_per_s: int = Field(
         1024 * 1024, description="Per-supplier budget of original bytes copied into dead letters (burst 16x).")
     search_url: str = Field("", description="Elasticsearch/OpenSearch URL; empty = indexing off.")

@@ -20,6 +20,9 @@ INF = float("inf")
 I64 = 2 ** 63
 
 
+DEFAULT_MAX_LATENESS_S = 35 * 86400   # Settings.streams_max_lateness_s
+
+
 @dataclass(frozen=True)
 class Bounds:
     """Worker-wide defaults of the physical and lateness bounds (settings ``streams_*``)."""
@@ -27,7 +30,9 @@ class Bounds:
     default_rated_power_w: float = 1_000_000.0   # a device without a declared rating: the CER 1 MW plant cap
     power_margin: float = 1.5                    # measurement error, short peaks above nameplate
     lateness_margin_s: int = 86400               # outages and retries beyond send frequency + derogation
-    max_lateness_s: int = 0                      # flows that declare no send frequency: 0 = unbounded
+    # flows that declare no send frequency: a month's settlement + slack (0 = unbounded, historic replays).
+    # Unbounded by default let any supplier make the oracle re-anchor every past quarter-hour.
+    max_lateness_s: int = DEFAULT_MAX_LATENESS_S
 
 
 def max_lateness_s(flow: Flow, bounds: Bounds) -> int:

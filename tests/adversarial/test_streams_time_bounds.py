@@ -97,8 +97,20 @@ def test_max_lateness_comes_from_the_registry(tmp_path) -> None:
     assert reg.snapshot().flows["f-load"].max_lateness_s is None
 
 
-def test_flows_declaring_nothing_are_unbounded_by_default(snapshot) -> None:
-    proc = Processor(snapshot)          # f-grid: no send frequency, no max_lateness_s, default worker bounds
+def test_flows_declaring_nothing_are_bounded_by_the_worker_default(snapshot) -> None:
+    """A flow with no send frequency and no max_lateness_s (all of the example community's) was unbounded:
+    a supplier could make the oracle re-anchor any past quarter-hour. Default: 35 days behind its latest."""
+    assert Settings().streams_max_lateness_s == Bounds().max_lateness_s == 35 * 86400
+    proc = Processor.from_settings(snapshot, Settings())     # f-grid: nothing declared, the worker's settings
+    assert_consistent(proc.process_envelope(envelope([item({"ts": quarter(5000), "e": 1}, "u1", flow="f-grid")])), 1)
+    late = {"readings": [{"ts": quarter(5000 - 34 * 96), "e": 1}, {"ts": quarter(5000 - 36 * 96), "e": 1}]}
+    d = assert_consistent(proc.process_envelope(envelope([item(late, "u2", flow="f-grid")])), 1)
+    assert [r["ts"] for r in d["readings"]] == [quarter(5000 - 34 * 96)]
+    assert d["deadletters"][0]["reason_code"] == "too_late" and d["deadletters"][0]["reading_indexes"] == [1]
+
+
+def test_historic_replays_can_still_opt_out(snapshot) -> None:
+    proc = Processor.from_settings(snapshot, Settings(streams_max_lateness_s=0))    # 0 = unbounded
     assert_consistent(proc.process_envelope(envelope([item({"ts": quarter(5000), "e": 1}, "u1", flow="f-grid")])), 1)
     d = assert_consistent(proc.process_envelope(envelope([item({"ts": quarter(0), "e": 1}, "u2", flow="f-grid")])), 1)
     assert len(d["readings"]) == 1
