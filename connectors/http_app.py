@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from lec import topics
-from lec.records import message_id_for, raw_envelope, raw_item, utc_now_iso
+from lec.records import duplicate_json_key, message_id_for, raw_envelope, raw_item, utc_now_iso
 from lec.registry.snapshot import RegistrySnapshot
 
 from connectors.feedback_records import deadletter_record
@@ -315,6 +315,9 @@ def _json_chunks(body: bytes, flow_id: str | None, device_id: str | None,
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+    if (key := duplicate_json_key(body, doc)) is not None:  # e.g. two "flow_id": a proxy may have read the first
+        raise ApiError(400, "bad_json", f"the key '{key[:60]}' appears twice in one JSON object: programs disagree on "
+                                        "which value counts, so send each key once")
     if isinstance(doc, dict):
         readings = doc.get("readings")
         body_flow, body_device = doc.get("flow_id"), doc.get("device_id")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict
 
@@ -116,3 +118,42 @@ def encode(record: dict[str, Any] | Any) -> bytes:
 
 def decode(data: bytes) -> Any:
     return orjson.loads(data)
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def duplicate_json_key(payload: bytes, doc: Any) -> str | None:
+    """The first key that appears twice in one object of ``payload`` (parsed already into ``doc``), or None.
+
+    Why: orjson (like most parsers) silently keeps the last of ``{"e": 1, "e": 5000}``, while a
+    supplier's gateway, a proxy or a validator may read the first: the same bytes would mean two
+    different readings (or two flow ids) to two programs. Such payloads are refused instead.
+    Cheap when there is none: every ':' outside strings separates one object member, so the members
+    of ``doc`` are counted against the colons; only on a mismatch is the payload re-read to name the key.
+    """
+    members, stack = 0, [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            members += len(node)
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    if _JSON_STRING.sub(b'""', payload).count(b":") == members:
+        return None
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return {}
+
+    try:
+        json.loads(payload, object_pairs_hook=pairs)
+    except ValueError:
+        return None  # what orjson read, the standard library does not: nothing to name
+    return found[0] if found else None

@@ -8,6 +8,7 @@ resolved by an explicit offset, else by order (see ``local_to_epoch``).
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -33,6 +34,10 @@ MAX_EPOCH = 253402300800          # 10000-01-01T00:00Z: years 1970-9999 only (th
 MIN_OFFSET, MAX_OFFSET = timedelta(hours=-12), timedelta(hours=14)
 _UTC = UTC
 _ONE = Decimal(1)
+# a number as text: ASCII digits only. Decimal() alone also reads '1_000' and Arabic-Indic or
+# full-width digits ('١٢' is 12), which no meter writes and other programs read differently.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NOT_FINITE = {"nan", "snan", "inf", "infinity"}
 
 
 def to_decimal(value: Any, what: str, decimal_comma: bool = False) -> Decimal:
@@ -51,6 +56,11 @@ def to_decimal(value: Any, what: str, decimal_comma: bool = False) -> Decimal:
             raise Reject("value_not_number", f"{what} is a {len(value)}-character string, not a number")
         if decimal_comma:
             s = s.replace(".", "").replace(",", ".") if "," in s else s
+        if not _NUMBER_TEXT.fullmatch(s):
+            if s.lstrip("+-").lower() in _NOT_FINITE:
+                raise Reject("value_not_finite", f"{what} is {value!r}, not a finite number")
+            raise Reject("value_not_number", f"{what} is {value[:40]!r}, not a number (digits 0-9, '.', "
+                         "an optional sign and exponent)")
         try:
             d = Decimal(s)
         except InvalidOperation:

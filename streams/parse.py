@@ -15,6 +15,8 @@ import defusedxml.ElementTree as DefusedET
 import orjson
 from defusedxml import DefusedXmlException
 
+from lec.records import duplicate_json_key
+
 from streams.errors import Reject
 
 Row = dict[str, Any]
@@ -75,6 +77,7 @@ def parse_json(payload: bytes, options: dict[str, Any]) -> list[Row]:
         msg = str(exc)[:200]
         raise Reject("json_invalid", f"the payload is not valid JSON: {msg}") from None
     check_depth(payload, doc)
+    refuse_duplicate_keys(payload, doc)
     key = options.get("readings_key", "readings")
     if isinstance(doc, list):
         return [r if isinstance(r, dict) else {"_not_object": r} for r in _bounded(doc)]
@@ -86,6 +89,14 @@ def parse_json(payload: bytes, options: dict[str, Any]) -> list[Row]:
         return [doc]
     raise Reject("json_shape", f"the JSON payload is a {type(doc).__name__}; send an object, an array of objects or "
                  f"an object with a '{key}' array")
+
+
+def refuse_duplicate_keys(payload: bytes, doc: Any) -> None:
+    """``{"e": 1, "e": 5000}`` means 1 to a reader keeping the first and 5000 to orjson: refuse it."""
+    key = duplicate_json_key(payload, doc)
+    if key is not None:
+        raise Reject("json_invalid", f"the key '{key[:60]}' appears twice in one JSON object: programs disagree "
+                     "on which value counts, so send each key once")
 
 
 def check_depth(payload: bytes, doc: Any, limit: int = MAX_JSON_DEPTH) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from lec.records import duplicate_json_key
 from streams.errors import Reject
 from streams.formats import Row
 from streams.formats.common import QH, bounded, directions_of, epoch_of, error_row, iso_z
@@ -44,6 +45,8 @@ def parse_chain2(payload: bytes, options: dict[str, Any], header: str | None = N
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise Reject("json_invalid", f"the Chain 2 payload is not valid JSON: {str(exc)[:200]}") from None
+    if (key := duplicate_json_key(payload, doc)) is not None:  # a reader keeping the first value would disagree
+        raise Reject("json_invalid", f"the key '{key[:60]}' appears twice in one JSON object of the Chain 2 payload")
     if isinstance(doc, dict) and isinstance(doc.get("messages"), list):
         doc = doc["messages"]
     messages = doc if isinstance(doc, list) else [doc]

@@ -76,3 +76,13 @@ def test_refused_requests_are_dead_lettered_with_bytes_and_reason(api: dict) -> 
     assert (dead["reason_code"], dead["channel"], dead["supplier_id"], dead["flow_id"]) == (
         "bad_json", "http", "sup-utility", PV_FLOW)
     assert base64.b64decode(dead["payload_b64"]) == body and "not valid JSON" in dead["message"]
+
+
+def test_a_body_with_a_duplicated_key_is_refused(api: dict) -> None:  # noqa: F811
+    """Two "flow_id"s: a proxy or gateway reading the first and the ingest (orjson) the last disagreed."""
+    body = (b'{"flow_id": "%s", "flow_id": "%s", "readings": [{"t": "2024-01-01T00:00:00Z", "wh": 1}]}'
+            % (LOAD_FLOW.encode(), PV_FLOW.encode()))
+    r = httpx.post(f"{api['url']}/v1/readings", content=body,
+                   headers={**_auth(api["utility"]), "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["reason_code"] == "bad_json" and "'flow_id' appears twice" in r.json()["message"]
