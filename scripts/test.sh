@@ -5,7 +5,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export GX_ANALYTICS_ENABLED=false
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+# Two workers by default (most tests wait on real servers, not the CPU); LEC_TEST_WORKERS=0 runs in one process.
+workers="${LEC_TEST_WORKERS:-2}"
+xdist=()
+if [ "$workers" != "0" ]; then xdist=(-n "$workers" --dist loadgroup); fi
+.venv/bin/python -m pytest -p no:cacheprovider "${xdist[@]}" "$@"
 rc=$?
 set -e
 # pytest exits 5 when no test ran: that is a failure here, never a pass.

@@ -108,3 +108,12 @@ def copy_demo_run(run_dir: Path, dest: Path) -> Path:
     if state.exists():
         state.write_text(state.read_text().replace(str(run_dir), str(dest)))
     return dest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (scripts/test.sh runs two workers, --dist loadgroup): a module's tests stay on
+    one worker (its module fixtures start once), and every test that uses the session's demo joins one
+    group, so the demo runs once per suite, not once per worker."""
+    for item in items:
+        group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
