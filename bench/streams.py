@@ -15,7 +15,7 @@ With ``--repeat N`` each case runs N times (a fresh broker each time) and a ``me
 
 ``--stages`` instead times, in this process on case (b)'s records, what each reading costs per stage
 (envelope decode, payload decode with orjson and with Arrow's columnar JSON reader, the whole
-pipeline, one ``Producer.produce`` call per output record against a local Tansu): what bounds a
+pipeline with and without its columnar path, one ``Producer.produce`` call per output record against a local Tansu): what bounds a
 single worker, whatever the processing does.
 """
 
@@ -125,6 +125,12 @@ def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, 
         kafka.stop()
 
 
+def row_paths(proc: Processor) -> Processor:
+    """The processor without its columnar path (streams/columnar.py): the row paths' baseline."""
+    proc.columnar_min_rows = 10**9
+    return proc
+
+
 def stages(repeat: int) -> None:
     """Microseconds per reading of each stage (medians of ``repeat``), case (b)'s records."""
     import base64
@@ -165,6 +171,8 @@ def stages(repeat: int) -> None:
                                                           for _, v in records],
             "payload decode, orjson (rows as dicts)": lambda: [orjson.loads(p) for p in payloads],
             "payload decode, pyarrow.json (columns)": lambda: [pj.read_json(io.BytesIO(x)) for x in ndjson],
+            "whole pipeline, row paths only": lambda: row_paths(Processor.from_settings(snapshot, settings))
+            .process_batch(records),
             "whole pipeline (Processor.process_batch)": lambda: Processor.from_settings(snapshot, settings)
             .process_batch(records),
             "produce() + flush, one call per reading": produce_all,

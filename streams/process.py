@@ -733,7 +733,7 @@ class Processor:
 
     def _commit(self, ctx: ItemContext, readings: list[tuple[Flow, int, bytes, bytes | dict]]) -> None:
         states: dict[str, FlowState] = {}
-        if not self._commit_keys_bulk(ctx):
+        if len(ctx.staged_keys) < MIN_ROWS or not self._commit_keys_bulk(ctx):   # bulk pays off on many keys
             self._commit_keys(ctx, states)
         for flow_id, regs in ctx.staged_registers.items():
             fst = self.state.flow(flow_id)
@@ -748,8 +748,6 @@ class Processor:
     def _commit_keys_bulk(self, ctx: ItemContext) -> bool:
         """One flow's staged keys, none already held: one dict update (what ``put_key`` one by one leaves)."""
         staged = ctx.staged_keys
-        if not staged:
-            return True
         fids = set(map(_FLOW, staged))
         if len(fids) != 1:
             return False

@@ -277,3 +277,20 @@ def test_columnar_and_precise_paths_agree(snapshots, data: list, variant: str) -
     envs = [envelope([item({"readings": rows}, f"c{mid}-{i % 2}", flow=flow)])
             for i, (rows, flow, mid) in enumerate(data)]
     assert_columnar_same(snapshots[variant], envs)
+
+
+date_like = st.builds(lambda y, m, d, h, mi, s: f"{y:04d}-{m:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}Z",
+                      st.integers(1960, 2500), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+                      st.integers(0, 61), st.integers(0, 61))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(date_like, date_like, st.text(min_size=19, max_size=21), st.none()), max_size=50))
+def test_columnar_timestamps_agree_with_utc_seconds(values: list) -> None:
+    import pyarrow as pa
+
+    from streams.columnar import utc_epochs
+
+    epochs, bad = utc_epochs(pa.array(values, pa.string()))
+    assert [None if b else e for e, b in zip(epochs.tolist(), bad.tolist())] == [
+        utc_seconds(v) if v is not None else None for v in values]
