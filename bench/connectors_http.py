@@ -30,7 +30,7 @@ import orjson  # noqa: E402
 from connectors.tokens import issue_token  # noqa: E402
 from lec import topics  # noqa: E402
 from lec.config import Settings  # noqa: E402
-from lec.kafka import ensure_topics, producer_config  # noqa: E402
+from lec.kafka import ensure_topics  # noqa: E402
 from lec.procs import ManagedProcess, free_port, port_open  # noqa: E402
 from lec.records import raw_envelope, raw_item  # noqa: E402
 from lec.registry import Registry, SecretStore  # noqa: E402
@@ -62,14 +62,14 @@ def post_all(url: str, token: str, bodies: list[bytes], ctype: str, clients: int
 
 def baseline(bootstrap: str, batch: list[dict], batches: int) -> float:
     """Seconds to produce and flush the same records (one envelope per 1000 readings) with one producer."""
-    from confluent_kafka import Producer
+    from lec.io import Producer
 
     records = []
     for i in range(0, len(batch), 1000):
         item = raw_item(orjson.dumps(batch[i:i + 1000]), message_id=uuid.uuid4().hex,
                         source={"batch_id": "b", "index": i}, device_id="PV-0001", flow_id=FLOW)
         records.append(orjson.dumps(raw_envelope("http", "cer-example", "sup-utility", [item])))
-    p = Producer(producer_config(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024}))
+    p = Producer(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024})
     p.produce(topics.RAW, records[0], b"PV-0001")   # warm-up: connection, producer id, metadata
     p.flush(30)
     t0 = time.perf_counter()

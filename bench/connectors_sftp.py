@@ -57,24 +57,16 @@ def write_csv(path: Path, size_mb: int) -> int:
 
 def baseline(path: Path, bootstrap: str, chunk_bytes: int, chunk_lines: int) -> float:
     """Same chunks, produced raw with plain confluent-kafka; returns seconds."""
-    from confluent_kafka import Producer
-
     from connectors.sftp_chunks import chunks
-    from lec.kafka import producer_config
+    from lec.io import Producer
 
-    producer = Producer(producer_config(bootstrap, **{"queue.buffering.max.kbytes": 65536,
-                                                      "message.max.bytes": 4 * 1024 * 1024}))
+    producer = Producer(bootstrap, **{"queue.buffering.max.kbytes": 65536, "message.max.bytes": 4 * 1024 * 1024})
     t0 = time.perf_counter()
     fd = os.open(path, os.O_RDONLY)
     for chunk in chunks(fd, chunk_bytes=chunk_bytes, chunk_lines=chunk_lines, skip_header=True):
-        while True:
-            try:
-                producer.produce("bench.baseline", key=b"DEV-BENCH", value=chunk.payload)
-                producer.poll(0)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    producer.flush(300)
+        producer.produce("bench.baseline", chunk.payload, b"DEV-BENCH")
+        producer.poll(0)
+    producer.flush_or_raise(300)
     os.close(fd)
     return time.perf_counter() - t0
 

@@ -92,11 +92,10 @@ def latency(bootstrap: str, root: str, count: int = 60) -> list[float]:
 
     def producer() -> None:
         import orjson
-        from confluent_kafka import Producer
 
-        from lec.kafka import producer_config
+        from lec.io import Producer
 
-        p = Producer(producer_config(bootstrap, **{"linger.ms": 0}))
+        p = Producer(bootstrap, **{"linger.ms": 0})
         for r in sample_readings(count):
             sent[r["message_id"]] = time.perf_counter()
             p.produce(specs[0].topic, orjson.dumps(r), key=r["device_id"].encode())

@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from lec.config import Settings
-from lec.kafka import consumer_config, ensure_topics
+from lec.io import replay
+from lec.kafka import ensure_topics
 from lec.procs import ManagedProcess
 from lec.services import start_broker
 from streams.app import READY_LINE
@@ -53,20 +53,15 @@ CASES = {  # name: (raw records, source messages per record, readings per source
 
 def output_span(bootstrap: str, topic: str, expected: int, timeout: float) -> tuple[int, float]:
     """(records seen, seconds between first and last output record timestamps)."""
-    c = Consumer(consumer_config(bootstrap, f"bench-{time.time_ns()}"))
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     n, first, last = 0, None, None
-    deadline = time.monotonic() + timeout
-    while n < expected and time.monotonic() < deadline:
-        for msg in c.consume(20000, 0.2):
-            if msg.error():
-                continue
+    for msgs in replay(bootstrap, topic, timeout=timeout, batch=20000, poll_s=0.2):
+        for msg in msgs:
             n += 1
             ts = msg.timestamp()[1]
             first = ts if first is None else min(first, ts)
             last = ts if last is None else max(last, ts)
-    c.close()
+        if n >= expected:
+            break
     return n, ((last - first) / 1000.0 if first is not None else float("nan"))
 
 
@@ -138,9 +133,9 @@ def stages(repeat: int) -> None:
 
     import orjson
     import pyarrow.json as pj
-    from confluent_kafka import Producer
 
-    from lec.kafka import producer_config
+    from lec.io import Producer
+
 
     root = Path(tempfile.mkdtemp(prefix="bench-stages-"))
     kafka, bootstrap = start_broker(ENGINE, root / "kafka")
@@ -153,18 +148,12 @@ def stages(repeat: int) -> None:
         ndjson = [b"\n".join(orjson.dumps(r) for r in orjson.loads(p)["readings"]) for p in payloads]
         outputs = [v for _, v in Processor.from_settings(snapshot, settings).process_batch(records).readings]
         ensure_topics(bootstrap, ("bench-stage",))
-        producer = Producer(producer_config(bootstrap, **{"linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
-                                                          "queue.buffering.max.kbytes": 1_048_576}))
+        producer = Producer(bootstrap, **{"linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
+                                          "queue.buffering.max.kbytes": 1_048_576})
 
         def produce_all() -> None:
-            for v in outputs:
-                while True:
-                    try:
-                        producer.produce("bench-stage", v, b"DEV")
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.flush(60)
+            producer.produce_all("bench-stage", ((b"DEV", v) for v in outputs))
+            producer.flush_or_raise(60)
 
         work = {
             "envelope decode (orjson + base64)": lambda: [base64.b64decode(orjson.loads(v)["items"][0]["payload_b64"])

@@ -6,32 +6,9 @@ record formats are the shared contract of ``lec.deadletter`` and ``lec.feedback`
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from typing import Any
 
-from lec.records import Source, utc_now_iso
-
-DEADLETTER_SCHEMA = "lec.deadletter/1"
-FEEDBACK_SCHEMA = "lec.feedback/1"
-DEADLETTER_MAX_PAYLOAD = 64 * 1024  # bigger payloads keep their first 64 KiB and a digest
-
-
-def deadletter_record(*, reason_code: str, message: str, channel: str, supplier_id: str, message_id: str,
-                      payload: bytes, source: Source, community_id: str | None = None,
-                      device_id: str | None = None, flow_id: str | None = None) -> dict[str, Any]:
-    """A dead letter keeping the original bytes (truncated to 64 KiB with a digest when bigger)."""
-    record: dict[str, Any] = {
-        "schema": DEADLETTER_SCHEMA, "reason_code": reason_code, "message": message, "channel": channel,
-        "community_id": community_id, "supplier_id": supplier_id, "device_id": device_id,
-        "flow_id": flow_id, "message_id": message_id, "reading_index": None,
-        "payload_b64": base64.b64encode(payload[:DEADLETTER_MAX_PAYLOAD]).decode(),
-        "source": dict(source), "rejected_ts": utc_now_iso(),
-    }
-    if len(payload) > DEADLETTER_MAX_PAYLOAD:
-        record["payload_sha256"] = hashlib.sha256(payload).hexdigest()
-        record["payload_truncated"] = True
-    return record
+from lec.records import FEEDBACK_SCHEMA, Source, utc_now_iso
 
 
 def rejection_feedback(*, reason_code: str, message: str, channel: str, supplier_id: str, message_id: str,

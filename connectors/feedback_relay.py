@@ -13,11 +13,11 @@ import signal
 import threading
 from typing import Any
 
+from connectors.mqtt_topics import feedback_topic
 from lec import topics
 from lec.config import Settings
+from lec.io import configure_logging
 from lec.records import decode
-
-from connectors.mqtt_topics import feedback_topic
 
 log = logging.getLogger("lec.connectors.feedback_relay")
 
@@ -89,7 +89,7 @@ def run_relay(protocol: int = 4) -> None:
     from lec.config import settings as current
 
     s = current()
-    logging.basicConfig(level=s.log_level, format="%(asctime)s feedback-relay %(levelname)s %(message)s")
+    configure_logging("feedback-relay", level=s.log_level)
     relay = FeedbackRelay(s, bootstrap=resolve_bootstrap(s), protocol=protocol)
     signal.signal(signal.SIGTERM, relay.stop)
     signal.signal(signal.SIGINT, relay.stop)

@@ -22,13 +22,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from lec import topics
-from lec.records import duplicate_json_key, message_id_for, raw_envelope, raw_item, utc_now_iso
-from lec.registry.snapshot import RegistrySnapshot
-
-from connectors.feedback_records import deadletter_record
 from connectors.http_batches import Batch, BatchStore, Chunk
 from connectors.tokens import TokenError, TokenVerifier
+from lec import topics
+from lec.records import Rejection as Refusal
+from lec.records import (
+    deadletter_record,
+    duplicate_json_key,
+    message_id_for,
+    raw_envelope,
+    raw_item,
+    utc_now_iso,
+)
+from lec.registry.snapshot import RegistrySnapshot
 
 CHUNK_READINGS = 1000
 MAX_JSON_DEPTH = 254        # orjson writes at most this many levels
@@ -81,10 +87,12 @@ class BatchReport(BaseModel):
     reading_status: list[str] | None = Field(None, description="With ?readings=true: one status per reading.")
 
 
-class ApiError(Exception):
+class ApiError(Refusal):
+    """A refused request: the record contract's rejection with the HTTP status that answers it."""
+
     def __init__(self, status: int, reason_code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.reason_code, self.message = status, reason_code, message
+        super().__init__(reason_code, message)
+        self.status = status
 
 
 def _problem(status: int, description: str) -> dict[str, Any]:
@@ -111,12 +119,9 @@ class KafkaSender:
     """An idempotent producer whose deliveries resolve asyncio futures (polled on its own thread)."""
 
     def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka import Producer
+        from lec.io import Producer
 
-        from lec.kafka import producer_config
-
-        self.producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024,
-                                                               "message.timeout.ms": 30000}))
+        self.producer = Producer(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024, "message.timeout.ms": 30000})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
         self._thread.start()
@@ -135,12 +140,8 @@ class KafkaSender:
             def done(err: Any, _msg: Any, fut: asyncio.Future = fut) -> None:
                 loop.call_soon_threadsafe(_settle, fut, err)
 
-            while True:
-                try:
-                    self.producer.produce(topic, value, key, on_delivery=done)
-                    break
-                except BufferError:
-                    await asyncio.sleep(0.01)
+            while not self.producer.try_produce(topic, value, key, done, wait_s=0):
+                await asyncio.sleep(0.01)  # local queue full: let the poll thread drain it
             futures.append(fut)
         errors = [e for e in await asyncio.gather(*futures) if e is not None]
         if errors:

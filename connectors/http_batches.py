@@ -151,25 +151,18 @@ class FeedbackWatcher:
         self.thread.join(10)
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
         from lec import topics
-        from lec.kafka import consumer_config
+        from lec.io import replay
         from lec.records import decode
 
-        consumer = Consumer(consumer_config(self.bootstrap, f"lec-http-batches-{uuid.uuid4().hex}"))
         try:
-            meta = consumer.list_topics(topics.FEEDBACK, timeout=10).topics[topics.FEEDBACK]
-            consumer.assign([TopicPartition(topics.FEEDBACK, p, OFFSET_BEGINNING) for p in meta.partitions])
-            while not self.stopping.is_set():
-                for m in consumer.consume(1000, timeout=0.5):
-                    if m.error() is not None:
-                        continue
+            for msgs in replay(self.bootstrap, topics.FEEDBACK, group=f"lec-http-batches-{uuid.uuid4().hex}"):
+                if self.stopping.is_set():
+                    break
+                for m in msgs:
                     try:
                         self.store.apply_feedback(decode(m.value()))
                     except Exception:  # a malformed record must not stop batch tracking
                         log.warning("skipped a malformed lec.feedback record at offset %s", m.offset())
         except Exception:
             log.exception("feedback watcher stopped: batch reports will stay pending")
-        finally:
-            consumer.close()

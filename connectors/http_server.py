@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from lec.config import Settings
+from lec.io import configure_logging
 
 log = logging.getLogger("lec.connectors.http")
 
@@ -46,7 +47,7 @@ def run_server(host: str = "127.0.0.1") -> None:
     from lec.errors import ConfigError
 
     s = current()
-    logging.basicConfig(level=s.log_level, format="%(asctime)s http %(levelname)s %(message)s")
+    configure_logging("http", level=s.log_level)
     if not s.http_port:
         raise ConfigError("set LEC_HTTP_PORT: the port the HTTP ingest API listens on")
     app, close = build_app(s, resolve_bootstrap(s))

@@ -22,15 +22,28 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.feedback_records import rejection_feedback
+from connectors.mqtt_topics import (
+    BRIDGE_FILTER,
+    PROBE_PREFIX,
+    SHARED_FILTER,
+    ReadingTopic,
+    parse_reading_topic,
+    supplier_of,
+)
 from lec import topics
 from lec.config import Settings
-from lec.records import encode, message_id_for, raw_envelope, raw_item, utc_now_iso
-from lec.registry.snapshot import RegistrySnapshot
-
-from connectors.feedback_records import deadletter_record, rejection_feedback
-from connectors.mqtt_topics import (
-    BRIDGE_FILTER, PROBE_PREFIX, SHARED_FILTER, ReadingTopic, parse_reading_topic, supplier_of,
+from lec.io import Producer, configure_logging
+from lec.records import (
+    Rejection,
+    deadletter_record,
+    encode,
+    message_id_for,
+    raw_envelope,
+    raw_item,
+    utc_now_iso,
 )
+from lec.registry.snapshot import RegistrySnapshot
 
 log = logging.getLogger("lec.connectors.mqtt_bridge")
 
@@ -74,20 +87,13 @@ class Incoming:
     content_type: str | None = None
 
 
-class Rejection(Exception):
-    def __init__(self, reason_code: str, message: str) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-        self.message = message
-
-
 class BridgeCore:
     """Checks, packs and produces messages; acknowledges them through ``ack(tokens)`` once Kafka has them.
 
     Runs on one thread (the bridge's main loop); the MQTT network loop only queues ``Incoming``.
     """
 
-    def __init__(self, producer: Any, snapshot: RegistrySnapshot, ack: Any, *, max_payload_bytes: int,
+    def __init__(self, producer: Producer, snapshot: RegistrySnapshot, ack: Any, *, max_payload_bytes: int,
                  pack_max_items: int = PACK_MAX_ITEMS, pack_max_age_s: float = PACK_MAX_AGE_S) -> None:
         self.producer = producer
         self.snapshot = snapshot
@@ -199,11 +205,8 @@ class BridgeCore:
             self.unacked -= len(done)
             self._ack(done)
 
-        try:
-            self.producer.produce(topic, value, key, on_delivery=delivered)
-        except BufferError:
+        if not self.producer.try_produce(topic, value, key, delivered):
             self.retry.append((topic, key, value, tokens))  # local queue full: back off, never drop
-            self.producer.poll(0.05)
 
 
 class MqttBridge:
@@ -212,11 +215,9 @@ class MqttBridge:
     def __init__(self, settings: Settings, *, bootstrap: str, client_id: str, protocol: int = 5,
                  shared: bool = True, password: str | None = None) -> None:
         import paho.mqtt.client as mqtt
-        from confluent_kafka import Producer
 
         from connectors.mqtt_client import BufferedClient
         from connectors.mqtt_config import bridge_password
-        from lec.kafka import producer_config
         from lec.registry.view import RegistryView
 
         self.settings = settings
@@ -229,8 +230,7 @@ class MqttBridge:
         self.generation = 0
         self.connected = threading.Event()
         self.stopping = threading.Event()
-        self.producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024,
-                                                               "linger.ms": 2}))
+        self.producer = Producer(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024, "linger.ms": 2})
         self.core = BridgeCore(self.producer, self.view.snapshot(), self._ack,
                                max_payload_bytes=settings.max_payload_bytes)
         # a registry change (lec.registry) reaches the checks within a second or two
@@ -392,18 +392,14 @@ def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 10.0) 
     import uuid
 
     import paho.mqtt.client as mqtt
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from connectors.mqtt_config import bridge_password
-    from lec.kafka import consumer_config, ensure_topics
+    from lec.io import replay
+    from lec.kafka import ensure_topics
 
     nonce = uuid.uuid4().hex
     topic = f"{PROBE_PREFIX}/{nonce}"
     ensure_topics(bootstrap, (topics.PROBE,))
-    consumer = Consumer(consumer_config(bootstrap, f"lec-probe-{nonce}"))
-    # partitions assigned from the start (no group join to wait for; probe records are few and small)
-    partitions = consumer.list_topics(topics.PROBE, timeout=10).topics[topics.PROBE].partitions
-    consumer.assign([TopicPartition(topics.PROBE, p, OFFSET_BEGINNING) for p in partitions])
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt_username}-probe-{nonce}",
                          protocol=mqtt.MQTTv311)
     client.username_pw_set(settings.mqtt_username, bridge_password(settings))
@@ -429,17 +425,16 @@ def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 10.0) 
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             return False, "MQTT broker did not acknowledge the probe publish"
-        deadline = started + timeout_s
-        while time.monotonic() < deadline:
-            for m in consumer.consume(100, timeout=0.2):
-                if m.error() is None and m.key() == topic.encode():
-                    return True, f"probe reached {topics.PROBE} in {time.monotonic() - started:.2f} s"
+        # read from the start (no group join to wait for; probe records are few and small)
+        for msgs in replay(bootstrap, topics.PROBE, timeout=max(started + timeout_s - time.monotonic(), 0.1),
+                           batch=100, poll_s=0.2, group=f"lec-probe-{nonce}"):
+            if any(m.key() == topic.encode() for m in msgs):
+                return True, f"probe reached {topics.PROBE} in {time.monotonic() - started:.2f} s"
         return False, (f"the broker accepted a probe publish but nothing reached {topics.PROBE} within "
                        f"{timeout_s:.0f} s: the MQTT bridge receives nothing (check mqtt-bridge's log)")
     finally:
         client.disconnect()
         client.loop_stop()
-        consumer.close()
 
 
 def choose_protocol(settings: Settings, protocol: int, wait_s: float = 60.0) -> tuple[int, bool]:
@@ -469,7 +464,7 @@ def run_one(index: int, protocol: int, shared: bool) -> None:
     from lec.config import settings as current
 
     s = current()
-    logging.basicConfig(level=s.log_level, format=f"%(asctime)s bridge-{index} %(levelname)s %(message)s")
+    configure_logging(f"bridge-{index}", level=s.log_level)
     from connectors.mqtt_config import bridge_client_id
 
     bridge = MqttBridge(s, bootstrap=resolve_bootstrap(s), client_id=bridge_client_id(s, index),
@@ -492,7 +487,7 @@ def run_bridge(processes: int = 1, protocol: int = 0) -> None:
 
     s = current()
     name = "bridge" if processes > 1 else "bridge-0"
-    logging.basicConfig(level=s.log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    configure_logging(name, level=s.log_level)
     protocol, shared = choose_protocol(s, protocol)
     if processes <= 1:
         run_one(0, protocol, shared)

@@ -21,8 +21,14 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.plugins.topic_checking import TopicAccessControlListPlugin
 
 from connectors.mqtt_topics import (
-    BRIDGE_FILTER, FEEDBACK_PREFIX, PREFIX, PROBE_PREFIX, feedback_topic, max_packet_bytes,
+    BRIDGE_FILTER,
+    FEEDBACK_PREFIX,
+    PREFIX,
+    PROBE_PREFIX,
+    feedback_topic,
+    max_packet_bytes,
 )
+from lec.io import configure_logging
 from lec.registry.passwords import LoginCache
 
 log = logging.getLogger("lec.connectors.mqtt_broker")
@@ -254,7 +260,7 @@ def run_broker() -> None:
     from lec.config import settings as current
 
     s = current()
-    logging.basicConfig(level=s.log_level, format="%(asctime)s mqtt-broker %(levelname)s %(message)s")
+    configure_logging("mqtt-broker", level=s.log_level)
     logging.getLogger("amqtt").setLevel(logging.WARNING)
 
     async def main() -> None:

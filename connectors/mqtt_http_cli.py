@@ -87,6 +87,6 @@ def register_tokens(app: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # `python -m connectors.mqtt_http_cli mqtt-bridge`: the same commands without `lec`
-    from lec.cli import run_standalone
+    from lec.io.runner import run_standalone
 
     run_standalone(register_mqtt_http, register_tokens)

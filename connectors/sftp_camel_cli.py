@@ -5,18 +5,17 @@ Also runnable alone: ``python -m connectors.sftp_camel_cli sftp-watch`` (same co
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from lec.io import configure_logging
+
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level=level)
 
 
 def _bootstrap(settings: Any) -> str:
@@ -49,8 +48,8 @@ def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete upload
     from connectors.sftp_area import SftpArea
     from connectors.sftp_state import IngestedFiles
     from connectors.sftp_watch import SftpWatcher, WatchOptions, Window, kafka_producer, state_path
-    from lec.config import settings as current
     from lakehouse.rawzone import RawZone
+    from lec.config import settings as current
     from lec.registry.view import RegistryView
 
     s = current()
@@ -107,6 +106,6 @@ def register_sftp_camel(group: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # `python -m connectors.sftp_camel_cli sftp-watch`: the same commands without `lec`
-    from lec.cli import run_standalone
+    from lec.io.runner import run_standalone
 
     run_standalone(register_sftp_camel)

@@ -13,7 +13,6 @@ for the flow is not sent again.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
@@ -27,18 +26,34 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from connectors.sftp_area import (FAILED, INBOX, PART_SUFFIX, PROCESSED, REPORT_SUFFIX, STAGING, SftpArea,
-                                  SftpError)
+from connectors.sftp_area import (
+    FAILED,
+    INBOX,
+    PART_SUFFIX,
+    PROCESSED,
+    REPORT_SUFFIX,
+    STAGING,
+    SftpArea,
+    SftpError,
+)
 from connectors.sftp_chunks import FileScan, Problem, chunks, read_header, scan
 from connectors.sftp_state import IngestedFiles
 from lec import topics
-from lec.records import encode, message_id_for, raw_envelope, raw_item, utc_now_iso
+from lec.io import DeliveryTracker, Producer
+from lec.records import (
+    MAX_DEADLETTER_PAYLOAD,
+    deadletter_record,
+    encode,
+    message_id_for,
+    raw_envelope,
+    raw_item,
+    utc_now_iso,
+)
 from lec.registry import Flow, Registry, RegistrySnapshot
 
 log = logging.getLogger("lec.connectors.sftp_watch")
 
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
-DEADLETTER_PAYLOAD_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,19 +97,8 @@ class Outcome:
     problem: Problem | None = None
 
 
-class DeliveryTracker:
-    """Counts Kafka acknowledgements and remembers the first delivery error."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None
-
-    def __call__(self, err: Any, msg: Any) -> None:
-        if err is not None and self.error is None:
-            self.error = str(err)
-
-
 class SftpWatcher:
-    def __init__(self, registry: Registry, area: SftpArea, state: IngestedFiles, producer: Any,
+    def __init__(self, registry: Registry, area: SftpArea, state: IngestedFiles, producer: Producer,
                  options: WatchOptions = WatchOptions(), *, max_payload_bytes: int = 1024 * 1024,
                  window: Window | None = None, raw_topic: str = topics.RAW,
                  deadletter_topic: str = topics.DEADLETTER, raw_zone: Any = None) -> None:
@@ -375,13 +379,8 @@ class SftpWatcher:
         return sent
 
     def _produce(self, topic: str, key: str, value: bytes, on_delivery: Callable[..., None]) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
-                self.producer.poll(0)
-                return
-            except BufferError:  # local queue full: let deliveries drain (bounded memory)
-                self.producer.poll(0.1)
+        self.producer.produce(topic, value, key.encode(), on_delivery)  # blocks while the local queue is full
+        self.producer.poll(0)
 
     # -- failures ------------------------------------------------------------------------
     def _fail(self, snap: RegistrySnapshot, supplier_id: str, flow_folder: str, path: Path, shown: str,
@@ -405,24 +404,19 @@ class SftpWatcher:
         if dest.is_file() and not dest.is_symlink():
             with open(dest, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
-                    if len(head) < DEADLETTER_PAYLOAD_MAX:
-                        head += block[:DEADLETTER_PAYLOAD_MAX - len(head)]
+                    if len(head) < MAX_DEADLETTER_PAYLOAD:
+                        head += block[:MAX_DEADLETTER_PAYLOAD - len(head)]
                     sha.update(block)
                     size += len(block)
         supplier = snap.suppliers.get(supplier_id)
         community = flow.community_id if flow else (supplier.communities[0] if supplier and supplier.communities
                                                      else "")
-        record: dict[str, Any] = {
-            "schema": "lec.deadletter/1", "reason_code": problem.reason_code, "message": problem.message,
-            "channel": "sftp", "community_id": community, "supplier_id": supplier_id,
-            "device_id": flow.device_id if flow else None, "flow_id": flow_folder,
-            "message_id": message_id_for("sftp", supplier_id, sha.hexdigest(), flow_folder, "file"),
-            "reading_index": None, "payload_b64": base64.b64encode(head).decode(),
-            "source": {"file": shown, "file_sha256": sha.hexdigest(),
-                       **({"line_start": problem.line} if problem.line else {})},
-            "rejected_ts": utc_now_iso()}
-        if size > DEADLETTER_PAYLOAD_MAX:
-            record.update(payload_sha256=sha.hexdigest(), payload_truncated=True)
+        record = deadletter_record(
+            reason_code=problem.reason_code, message=problem.message, channel="sftp", community_id=community,
+            supplier_id=supplier_id, device_id=flow.device_id if flow else None, flow_id=flow_folder,
+            message_id=message_id_for("sftp", supplier_id, sha.hexdigest(), flow_folder, "file"), payload=head,
+            source={"file": shown, "file_sha256": sha.hexdigest(), **({"line_start": problem.line} if problem.line else {})},
+            whole_sha256=sha.hexdigest(), whole_size=size)
         tracker = DeliveryTracker()
         self._produce(self.deadletter_topic, supplier_id, encode(record), tracker)
         self.producer.flush(30)
@@ -464,14 +458,9 @@ def sends_whole(flow: Flow) -> bool:
         flow.syntax == "json" and not flow.syntax_options.get("json_lines", False))
 
 
-def kafka_producer(bootstrap: str) -> Any:
-    """An idempotent producer with a bounded local queue (constant memory for any file size)."""
-    from confluent_kafka import Producer
-
-    from lec.kafka import producer_config
-
-    return Producer(producer_config(bootstrap, **{"queue.buffering.max.kbytes": 65536,
-                                                  "message.max.bytes": 4 * 1024 * 1024}))
+def kafka_producer(bootstrap: str) -> Producer:
+    """The kernel's producer with a small local queue (constant memory for any file size)."""
+    return Producer(bootstrap, **{"queue.buffering.max.kbytes": 65536, "message.max.bytes": 4 * 1024 * 1024})
 
 
 def logged(shown: str) -> str:

@@ -7,18 +7,18 @@ GX, matplotlib) stay inside the commands.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
 import typer
 
+from lec.io import configure_logging
+
 
 def _logging() -> None:
     from lec.config import settings
 
-    logging.basicConfig(level=settings().log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level=settings().log_level)
 
 
 def _lake_group(app: typer.Typer) -> typer.Typer:

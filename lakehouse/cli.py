@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
-import sys
 
 import typer
+
+from lec.io import configure_logging
 
 
 def _logging() -> None:
     from lec.config import settings
 
-    logging.basicConfig(level=settings().log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level=settings().log_level)
 
 
 def register(app: typer.Typer) -> None:
@@ -104,7 +103,7 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(gdpr, name="gdpr")
 
-    from lakehouse.urbandataset import register_export   # `lec export urbandataset[-publish]`
+    from lakehouse.urbandataset import register_export  # `lec export urbandataset[-publish]`
 
     register_export(app)
 
@@ -116,7 +115,7 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """`python -m lakehouse.cli ...`: the lakehouse commands alone (same functions as `lec lake ...`)."""
-    from lec.cli import run_standalone
+    from lec.io.runner import run_standalone
 
     run_standalone(register)
 

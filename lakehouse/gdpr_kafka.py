@@ -15,7 +15,6 @@ from typing import Any
 
 from lec import topics
 from lec.errors import LecError
-
 from lec.kafka import PERSONAL_TOPICS as READING_TOPICS  # records that name a device, flow or file
 
 
@@ -56,10 +55,9 @@ def bound_retention(admin: Any, names: list[str], hours: int) -> dict[str, str]:
 
 def erase_kafka(bootstrap: str, keys: list[str], hours: int, registry_snapshot: Any = None) -> dict[str, Any]:
     """Bound retention, tombstone the subject's keys on compacted topics; the receipt's Kafka part."""
-    from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
 
-    from lec.kafka import producer_config
+    from lec.io import DeliveryFailed, Producer
 
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -68,7 +66,7 @@ def erase_kafka(bootstrap: str, keys: list[str], hours: int, registry_snapshot: 
         reading_topics = [t for t in existing if t in READING_TOPICS]
         changed = bound_retention(admin, reading_topics, hours)
         compacted = [t for t, c in configs.items() if "compact" in (c.get("cleanup.policy") or "")]
-        producer = Producer(producer_config(bootstrap))
+        producer = Producer(bootstrap)
         tombstones: dict[str, int] = {}
         for topic in compacted:
             if topic == topics.REGISTRY:
@@ -76,8 +74,11 @@ def erase_kafka(bootstrap: str, keys: list[str], hours: int, registry_snapshot: 
             for key in keys:
                 producer.produce(topic, key=key.encode(), value=None)
             tombstones[topic] = len(keys)
-        if producer.flush(30) != 0:
-            raise KafkaErasureError(f"Kafka at {bootstrap} did not acknowledge the tombstones; rerun the erasure")
+        try:
+            producer.flush_or_raise(30, "tombstones")
+        except DeliveryFailed as exc:
+            raise KafkaErasureError(f"Kafka at {bootstrap} did not acknowledge the tombstones ({exc}); "
+                                    "rerun the erasure") from exc
         if registry_snapshot is not None and topics.REGISTRY in existing:
             from streams.registry_sync import publish
 

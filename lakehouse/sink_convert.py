@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from lakehouse.tables import DEADLETTER_SCHEMA, KAFKA_COLUMNS, TableSpec
+from lec.records import MAX_DEADLETTER_PAYLOAD
 
-MAX_REJECT_PAYLOAD = 64 * 1024
 # Fields a row cannot be stored without (partition columns and the time axis).
 REQUIRED: dict[str, tuple[str, ...]] = {
     "readings": ("community_id", "device_id", "message_id", "ts"),
@@ -179,7 +179,7 @@ def rejects_table(rejects: list[Reject]) -> pa.Table:
     now = datetime.now(UTC)
     rows = []
     for r in rejects:
-        payload = r.value[:MAX_REJECT_PAYLOAD]
+        payload = r.value[:MAX_DEADLETTER_PAYLOAD]
         rows.append({
             "community_id": None, "reason_code": "lake_unreadable_record",
             "message": f"{r.reason} (Kafka {r.topic} partition {r.partition} offset {r.offset})",
@@ -187,7 +187,7 @@ def rejects_table(rejects: list[Reject]) -> pa.Table:
             "message_id": f"kafka:{r.topic}:{r.partition}:{r.offset}", "reading_index": None,
             "payload_b64": base64.b64encode(payload).decode(),
             "payload_sha256": hashlib.sha256(r.value).hexdigest(),
-            "payload_truncated": len(r.value) > MAX_REJECT_PAYLOAD, "source": None,
+            "payload_truncated": len(r.value) > MAX_DEADLETTER_PAYLOAD, "source": None,
             "rejected_ts": now, "kafka_partition": r.partition, "kafka_offset": r.offset,
         })
     return pa.Table.from_pylist(rows, schema=DEADLETTER_SCHEMA)

@@ -52,26 +52,17 @@ def sample_deadletter(i: int, device: str | None = "dev-0001", community: str | 
 def produce(bootstrap: str, records: Iterable[dict[str, Any] | bytes], topic: str = topics.READINGS,
             key_field: str = "device_id") -> int:
     """Send records (dicts as JSON, or raw bytes) with the idempotent producer; returns the count."""
-    from confluent_kafka import Producer
+    from lec.io import Producer
 
-    from lec.kafka import producer_config
+    def keyed() -> Iterable[tuple[bytes | None, bytes]]:
+        for rec in records:
+            if isinstance(rec, bytes):
+                yield None, rec
+            else:
+                key = rec.get(key_field)
+                yield (key.encode() if key else None), orjson.dumps(rec)
 
-    producer = Producer(producer_config(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000}))
-    count = 0
-    for rec in records:
-        if isinstance(rec, bytes):
-            value, key = rec, None
-        else:
-            value, key = orjson.dumps(rec), rec.get(key_field)
-        while True:
-            try:
-                producer.produce(topic, value, key=key.encode() if key else None)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        count += 1
-        if count % 10000 == 0:
-            producer.poll(0)
-    if producer.flush(60):
-        raise RuntimeError("producer could not deliver every record within 60 s")
+    producer = Producer(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000})
+    count = producer.produce_all(topic, keyed())
+    producer.flush_or_raise(60)
     return count

@@ -202,18 +202,17 @@ def window(now: datetime, resolution: str, periods: int) -> tuple[datetime, date
 def publish(bootstrap: str, doc: dict[str, Any], community_id: str, topic: str = TOPIC) -> None:
     """One validated document to the topic, keyed by community; raises if Kafka does not acknowledge it."""
     import orjson
-    from confluent_kafka import Producer
 
-    from lec.kafka import producer_config
+    from lec.io import DeliveryFailed, Producer
 
     validate(doc)
-    failures: list[str] = []
-    p = Producer(producer_config(bootstrap, **{"message.max.bytes": 10_000_000}))
-    p.produce(topic, orjson.dumps(doc), community_id.encode(),
-              on_delivery=lambda err, _msg: failures.append(str(err)) if err else None)
-    if p.flush(60) or failures:
+    p = Producer(bootstrap, **{"message.max.bytes": 10_000_000})
+    p.produce(topic, orjson.dumps(doc), community_id.encode())
+    try:
+        p.flush_or_raise(60, "UrbanDataset documents")
+    except DeliveryFailed as exc:
         raise UrbanDatasetError(f"Kafka did not acknowledge the UrbanDataset on {topic}: "
-                                f"{failures[0] if failures else 'timed out'}")
+                                f"{exc.errors[0] if exc.errors else 'timed out'}") from exc
 
 
 def register_export(app: typer.Typer) -> None:

@@ -14,16 +14,25 @@ import base64
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 import orjson
+
+from lec.errors import LecError
 
 Channel = Literal["mqtt", "sftp", "http", "camel"]
 CHANNELS: tuple[str, ...] = ("mqtt", "sftp", "http", "camel")
 
 RAW_SCHEMA = "lec.raw/1"
 READING_SCHEMA = "lec.reading/1"
+DEADLETTER_SCHEMA = "lec.deadletter/1"
+FEEDBACK_SCHEMA = "lec.feedback/1"
+ANOMALY_SCHEMA = "lec.anomaly/1"
+
+# The one payload cap of the record contract: a dead letter keeps at most this many of the original
+# bytes, bigger payloads add the whole payload's SHA-256 and ``payload_truncated`` (schemas/deadletter.json).
+MAX_DEADLETTER_PAYLOAD = 64 * 1024
 
 
 class Source(TypedDict, total=False):
@@ -60,7 +69,7 @@ class RawEnvelope(TypedDict, total=False):
 
 def utc_now_iso() -> str:
     """Current UTC time as ISO-8601 with millisecond precision and a 'Z'."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def message_id_for(channel: str, supplier_id: str, *parts: str | bytes) -> str:
@@ -157,3 +166,40 @@ def duplicate_json_key(payload: bytes, doc: Any) -> str | None:
     except ValueError:
         return None  # what orjson read, the standard library does not: nothing to name
     return found[0] if found else None
+
+
+class Rejection(LecError):
+    """Input refused, by any layer: a stable ``reason_code``, a ``message`` the supplier can act on and
+    the coordinates of what was refused (``source``: file and lines, MQTT topic, batch and index;
+    ``index``: the reading within its item), so the dead letter and the feedback say the same."""
+
+    def __init__(self, reason_code: str, message: str, *, source: Source | dict[str, Any] | None = None,
+                 index: int | None = None) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+        self.source = source
+        self.index = index
+
+
+def capped_payload(payload: bytes, *, whole_sha256: str | None = None, whole_size: int | None = None) -> dict[str, Any]:
+    """The payload fields of a dead letter: the bytes up to the cap, and past it the SHA-256 of the whole
+    (``whole_sha256``/``whole_size`` when ``payload`` is already only the head of something larger)."""
+    size = len(payload) if whole_size is None else whole_size
+    if size <= MAX_DEADLETTER_PAYLOAD:
+        return {"payload_b64": base64.b64encode(payload).decode()}
+    return {"payload_b64": base64.b64encode(payload[:MAX_DEADLETTER_PAYLOAD]).decode(),
+            "payload_sha256": whole_sha256 or hashlib.sha256(payload).hexdigest(), "payload_truncated": True}
+
+
+def deadletter_record(*, reason_code: str, message: str, channel: str | None, supplier_id: str | None,
+                      message_id: str, payload: bytes, source: Source | dict[str, Any] | None,
+                      community_id: str | None = None, device_id: str | None = None, flow_id: str | None = None,
+                      reading_index: int | None = None, rejected_ts: str | None = None,
+                      whole_sha256: str | None = None, whole_size: int | None = None) -> dict[str, Any]:
+    """A ``lec.deadletter/1`` record keeping the original bytes (capped, see :func:`capped_payload`)."""
+    return {"schema": DEADLETTER_SCHEMA, "reason_code": reason_code, "message": message, "channel": channel,
+            "community_id": community_id, "supplier_id": supplier_id, "device_id": device_id, "flow_id": flow_id,
+            "message_id": message_id, "reading_index": reading_index,
+            **capped_payload(payload, whole_sha256=whole_sha256, whole_size=whole_size),
+            "source": dict(source) if source is not None else None, "rejected_ts": rejected_ts or utc_now_iso()}

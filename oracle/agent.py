@@ -107,40 +107,15 @@ class OracleEngine:
 
 def replay_readings(bootstrap: str, topic: str, on_batch: Callable[[list[bytes]], Any], idle_s: float = 3.0) -> int:
     """Read ``topic`` from the beginning to its end (partition EOF, or no message for ``idle_s``)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from lec.io import replay
 
-    from lec.kafka import consumer_config
-
-    consumer = Consumer(consumer_config(bootstrap, f"lec-oracle-replay-{uuid.uuid4().hex[:8]}",
-                                        **{"enable.partition.eof": True}))
-    try:
-        meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
-        partitions = sorted(meta.partitions) if meta is not None and not meta.error else []
-        highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        open_parts = {p for p, h in highs.items() if h > 0}
-        count, last = 0, time.monotonic()
-        while open_parts:
-            msgs = consumer.consume(1000, timeout=0.5)
-            if not msgs:
-                if time.monotonic() - last > idle_s:
-                    break
-                continue
-            last = time.monotonic()
-            values = []
-            for m in msgs:
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        open_parts.discard(m.partition())
-                    continue
-                values.append(m.value())
-                if m.offset() + 1 >= highs.get(m.partition(), 0):
-                    open_parts.discard(m.partition())
+    count = 0
+    for msgs in replay(bootstrap, topic, to_end=True, idle_s=idle_s, group=f"lec-oracle-replay-{uuid.uuid4().hex[:8]}"):
+        if msgs:
+            values = [m.value() for m in msgs]
             on_batch(values)
             count += len(values)
-        return count
-    finally:
-        consumer.close()
+    return count
 
 
 def build_faust_app(cfg: OracleConfig, engine: OracleEngine, data_dir: str) -> Any:
@@ -209,17 +184,14 @@ def oracle_key(deployment: Any, key_file: Any = None) -> str:
 
 
 def kafka_publisher(bootstrap: str, topic: str) -> Callable[[list[dict[str, Any]]], None]:
-    from confluent_kafka import Producer
+    from lec.io import Producer
 
-    from lec.kafka import producer_config
-
-    producer = Producer(producer_config(bootstrap))
+    producer = Producer(bootstrap)
 
     def publish(records: list[dict[str, Any]]) -> None:
         for r in records:
-            producer.produce(topic, key=r["community_id"].encode(), value=orjson.dumps(r))
-        if producer.flush(30) > 0:
-            raise RuntimeError("anchor records not acknowledged by Kafka within 30 s")
+            producer.produce(topic, orjson.dumps(r), r["community_id"].encode())
+        producer.flush_or_raise(30, "anchor records")
 
     return publish
 

@@ -30,9 +30,9 @@ def parse_time(value: str) -> int:
 
 
 def _setup_logging(level: str) -> None:
-    import logging
+    from lec.io import configure_logging
 
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level=level)
 
 
 @oracle_app.command("run")
@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """`python -m oracle.cli ...`: only this package's commands (same code as `lec oracle|audit`)."""
-    from lec.cli import run_standalone
+    from lec.io.runner import run_standalone
 
     run_standalone(register)
 

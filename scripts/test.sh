@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export GX_ANALYTICS_ENABLED=false
+# Static checks first (seconds): the layer contract (.importlinter, docs/architecture.md).
+PYTHONPATH="$PWD" .venv/bin/lint-imports
 set +e
 # Two workers by default (most tests wait on real servers, not the CPU); LEC_TEST_WORKERS=0 runs in one process.
 workers="${LEC_TEST_WORKERS:-2}"

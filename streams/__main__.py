@@ -1,6 +1,6 @@
 """``python -m streams ...``: the streams commands alone (same as ``lec streams ...``)."""
 
-from lec.cli import run_standalone
+from lec.io.runner import run_standalone
 from streams.cli import register
 
 if __name__ == "__main__":

@@ -21,7 +21,16 @@ from typing import Any
 
 import orjson
 
-from lec.records import CHANNELS, RAW_SCHEMA, utc_now_iso
+from lec.records import (
+    ANOMALY_SCHEMA,
+    CHANNELS,
+    DEADLETTER_SCHEMA,
+    FEEDBACK_SCHEMA,
+    MAX_DEADLETTER_PAYLOAD,
+    RAW_SCHEMA,
+    capped_payload,
+    utc_now_iso,
+)
 from lec.registry.snapshot import Device, Flow, RegistrySnapshot
 from streams.columnar import MIN_ROWS, columnar_prefix
 from streams.errors import Reject
@@ -48,10 +57,6 @@ from streams.validate import check_flow, check_limits, check_supplier, check_tim
 
 log = logging.getLogger("lec.streams")
 
-DEADLETTER_SCHEMA = "lec.deadletter/1"
-FEEDBACK_SCHEMA = "lec.feedback/1"
-ANOMALY_SCHEMA = "lec.anomaly/1"
-MAX_DEADLETTER_PAYLOAD = 64 * 1024
 SMALL_ITEM = MAX_DEADLETTER_PAYLOAD   # an item's dead letter carries the whole item up to this size
 MAX_FEEDBACK_ERRORS = 100
 MAX_DEADLETTER_INDEXES = 1000  # one dead letter per item lists at most this many bad reading indexes
@@ -110,13 +115,6 @@ def clean_source(source: Any) -> dict[str, Any]:
         if isinstance(v, typ) and not isinstance(v, bool):
             out[k] = v[:4096] if isinstance(v, str) else v
     return out
-
-
-def capped_payload(payload: bytes) -> dict[str, Any]:
-    if len(payload) <= MAX_DEADLETTER_PAYLOAD:
-        return {"payload_b64": base64.b64encode(payload).decode()}
-    return {"payload_b64": base64.b64encode(payload[:MAX_DEADLETTER_PAYLOAD]).decode(),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(), "payload_truncated": True}
 
 
 class ItemContext:

@@ -5,60 +5,31 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from lec.kafka import consumer_config, producer_config
+from lec.io import Producer
+from lec.io import read_topic as kernel_read
 from lec.procs import ManagedProcess
 
 LEC = str(Path(sys.executable).with_name("lec"))
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
-    from confluent_kafka import Producer
-
-    p = Producer(producer_config(bootstrap, **{"queue.buffering.max.messages": 1_000_000,
-                                               "queue.buffering.max.kbytes": 2_097_151}))
-    n = 0
-    for key, value in records:
-        while True:
-            try:
-                p.produce(topic, value, key)
-                break
-            except BufferError:
-                p.poll(0.05)
-        n += 1
-    if p.flush(60):
-        raise RuntimeError("produce: not all records acknowledged")
+    """Send ``(key, value)`` records and wait for every acknowledgement (lec.io's producer)."""
+    p = Producer(bootstrap, **{"queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 2_097_151})
+    n = p.produce_all(topic, records)
+    p.flush_or_raise(60)
     return n
 
 
 def read_topic(bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 60.0,
                decode: bool = True) -> list[Any]:
-    """All records of a topic from the beginning until ``until(records)`` or the timeout (no group join)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from lec.kafka import ensure_topics
-
-    ensure_topics(bootstrap, (topic,))
-    c = Consumer(consumer_config(bootstrap, f"reader-{uuid.uuid4().hex}"))
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not until(out):
-            for msg in c.consume(10000, 0.2):
-                if msg.error():
-                    continue
-                out.append(orjson.loads(msg.value()) if decode else msg.value())
-    finally:
-        c.close()
-    return out
+    """All records of a topic (JSON, or raw bytes) from the beginning until ``until(records)`` or the timeout."""
+    return kernel_read(bootstrap, topic, until, timeout, decode="json" if decode else "bytes", ensure=True)
 
 
 def cli() -> list[str]:

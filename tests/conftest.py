@@ -14,9 +14,9 @@ import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from lec.config import Settings  # noqa: E402
-from lec.services import start_anvil, start_broker  # noqa: E402
-from tests.support.postgres import postgres_server  # noqa: E402
+from lec.config import Settings
+from lec.services import start_anvil, start_broker
+from tests.support.postgres import postgres_server
 
 EXAMPLE_COMMUNITY = Path(__file__).resolve().parent.parent / "examples" / "community.yaml"
 
@@ -75,10 +75,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]
     run dir work on a copy (``copy_demo_run``)."""
     import json
     import os
+    import signal
     import subprocess
     import sys
-
-    import signal
 
     base = tmp_path_factory.mktemp("demo")
     out = base / "summary.json"
@@ -110,6 +109,28 @@ def copy_demo_run(run_dir: Path, dest: Path) -> Path:
     return dest
 
 
+# The pure tier (`pytest -m "not integration"`, under a minute): every test that starts a server or
+# a worker process is marked `integration` here, by the fixtures it uses (directly or through other
+# fixtures) or, for tests that start their own servers, by module.
+SERVER_FIXTURES = frozenset({"kafka_bootstrap", "fresh_kafka", "anvil_rpc", "postgres_url", "demo_run"})
+INTEGRATION_MODULES = frozenset({
+    "test_audit_takeout", "test_camel_routes_run", "test_chain", "test_connectors_camel", "test_connectors_http",
+    "test_connectors_mqtt", "test_connectors_mqtt_embedded", "test_connectors_sftp_embedded",
+    "test_connectors_sftp_openssh", "test_contracts", "test_contracts_build", "test_gdpr_stack", "test_infra_besu",
+    "test_kafka_engines", "test_lake_cluster", "test_lake_cluster_postgres", "test_lake_hdfs", "test_lake_kpi_hdfs",
+    "test_lake_kpi_notebook", "test_lake_search", "test_mqtt_mosquitto_service", "test_oracle_kill", "test_readme",
+    "test_stack", "test_streams_worker", "test_chaos", "test_fuzz_channels", "test_http_hostile",
+    "test_mqtt_broker_hostile", "test_sftp_server_hostile", "test_registry_live",
+})
+
+
+def mark_integration(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With pytest-xdist (scripts/test.sh runs two workers, --dist loadgroup): a module's tests stay on
     one worker (its module fixtures start once), and every test that uses the session's demo joins one
@@ -117,3 +138,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
+    mark_integration(items)

@@ -22,7 +22,7 @@ import yaml
 
 from connectors.camel_run import READY_LINE, ensure_seen_topic, prepare, routes_yaml
 from lec import topics
-from lec.demo.kafka_read import read_topic
+from lec.io import read_topic
 from lec.kafka import ensure_topics
 from lec.procs import ManagedProcess, wait_until
 from lec.registry import Registry, SecretStore

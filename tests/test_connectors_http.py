@@ -17,9 +17,9 @@ import pytest
 from connectors.tokens import AUDIENCE, EMBEDDED_ISSUER, issue_token
 from lec import topics
 from lec.config import Settings
-from lec.kafka import ensure_topics, producer_config
+from lec.kafka import ensure_topics
 from lec.procs import ManagedProcess, free_port, port_open
-from lec.records import decode, encode, utc_now_iso
+from lec.records import encode, utc_now_iso
 from lec.registry import Registry, SecretStore
 from tests.conftest import EXAMPLE_COMMUNITY
 from tests.support.mosquitto import PROJECT_ROOT, raw_items, read_topic, start_worker, worker_env
@@ -166,7 +166,7 @@ def test_size_and_format_limits(api: dict) -> None:
 
 
 def test_batch_status_reports_each_reading_from_feedback(api: dict) -> None:
-    from confluent_kafka import Producer
+    from lec.io import Producer
 
     r = httpx.post(f"{api['url']}/v1/readings?flow_id={PV_FLOW}", json=_readings(1500, uuid.uuid4().hex),
                    headers=_auth(api["utility"]), timeout=30)
@@ -176,7 +176,7 @@ def test_batch_status_reports_each_reading_from_feedback(api: dict) -> None:
     items = status["items"]
     assert [(i["index"], i["count"]) for i in items] == [(0, 1000), (1000, 500)]
     # what the streams would answer: item 0 fully accepted, item 1 with readings 5 and 7 rejected
-    producer = Producer(producer_config(api["bootstrap"]))
+    producer = Producer(api["bootstrap"])
     for item, accepted, errors in ((items[0], 1000, []), (items[1], 498, [5, 7])):
         producer.produce(topics.FEEDBACK, encode({
             "schema": "lec.feedback/1", "supplier_id": "sup-utility", "community_id": "cer-example",

@@ -27,29 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 def consume_all(bootstrap: str, topic: str, expect: int | None = None, idle_s: float = 3.0,
                 timeout_s: float = 60.0) -> list[tuple[bytes, dict[str, Any]]]:
     """Every record of ``topic`` (key, decoded value), reading until ``expect`` or ``idle_s`` of silence."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from lec.io import read_topic
 
-    from lec.kafka import consumer_config, ensure_topics
-
-    ensure_topics(bootstrap, (topic,))  # so that "nothing was sent" is read from real, empty partitions
-    consumer = Consumer(consumer_config(bootstrap, f"t-{secrets.token_hex(4)}"))
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    assert meta.partitions, f"topic {topic} has no partitions"
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])  # no group join
-    out: list[tuple[bytes, dict[str, Any]]] = []
-    deadline, last = time.monotonic() + timeout_s, time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                if (expect is None or len(out) >= expect) and time.monotonic() - last > idle_s:
-                    break
-                continue
-            out.append((msg.key(), decode(msg.value())))
-            last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
+    # the topic is created first, so that "nothing was sent" is read from real, empty partitions
+    msgs = read_topic(bootstrap, topic, timeout=timeout_s, decode="message", idle_s=idle_s, min_records=expect or 0,
+                      ensure=True)
+    return [(m.key(), decode(m.value())) for m in msgs]
 
 
 def lines_received(records: list[tuple[bytes, dict[str, Any]]]) -> dict[int, bytes]:
@@ -206,9 +189,8 @@ def test_schedule_outside_the_window_ingests_nothing(world: dict[str, Any]) -> N
 
 def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: str) -> None:
     """SIGKILL the `sftp-watch` worker while it sends a file; after a restart every line is on lec.raw."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from lec.kafka import consumer_config, ensure_topics
+    from lec.io import replay
+    from lec.kafka import ensure_topics
 
     keys = make_keys(tmp_path / "keys")
     run_dir = tmp_path / "run"
@@ -229,9 +211,7 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
     chunking = ["--chunk-bytes", "2048", "--chunk-lines", "1", "--max-line-bytes", "1024"]
     argv = [sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-watch"]
     ensure_topics(kafka_bootstrap, ("lec.raw",))
-    consumer = Consumer(consumer_config(kafka_bootstrap, f"kill-{secrets.token_hex(4)}"))
-    meta = consumer.list_topics("lec.raw", timeout=10).topics["lec.raw"]
-    consumer.assign([TopicPartition("lec.raw", p, OFFSET_BEGINNING) for p in meta.partitions])
+    raw = replay(kafka_bootstrap, "lec.raw", batch=500, poll_s=0.2)
     log_path = tmp_path / "watch1.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([*argv, "--settle-s", "0.2", *chunking], env=env, cwd=REPO, stdout=log,
@@ -239,8 +219,8 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
         try:
             seen, deadline = 0, time.monotonic() + 120
             while time.monotonic() < deadline and seen < 1000 and proc.poll() is None:
-                for msg in consumer.consume(500, 0.2):
-                    if not msg.error() and sha.encode() in msg.value():
+                for msg in next(raw):
+                    if sha.encode() in msg.value():
                         seen += 1
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
@@ -248,7 +228,7 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            consumer.close()
+            raw.close()
     assert seen >= 1000, "the watcher never started sending:\n" + log_path.read_text()[-3000:]
     staged = area.staging("sup-a", "f-a") / "big.csv"
     assert path.exists() or staged.exists(), "killed mid-file: the file must still be in the inbox or staging"
@@ -305,12 +285,10 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path: Path, kafka_bootstrap: str) 
 
 def test_kafka_unreachable_keeps_the_file_in_the_inbox(world: dict[str, Any]) -> None:
     """No acknowledgement, no move: the file waits in the inbox for the next scan."""
-    from confluent_kafka import Producer
-
-    from lec.kafka import producer_config
+    from lec.io import Producer
     from lec.procs import free_port
 
-    dead = Producer(producer_config(f"127.0.0.1:{free_port()}", **{"message.timeout.ms": 1500}))
+    dead = Producer(f"127.0.0.1:{free_port()}", **{"message.timeout.ms": 1500})
     watcher = SftpWatcher(world["reg"], world["area"], world["watcher"].state, dead,
                           WatchOptions(chunk_bytes=4096, chunk_lines=50, max_line_bytes=1024, settle_s=0),
                           raw_topic=world["topic"], deadletter_topic=world["dl"])

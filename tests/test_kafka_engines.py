@@ -10,12 +10,11 @@ import uuid
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from lec import topics
-from lec.demo.kafka_read import read_topic
-from lec.kafka import ensure_topics, producer_config
+from lec.io import Producer, read_topic
+from lec.kafka import ensure_topics
 from lec.procs import pid_running, port_open
 from lec.services import start_kafka, start_tansu
 
@@ -39,9 +38,9 @@ def _configs(bootstrap: str, name: str) -> dict[str, str]:
 
 def _roundtrip(bootstrap: str, topic: str, n: int = 50) -> list[dict]:
     ensure_topics(bootstrap, (topic,))
-    p = Producer(producer_config(bootstrap))
+    p = Producer(bootstrap)
     for i in range(n):
-        p.produce(topic, key=str(i).encode(), value=b'{"i": %d}' % i)
+        p.produce(topic, b'{"i": %d}' % i, str(i).encode())
     assert p.flush(180) == 0  # a busy machine: the first idempotent producer waits for its coordinator
     return read_topic(bootstrap, topic, idle_s=1.0, min_records=n)
 

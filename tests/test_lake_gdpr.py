@@ -127,11 +127,12 @@ def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
 def test_erase_bounds_kafka_retention_and_tombstones_compacted_keys(fresh_kafka, settings, registry) -> None:
     """Reading topics keep records at most kafka_retention_hours (stated in the receipt); compacted
     topics keyed by device get a tombstone; the registry snapshot is republished without the device."""
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from lec import topics
-    from lec.kafka import consumer_config, ensure_topics, producer_config
+    from lec.io import Producer
+    from lec.kafka import consumer_config, ensure_topics
     from streams.registry_sync import publish
 
     _, bootstrap = fresh_kafka
@@ -142,10 +143,10 @@ def test_erase_bounds_kafka_retention_and_tombstones_compacted_keys(fresh_kafka,
         fut.result(15)
     ensure_topics(bootstrap, (topics.READINGS, topics.REGISTRY), retention_hours=24 * 30)  # longer than the bound
     publish(bootstrap, registry.snapshot())
-    p = Producer(producer_config(bootstrap))
+    p = Producer(bootstrap)
     for key in ("PV-0001", "IT001E00000001"):
-        p.produce(changelog, key=key.encode(), value=b'{"state": 1}')
-    p.produce(topics.READINGS, key=b"PV-0001", value=b'{"device_id": "PV-0001"}')
+        p.produce(changelog, b'{"state": 1}', key.encode())
+    p.produce(topics.READINGS, b'{"device_id": "PV-0001"}', b"PV-0001")
     p.flush(10)
 
     s = settings.model_copy(update={"kafka_bootstrap": bootstrap, "kafka_retention_hours": 24})

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from lec import topics
-from lec.kafka import ensure_topics, producer_config
+from lec.kafka import ensure_topics
 from lec.procs import ManagedProcess, wait_until
 from oracle.anchoring import AnchorJob, LeafBuilder, anchor_data, content_of
 from oracle.chain_keys import dev_key
@@ -57,11 +57,11 @@ def phase3() -> list[dict]:
 
 
 def produce(bootstrap: str, records: list[dict]) -> None:
-    from confluent_kafka import Producer
+    from lec.io import Producer
 
-    p = Producer(producer_config(bootstrap))
+    p = Producer(bootstrap)
     for r in records:
-        p.produce(topics.READINGS, key=r["device_id"].encode(), value=orjson.dumps(r))
+        p.produce(topics.READINGS, orjson.dumps(r), r["device_id"].encode())
     assert p.flush(30) == 0
 
 

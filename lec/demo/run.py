@@ -21,10 +21,10 @@ from lakehouse.settlement.model import Month
 from lec import topics
 from lec.config import Settings, load_settings
 from lec.demo.community import COMMUNITY_ID, build_demo
-from lec.demo.kafka_read import read_topic
 from lec.demo.send import send_http, send_mqtt, send_sftp
 from lec.demo.traffic import build_traffic
 from lec.errors import LecError
+from lec.io import read_topic
 from lec.progress import progress
 from lec.stack.supervisor import Stack, assert_not_running, lec_argv
 
@@ -193,7 +193,7 @@ def finish_downstream(settings: Settings, run_dir: Path, summary: dict[str, Any]
     for row in kpis:
         echo("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k in KPI_SHOWN))
 
-    anchors = wait_for(lambda: read_topic(settings.kafka_bootstrap, topics.ANCHORS, idle_s=20, timeout_s=120),
+    anchors = wait_for(lambda: read_topic(settings.kafka_bootstrap, topics.ANCHORS, idle_s=20, timeout=120),
                        600, "oracle anchors")
     latest: dict[int, dict] = {}
     for a in anchors:
@@ -247,11 +247,11 @@ def claimed_balances(settings: Settings, reward_total: int) -> dict[str, int] | 
 
 def summarise_topics(settings: Settings) -> dict[str, Any]:
     bootstrap = settings.kafka_bootstrap
-    raw = read_topic(bootstrap, topics.RAW, idle_s=5, timeout_s=120, min_records=1)
-    feedback = read_topic(bootstrap, topics.FEEDBACK, idle_s=10, timeout_s=300, min_records=1)
-    readings = read_topic(bootstrap, topics.READINGS, idle_s=5, timeout_s=120)
-    dead = read_topic(bootstrap, topics.DEADLETTER, idle_s=2, timeout_s=60)
-    anomalies = read_topic(bootstrap, topics.ANOMALIES, idle_s=2, timeout_s=60)
+    raw = read_topic(bootstrap, topics.RAW, idle_s=5, timeout=120, min_records=1)
+    feedback = read_topic(bootstrap, topics.FEEDBACK, idle_s=10, timeout=300, min_records=1)
+    readings = read_topic(bootstrap, topics.READINGS, idle_s=5, timeout=120)
+    dead = read_topic(bootstrap, topics.DEADLETTER, idle_s=2, timeout=60)
+    anomalies = read_topic(bootstrap, topics.ANOMALIES, idle_s=2, timeout=60)
     return {
         "raw_envelopes": Counter(r["channel"] for r in raw),
         "raw_items": sum(len(r["items"]) for r in raw),

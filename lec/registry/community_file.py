@@ -124,7 +124,7 @@ class FlowDoc(_Model):
     @model_validator(mode="after")
     def _named_format(self) -> "FlowDoc":
         """Named formats (docs/formats.md) fix mapping, units, value kind and time format: fill them in."""
-        from streams.formats.spec import completed, format_problems
+        from lec.formats import completed, format_problems
 
         declared = {k: getattr(self, k) for k in self.model_fields_set}
         problems = format_problems(self.syntax, declared)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lec import topics
-from lec.kafka import CONSUMER_TUNING, ensure_topics, producer_config
+from lec.kafka import CONSUMER_TUNING, ensure_topics
 from lec.registry.snapshot import RegistrySnapshot
 
 log = logging.getLogger("lec.registry.view")
@@ -29,20 +29,22 @@ MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 
 def publish(bootstrap: str, snapshot: RegistrySnapshot, topic: str = topics.REGISTRY, timeout_s: float = 30.0) -> str:
     """Publish the snapshot; returns its version."""
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaException
 
     from lec.errors import ServiceError
-
-    from confluent_kafka import KafkaException
+    from lec.io import DeliveryFailed, Producer
 
     try:
         ensure_topics(bootstrap, (topic,))
     except KafkaException as exc:
         raise ServiceError(f"Kafka at {bootstrap} is not reachable to publish the registry: {exc}") from exc
-    producer = Producer(producer_config(bootstrap, **{"message.max.bytes": MAX_SNAPSHOT_BYTES}))
+    producer = Producer(bootstrap, **{"message.max.bytes": MAX_SNAPSHOT_BYTES})
     producer.produce(topic, snapshot.to_json(), SNAPSHOT_KEY)
-    if producer.flush(timeout_s):
-        raise ServiceError(f"the registry snapshot was not acknowledged by Kafka ({bootstrap}) within {timeout_s:.0f} s")
+    try:
+        producer.flush_or_raise(timeout_s, "registry snapshots")
+    except DeliveryFailed as exc:
+        raise ServiceError(f"the registry snapshot was not acknowledged by Kafka ({bootstrap}) within "
+                           f"{timeout_s:.0f} s: {exc}") from exc
     return snapshot.version
 
 

@@ -10,6 +10,8 @@ import time
 
 import typer
 
+from lec.io import configure_logging
+
 
 def register(app: typer.Typer) -> None:
     register_config(app)
@@ -24,7 +26,7 @@ def register(app: typer.Typer) -> None:
         from lec.stack.supervisor import PID_FILE, Stack, service_status
 
         s = settings()
-        logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        configure_logging(level=s.log_level)
         stack = Stack(s, with_workers=not servers_only)
         stopping = {"flag": False}
 
@@ -129,7 +131,7 @@ def register_demo(app: typer.Typer) -> None:
 
         from lec.demo.run import default_start, run_demo
 
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        configure_logging(level=logging.WARNING)
 
         def on_sigterm(signum: int, _frame: object) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean stop short

@@ -14,7 +14,6 @@ schedule SIGKILLs workers (the stack's supervisor restarts them) and kills the M
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import random
@@ -32,8 +31,8 @@ import pytest
 from connectors.tokens import issue_token
 from lec import topics
 from lec.demo.community import DEMO_PASSWORDS
-from lec.demo.kafka_read import read_topic
 from lec.demo.traffic import build_traffic
+from lec.io import read_topic
 from lec.records import message_id_for
 from tests.adversarial.live_stack import ALL_WORKERS, live_stack
 
@@ -170,7 +169,7 @@ def test_chaos_kills_and_cuts_lose_and_duplicate_nothing(tmp_path: Path) -> None
 
         bootstrap = ls.settings.kafka_bootstrap
         # inputs: every reading sent, by the id of its item and its index in the item
-        raw_items = {i["message_id"]: i for env in read_topic(bootstrap, topics.RAW, idle_s=5, timeout_s=180)
+        raw_items = {i["message_id"]: i for env in read_topic(bootstrap, topics.RAW, idle_s=5, timeout=180)
                      for i in env["items"]}
         sent_items = {message_id_for("mqtt", m.supplier_id, m.topic, m.payload) for m in traffic.mqtt}
         sent_items |= {mid for mid, i in raw_items.items() if i["message_id"] not in sent_items
@@ -181,7 +180,7 @@ def test_chaos_kills_and_cuts_lose_and_duplicate_nothing(tmp_path: Path) -> None
         deadline = time.monotonic() + 240
         while True:
             feedback.clear()
-            for f in read_topic(bootstrap, topics.FEEDBACK, idle_s=5, timeout_s=180):
+            for f in read_topic(bootstrap, topics.FEEDBACK, idle_s=5, timeout=180):
                 feedback[f["message_id"]].append(f)
             if sent_items <= set(feedback) or time.monotonic() > deadline:
                 break
@@ -225,7 +224,7 @@ def test_chaos_kills_and_cuts_lose_and_duplicate_nothing(tmp_path: Path) -> None
                 in_lake += where[0]
                 in_dead += bool(where[1]) and not where[0]
                 in_dup += where[2] and not where[0] and not where[1]
-        anchors = read_topic(bootstrap, topics.ANCHORS, idle_s=5, timeout_s=60)
+        anchors = read_topic(bootstrap, topics.ANCHORS, idle_s=5, timeout=60)
         contents = Counter((a["community_id"], a["qh"], a["readingsRoot"], a["rewardsRoot"]) for a in anchors)
         anchored_twice = [k for k, n in contents.items() if n > 1]
         figures = {"chaos seconds": CHAOS_S, "kills": dict(kills), "kills survived": sum(kills.values()),

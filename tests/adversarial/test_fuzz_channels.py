@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from connectors.tokens import issue_token
 from lec import topics
-from lec.demo.kafka_read import read_topic
+from lec.io import read_topic
 from lec.records import message_id_for
 from tests.adversarial.live_stack import FUZZ_WORKERS, MqttSupplier, SftpSupplier, live_stack, mqtt_topic
 from tests.test_streams_fuzz import json_values
@@ -154,7 +154,7 @@ def test_every_input_is_answered_once_and_accounted_for(live) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and any(_sftp_outcome(ls, s) is None for s in SENT if s.channel == "sftp"):
         time.sleep(1)
-    raw_items = [i for env in read_topic(bootstrap, topics.RAW, idle_s=3, timeout_s=120) for i in env["items"]]
+    raw_items = [i for env in read_topic(bootstrap, topics.RAW, idle_s=3, timeout=120) for i in env["items"]]
     expected = {i["message_id"] for i in raw_items}
     mqtt_mids = {message_id_for("mqtt", ls.flow("mqtt")["supplier"], s.where, s.payload)
                  for s in SENT if s.channel == "mqtt"}
@@ -162,7 +162,7 @@ def test_every_input_is_answered_once_and_accounted_for(live) -> None:
     deadline = time.monotonic() + 240
     while True:  # the streams answer every item; wait for them all
         feedback.clear()
-        for f in read_topic(bootstrap, topics.FEEDBACK, idle_s=3, timeout_s=120):
+        for f in read_topic(bootstrap, topics.FEEDBACK, idle_s=3, timeout=120):
             feedback[f["message_id"]].append(f)
         if (expected | mqtt_mids) <= set(feedback) or time.monotonic() > deadline:
             break

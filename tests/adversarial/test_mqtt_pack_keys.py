@@ -8,17 +8,17 @@ import uuid
 from connectors.mqtt_bridge import BridgeCore, Incoming
 from connectors.mqtt_topics import reading_topic
 from lec import topics
-from lec.kafka import ensure_topics, producer_config
+from lec.kafka import ensure_topics
 from lec.records import decode
 from tests.support.mosquitto import read_topic
 
 
 def test_one_supplier_two_devices_never_share_a_pack(registry, kafka_bootstrap: str) -> None:
-    from confluent_kafka import Producer
+    from lec.io import Producer
 
     ensure_topics(kafka_bootstrap)
     acked: list = []
-    producer = Producer(producer_config(kafka_bootstrap))
+    producer = Producer(kafka_bootstrap)
     core = BridgeCore(producer, registry.snapshot(), acked.extend, max_payload_bytes=1 << 20)
     meter = reading_topic("cer-example", "sup-utility", "IT001E00000002", "f-bruno-load")
     pv = reading_topic("cer-example", "sup-utility", "PV-0001", "f-bruno-pv")

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
 from connectors.sftp_watch import SftpWatcher, WatchOptions
@@ -71,9 +70,8 @@ def test_one_file_failing_unexpectedly_does_not_stop_the_others(world: dict[str,
 
 def test_file_replaced_while_read_archives_exactly_what_was_ingested(world: dict[str, Any]) -> None:  # noqa: F811
     """A supplier posix_renames new content over the name while the watcher is sending the file."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from lec.kafka import consumer_config, ensure_topics
+    from lec.io import replay
+    from lec.kafka import ensure_topics
 
     inbox = world["area"].folder("sup-a", "inbox", "f-a")
     path = inbox / "day.csv"
@@ -85,13 +83,11 @@ def test_file_replaced_while_read_archives_exactly_what_was_ingested(world: dict
                           WatchOptions(chunk_bytes=4096, chunk_lines=1, max_line_bytes=1024, settle_s=0),
                           raw_topic=world["topic"], deadletter_topic=world["dl"])
     ensure_topics(world["bootstrap"], (world["topic"],))
-    consumer = Consumer(consumer_config(world["bootstrap"], "swap"))
-    meta = consumer.list_topics(world["topic"], timeout=10).topics[world["topic"]]
-    consumer.assign([TopicPartition(world["topic"], p, OFFSET_BEGINNING) for p in meta.partitions])
+    raw = replay(world["bootstrap"], world["topic"], batch=100, poll_s=0.05, group="swap")
     swapped = threading.Event()
 
     def swap_once_sending() -> None:  # what `posix_rename` over SFTP does: atomically swap in a new file
-        while not any(m.error() is None for m in consumer.consume(100, 0.05)):
+        while not next(raw):
             pass
         tmp = inbox / ".day.csv.tmp"
         tmp.write_bytes(newer)
@@ -104,7 +100,7 @@ def test_file_replaced_while_read_archives_exactly_what_was_ingested(world: dict
         first = watcher.scan_once()
         swapper.join(60)
     finally:
-        consumer.close()
+        raw.close()
     assert swapped.is_set() and [o.status for o in first] == ["processed"]
     watcher.scan_once()  # the newer upload, if still in the inbox
     ingested = {item["source"]["file_sha256"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,23 +62,10 @@ def publish_all(client: Any, messages: list[tuple[str, bytes]], qos: int = 1) ->
 
 def read_topic(bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 60.0,
                match: Callable[[Any], bool] = lambda _m: True) -> list[Any]:
-    """Read a topic from the start (own group) until ``until(records)`` holds; returns Kafka messages."""
-    from confluent_kafka import Consumer
+    """Kafka messages of a topic from the start until ``until(messages)`` holds (lec.io's reader)."""
+    from lec.io import read_topic as kernel_read
 
-    from lec.kafka import consumer_config
-
-    consumer = Consumer(consumer_config(bootstrap, f"test-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic])
-    found: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not until(found):
-            for m in consumer.consume(1000, timeout=0.5):
-                if m.error() is None and match(m):
-                    found.append(m)
-    finally:
-        consumer.close()
-    return found
+    return kernel_read(bootstrap, topic, until, timeout, decode="message", match=match)
 
 
 def raw_items(messages: list[Any]) -> list[dict[str, Any]]:
