@@ -24,18 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-import orjson  # noqa: E402
+import httpx
+import orjson
 
-from connectors.tokens import issue_token  # noqa: E402
-from lec import topics  # noqa: E402
-from lec.config import Settings  # noqa: E402
-from lec.kafka import ensure_topics  # noqa: E402
-from lec.procs import ManagedProcess, free_port, port_open  # noqa: E402
-from lec.records import raw_envelope, raw_item  # noqa: E402
-from lec.registry import Registry, SecretStore  # noqa: E402
-from lec.services import start_tansu  # noqa: E402
-from tests.support.mosquitto import worker_env  # noqa: E402
+from connectors.tokens import issue_token
+from lec import topics
+from lec.config import Settings
+from lec.kafka import ensure_topics
+from lec.procs import ManagedProcess, free_port, port_open
+from lec.records import raw_envelope, raw_item
+from lec.registry import Registry, SecretStore
+from lec.services import start_tansu
+from tests.support.mosquitto import worker_env
 
 FLOW = "f-bruno-pv"
 

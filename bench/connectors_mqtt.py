@@ -23,16 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.mqtt_config import bridge_password  # noqa: E402
-from connectors.mqtt_topics import reading_topic  # noqa: E402
-from lec import topics  # noqa: E402
-from lec.config import Settings  # noqa: E402
-from lec.kafka import consumer_config, ensure_topics  # noqa: E402
-from lec.procs import ManagedProcess  # noqa: E402
-from lec.records import decode  # noqa: E402
-from lec.registry import Registry, SecretStore  # noqa: E402
-from lec.services import start_tansu  # noqa: E402
-from tests.support.mosquitto import mosquitto_broker, worker_env  # noqa: E402
+from connectors.mqtt_config import bridge_password
+from connectors.mqtt_topics import reading_topic
+from lec import topics
+from lec.config import Settings
+from lec.kafka import consumer_config, ensure_topics
+from lec.procs import ManagedProcess
+from lec.records import decode
+from lec.registry import Registry, SecretStore
+from lec.services import start_tansu
+from tests.support.mosquitto import mosquitto_broker, worker_env
 
 TOPIC = reading_topic("cer-example", "sup-home", "IT001E00000001", "f-anna-load")
 

@@ -86,7 +86,7 @@ def main() -> None:
     settings = Settings(run_dir=tmp / "run")
     registry = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
     registry.migrate()
-    n_members = int(round(args.devices * 0.8))
+    n_members = round(args.devices * 0.8)
     start = datetime(2024, 1, 1, tzinfo=UTC)
     flows, table = synthetic_year(CID, n_members, start, args.days)
     registry.load(parse_community_text(community_yaml(CID, flows)))
@@ -117,8 +117,8 @@ def main() -> None:
         dims = registry_frames(spark, registry)
         readings = read_delta(spark, lake, "readings")
         kpi.compute_kpis(spark, readings, dims, req).toPandas()  # warm-up (JIT, caches), not counted
-        t_spark, sp = timed(lambda: kpi.compute_kpis(spark, readings, dims, req).toPandas())
-        t_fill, _ = timed(lambda: kpi.compute_kpis(spark, readings, dims, req_fill).toPandas())
+        t_spark, sp = timed(lambda s=spark, r=readings, d=dims: kpi.compute_kpis(s, r, d, req).toPandas())
+        t_fill, _ = timed(lambda s=spark, r=readings, d=dims: kpi.compute_kpis(s, r, d, req_fill).toPandas())
         results[engine] = (t_spark, t_fill, sp)
     t_base, bl = timed(lambda: baseline(lake, owners, start, end))
     bl_comm = bl[bl.member == "*"]

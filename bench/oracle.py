@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eth_abi import encode  # noqa: E402
-from eth_utils import keccak as eth_keccak  # noqa: E402
+from eth_abi import encode
+from eth_utils import keccak as eth_keccak
 
-from oracle.merkle import READINGS_TYPES, StandardMerkleTree, leaf_hash  # noqa: E402
+from oracle.merkle import READINGS_TYPES, StandardMerkleTree, leaf_hash
 
 QH0 = 1_704_067_200
 
@@ -65,7 +65,7 @@ def bench_hashing(n: int) -> dict[str, float]:
 def bench_chain(qhs: int, days: int, tmp: Path) -> dict[str, float]:
     from lec.registry import Registry, SecretStore
     from lec.services import start_anvil
-    from oracle.anchoring import AnchorJob, Anchorer
+    from oracle.anchoring import Anchorer, AnchorJob
     from oracle.chain import community_key
     from oracle.store import OracleLake
     from oracle.takeout import build_takeout

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, date
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,11 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lakehouse.settlement.compute import finalise, hourly, device_hours  # noqa: E402
-from lakehouse.settlement.inputs import inputs_digest  # noqa: E402
-from lakehouse.settlement.model import Assignment, Month, Plant, Reading, SettlementInputs  # noqa: E402
-from lakehouse.settlement.rules import StatuteRule  # noqa: E402
-from lakehouse.tables import READINGS_SCHEMA  # noqa: E402
+from lakehouse.settlement.compute import device_hours, finalise, hourly
+from lakehouse.settlement.inputs import inputs_digest
+from lakehouse.settlement.model import Assignment, Month, Plant, Reading, SettlementInputs
+from lakehouse.settlement.rules import StatuteRule
+from lakehouse.tables import READINGS_SCHEMA
 
 QH = 900
 

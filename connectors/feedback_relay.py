@@ -68,7 +68,7 @@ class FeedbackRelay:
                 continue
             try:
                 supplier = decode(m.value())["supplier_id"]
-            except Exception:  # not ours to fix: a malformed record is skipped, not fatal
+            except Exception:  # noqa: BLE001 - not ours to fix: a malformed record is skipped, not fatal
                 log.warning("skipped a feedback record that is not lec.feedback/1 JSON at offset %s", m.offset())
                 continue
             infos.append(self.client.publish(feedback_topic(supplier), m.value(), qos=1))

@@ -162,7 +162,7 @@ class FeedbackWatcher:
                 for m in msgs:
                     try:
                         self.store.apply_feedback(decode(m.value()))
-                    except Exception:  # a malformed record must not stop batch tracking
+                    except Exception:  # noqa: BLE001 - a malformed record must not stop batch tracking
                         log.warning("skipped a malformed lec.feedback record at offset %s", m.offset())
         except Exception:
             log.exception("feedback watcher stopped: batch reports will stay pending")

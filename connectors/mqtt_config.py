@@ -17,13 +17,17 @@ import threading
 import time
 from pathlib import Path
 
+from connectors.mqtt_topics import (
+    BRIDGE_FILTER,
+    FEEDBACK_PREFIX,
+    PREFIX,
+    PROBE_PREFIX,
+    feedback_topic,
+    max_packet_bytes,
+)
 from lec.config import Settings
 from lec.errors import ConfigError
 from lec.registry.passwords import hash_password
-
-from connectors.mqtt_topics import (
-    BRIDGE_FILTER, FEEDBACK_PREFIX, PREFIX, PROBE_PREFIX, feedback_topic, max_packet_bytes,
-)
 
 BRIDGE_PASSWORD_FILE = "mqtt-bridge.password"
 

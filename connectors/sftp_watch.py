@@ -204,7 +204,7 @@ class SftpWatcher:
         while not self.stop_requested.is_set():
             try:
                 self.scan_once()
-            except Exception:  # noqa: BLE001 - e.g. the registry briefly unreadable: try again next poll
+            except Exception:
                 log.exception("SFTP scan failed; retrying in %.1f s", self.options.poll_s)
             self.stop_requested.wait(self.options.poll_s)
         log.info("SFTP watcher stopped")
@@ -284,7 +284,7 @@ class SftpWatcher:
         try:
             return self._fail(snap, supplier_id, printable(flow_folder), where, shown, problem, None,
                               snap.flows.get(flow_folder))
-        except Exception:  # noqa: BLE001 - even setting it aside failed: log, keep scanning the others
+        except Exception:
             log.exception("%s/%s could not be set aside in failed/ either; skipped until restart", supplier_id,
                           logged(shown))
             self._set_aside_failed.add(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,11 +163,11 @@ def erase_search(url: str, subject: Subject) -> dict[str, int]:
     es = client(url)
     members = ([subject.user_id] if subject.user_id else []) + [f"device:{d}" for d in subject.device_ids]
     out = {}
-    for pattern, query in (
+    for pattern, match in (
             ("lec-kpi-*", {"terms": {"member_id": members}}),
             ("lec-anomalies-*", {"bool": {"should": [{"terms": {"device_id": subject.device_ids}},
                                                      {"terms": {"flow_id": subject.flow_ids}}]}})):
-        r = es.delete_by_query(index=pattern, body={"query": query}, params={"refresh": "true",
+        r = es.delete_by_query(index=pattern, body={"query": match}, params={"refresh": "true",
                                                                            "ignore_unavailable": "true"})
         out[pattern] = int(r.get("deleted", 0))
     return out
@@ -189,8 +189,13 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
     The returned receipt names the subject (the operator asked for it); the copy appended to the
     erasure log does not: it holds a request id, counts per store and the residual Kafka window.
     """
-    from lakehouse.gdpr_files import (erase_ingested_files, erase_other_files, erase_sftp, erase_takeouts,
-                                      redact_logs)
+    from lakehouse.gdpr_files import (
+        erase_ingested_files,
+        erase_other_files,
+        erase_sftp,
+        erase_takeouts,
+        redact_logs,
+    )
     from lakehouse.rawzone import RawZone, erase_raw
     from lakehouse.tables import lake_root
     from lec.config import settings as current
@@ -211,7 +216,7 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
     except ConfigError as exc:
         raise ErasureError(f"the raw zone of the lake cannot be reached for erasure: {exc}") from exc
     wallets = wallets_of(registry, user)
-    receipt: dict[str, Any] = {"request_id": uuid.uuid4().hex, "at": datetime.now(timezone.utc).isoformat(),
+    receipt: dict[str, Any] = {"request_id": uuid.uuid4().hex, "at": datetime.now(UTC).isoformat(),
                                "scope": "user" if user else "device", "user": user, "devices": subject.device_ids,
                                "tables": {}}
     root = lake_root(s)

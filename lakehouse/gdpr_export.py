@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def _takeout(settings: Any, device_ids: list[str], anchors: list[dict[str, Any]]
             for dev in device_ids:
                 docs.append(build_takeout(lake, client, SecretStore(settings.resolved_secrets_url()), community_id=cid,
                                           qh_from=qh_from, qh_to=qh_to, device=dev))
-    except Exception as exc:  # chain down or deployment missing: the anchors are still exported
+    except Exception as exc:  # noqa: BLE001 - chain down or deployment missing: the anchors are still exported
         return {"error": f"proofs not built: {exc}"}
     if not docs:
         return None
@@ -156,7 +156,7 @@ def export(settings: Any = None, *, user: str | None = None, device: str | None 
     anchors = _anchors(root, tables.get("oracle_leaves"))
     takeout = _takeout(s, subject.device_ids, anchors)
     manifest: dict[str, Any] = {"subject": {"user": user, "devices": subject.device_ids, "flows": subject.flow_ids},
-                                "created": datetime.now(timezone.utc).isoformat(), "files": {}}
+                                "created": datetime.now(UTC).isoformat(), "files": {}}
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         def put(name: str, data: bytes, rows: int | None = None) -> None:

@@ -63,7 +63,7 @@ def run_refresh(settings: Settings, interval: float = 60.0, once: bool = False) 
     while not stop.is_set():
         try:
             log.info("refresh pass: %s", one_pass(settings))
-        except Exception as exc:  # a failing pass is logged and retried next time, the worker keeps running
+        except Exception as exc:  # noqa: BLE001 - a failing pass is logged and retried next time, the worker keeps running
             log.error("refresh pass failed: %s", exc)
         if once:
             return

@@ -68,7 +68,7 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_ready(self, check: Callable[[], bool], timeout: float = 30.0) -> "ManagedProcess":
+    def wait_ready(self, check: Callable[[], bool], timeout: float = 30.0) -> ManagedProcess:
         wait_until(check, timeout, self.name, self.proc, self.log)
         return self
 

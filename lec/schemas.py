@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 NAMES = ("raw-envelope", "reading", "deadletter", "feedback", "anomaly", "anchor", "urbandataset")
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMA_DIR / f"{name}.json").read_text())
     Draft202012Validator.check_schema(schema)

@@ -182,7 +182,7 @@ def kafka_ready(port: int) -> bool:
 
     try:
         md = AdminClient({"bootstrap.servers": f"localhost:{port}"}).list_topics(timeout=2)
-    except Exception:  # not answering yet
+    except Exception:  # noqa: BLE001 - not answering yet
         return False
     return bool(md.brokers)
 

@@ -78,13 +78,13 @@ def _echo_json(data: object) -> None:
 def deploy_cmd(
     rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
     key_env: str | None = typer.Option(None, "--key-env", help=KEY_ENV_HELP + " Default LEC_CHAIN_KEY."),
-    key_file: Path | None = typer.Option(None, "--key-file", help="File whose first line is the private key."),  # noqa: B008
+    key_file: Path | None = typer.Option(None, "--key-file", help="File whose first line is the private key."),
     dev: bool = typer.Option(False, "--dev", help="Use anvil's public development account 0 (chain 31337 only)."),
     oracle: str | None = typer.Option(None, "--oracle", help="Address of the oracle service (default: the deployer)."),
-    community: list[str] = typer.Option([], "--community", help="Community id (repeatable; default: every registry community)."),  # noqa: B008
+    community: list[str] = typer.Option([], "--community", help="Community id (repeatable; default: every registry community)."),
     welcome_bonus: int = typer.Option(0, "--welcome-bonus", help="Welcome bonus in token base units (18 decimals)."),
     members: bool = typer.Option(True, "--members/--no-members", help="Register the registry's member wallets on chain."),
-    out: Path | None = typer.Option(None, "--out", help=DEPLOYMENT_HELP),  # noqa: B008
+    out: Path | None = typer.Option(None, "--out", help=DEPLOYMENT_HELP),
     force: bool = typer.Option(False, "--force", help="Deploy again even if the record points at live contracts."),
     if_missing: bool = typer.Option(False, "--if-missing",
                                     help="If the record points at live contracts, print it and succeed (for `lec up`)."),
@@ -133,7 +133,7 @@ def deploy_cmd(
 
 @chain_app.command("info")
 def info_cmd(
-    deployment: Path | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),  # noqa: B008
+    deployment: Path | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
     rpc: str | None = typer.Option(None, "--rpc", help="Also check the contracts on this chain."),
 ) -> None:
     """Print the recorded deployment as JSON (with --rpc: whether the contracts are live)."""
@@ -174,7 +174,7 @@ def params_cmd(
     community: str = typer.Option(..., "--community", help="Community id."),
     qh: int | None = typer.Option(None, "--qh", help="Show the version in force at this qh (unix seconds)."),
     rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
-    deployment: Path | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),  # noqa: B008
+    deployment: Path | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
 ) -> None:
     """Print a community's reward-parameter versions (read-only: no key needed)."""
     from dataclasses import asdict

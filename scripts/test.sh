@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export GX_ANALYTICS_ENABLED=false
-# Static checks first (seconds): the layer contract (.importlinter, docs/architecture.md).
+# Static checks first (seconds): ruff's rules (pyproject.toml) and the layer contract (.importlinter,
+# docs/architecture.md).
+.venv/bin/ruff check .
 PYTHONPATH="$PWD" .venv/bin/lint-imports
 set +e
 # Two workers by default (most tests wait on real servers, not the CPU); LEC_TEST_WORKERS=0 runs in one process.

@@ -55,7 +55,7 @@ def parse_rows(payload: bytes, syntax: str, options: dict[str, Any] | None = Non
         return parse_csv(decode_text(payload, options.get("encoding", "utf-8")), options, header)
     if syntax == "xml":
         return parse_xml(payload, options)
-    from streams.formats import parser_for    # named formats (chain2, dso-curve-*): streams/formats/
+    from streams.formats import parser_for  # named formats (chain2, dso-curve-*): streams/formats/
 
     named = parser_for(syntax)
     if named is not None:

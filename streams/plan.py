@@ -86,9 +86,9 @@ def build_plan(flow: Flow, dev: Device, bounds: Bounds | None = None) -> FlowPla
     starts = [e for e in (dt_epoch(flow.start_ts), dt_epoch(dev.start_ts)) if e is not None]
     ends = [e for e in (dt_epoch(flow.end_ts), dt_epoch(dev.end_ts)) if e is not None]
     limits = []
-    for key, bounds in flow.limits.items():
-        if isinstance(bounds, (list, tuple)) and len(bounds) == 2:
-            limits.append((LIMIT_FIELDS.get(key, key), bounds[0], bounds[1]))
+    for key, pair in flow.limits.items():
+        if isinstance(pair, (list, tuple)) and len(pair) == 2:
+            limits.append((LIMIT_FIELDS.get(key, key), pair[0], pair[1]))
     opts = flow.syntax_options
     return FlowPlan(
         ts_src=m.get("ts", "ts"), energy_src=m.get("energy"), energy_label=f"energy ('{m.get('energy')}')", energy_factor=ENERGY_TO_MWH.get(eu), energy_unit=eu,

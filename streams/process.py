@@ -415,7 +415,7 @@ class Processor:
         4 KiB item of 1,365 bad readings must not become 1,365 records (amplification). It lists the
         bad indexes (capped), counts them, keeps the first reason and message and the original bytes:
         the whole item when small, else the rejected readings' own bytes, one per line."""
-        n0, row0, flow0, rej0 = rejects[0]
+        n0, _row0, flow0, rej0 = rejects[0]
         flows = {f.id if f else None for _n, _r, f, _j in rejects}
         base = self._base(ctx.env, ctx.item, flow0 if len(flows) == 1 else None)
         source = dict(ctx.source)

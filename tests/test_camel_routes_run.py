@@ -54,7 +54,7 @@ class Vendor:
         vendor = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 cursor = parse_qs(urlparse(self.path).query).get("cursor", ["0"])[0]
                 pending = vendor.failures.get(cursor, [])
                 mode = pending.pop(0) if pending else "ok"

@@ -20,8 +20,15 @@ from lec.kafka import ensure_topics
 from lec.records import decode, message_id_for
 from lec.registry import Registry, SecretStore
 from tests.conftest import EXAMPLE_COMMUNITY
-from tests.support.mosquitto import (mosquitto_broker, mqtt_client, publish_all, raw_items, read_topic,
-                                     start_worker, worker_env)
+from tests.support.mosquitto import (
+    mosquitto_broker,
+    mqtt_client,
+    publish_all,
+    raw_items,
+    read_topic,
+    start_worker,
+    worker_env,
+)
 
 COMMUNITY = "cer-example"
 ANNA = reading_topic(COMMUNITY, "sup-home", "IT001E00000001", "f-anna-load")

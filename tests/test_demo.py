@@ -52,7 +52,7 @@ def test_kpis_anchors_rewards_and_audit(demo) -> None:
 
 
 def test_demo_month_is_settled_and_a_statement_verified(demo) -> None:
-    summary, stdout, run_dir = demo
+    summary, stdout, _run_dir = demo
     settled = summary["settlement"]
     assert settled["version"] == 1 and settled["shared_mwh"] > 0 and settled["total_cents"] > 0
     assert summary["statement"]["verified"] is True

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
 from lec.demo.community import COMMUNITY_ID, build_demo
 from lec.demo.run import default_start
-from lec.demo.traffic import ROME, build_traffic, expected_dst_day_hours
+from lec.demo.traffic import build_traffic, expected_dst_day_hours
 from lec.registry import CommunityFile
 
 
@@ -45,7 +46,7 @@ def test_profiles_are_real_and_plausible(demo) -> None:
 
 
 def test_faults_of_real_feeds_are_present(demo) -> None:
-    _, _, series, traffic = demo
+    _, _, _series, traffic = demo
     f = traffic.faults
     assert f["mqtt_gap"] > 0 and f["mqtt_duplicate"] > 0 and f["mqtt_kwh_as_wh"] > 0
     assert f["sftp_late_day"] == 1 and f["sftp_duplicate_file"] == 1
@@ -74,10 +75,10 @@ def test_dst_day_has_92_quarter_hours_in_the_distributor_curve(demo) -> None:
     assert all(ln.split(";")[1:3] == ["27/03/2016", "PRELIEVO"] and len(ln.split(";")) == 3 + 92 for ln in lines)
     # the row's first value is the quarter-hour from local midnight (23:00Z the day before), in kWh
     s = utility[0]
-    k = (datetime(2016, 3, 26, 23, tzinfo=timezone.utc) - start).total_seconds() // 900
+    k = (datetime(2016, 3, 26, 23, tzinfo=UTC) - start).total_seconds() // 900
     row = next(ln for ln in lines if ln.startswith(s.device_id)).split(";")
     assert row[3] == f"{s.energies_wh[int(k)] / 1000:.4f}".replace(".", ",")
-    assert start.astimezone(timezone.utc) + timedelta(days=1) == datetime(2016, 3, 26, 23, tzinfo=timezone.utc)
+    assert start.astimezone(UTC) + timedelta(days=1) == datetime(2016, 3, 26, 23, tzinfo=UTC)
 
 
 def test_the_curve_files_and_chain2_messages_pass_the_pipeline(demo, tmp_path) -> None:
@@ -125,27 +126,27 @@ def test_simbench_time_column_is_local_time_with_dst() -> None:
 
     raw = _load_net().profiles["load"]["time"].tolist()
     epochs = simbench_utc(raw)
-    assert len(epochs) == 366 * 96 and epochs[0] == int(datetime(2015, 12, 31, 23, tzinfo=timezone.utc).timestamp())
+    assert len(epochs) == 366 * 96 and epochs[0] == int(datetime(2015, 12, 31, 23, tzinfo=UTC).timestamp())
     utc = {raw[i]: i for i in range(len(raw))}
     spring = [t for t in raw if t.startswith("27.03.2016")]
     fall = [t for t in raw if t.startswith("30.10.2016")]
     assert len(spring) == 92 and not any(t.endswith((" 02:00", " 02:15", " 02:30", " 02:45")) for t in spring)
     assert len(fall) == 100 and sum(t == "30.10.2016 02:00" for t in fall) == 2
     i = utc["27.03.2016 03:00"]
-    assert datetime.fromtimestamp(epochs[i], timezone.utc) == datetime(2016, 3, 27, 1, tzinfo=timezone.utc)
+    assert datetime.fromtimestamp(epochs[i], UTC) == datetime(2016, 3, 27, 1, tzinfo=UTC)
     assert epochs[i] - epochs[i - 1] == 900                             # 01:45 CET -> 03:00 CEST
     first_two = raw.index("30.10.2016 02:00")
-    assert [datetime.fromtimestamp(epochs[j], timezone.utc).hour for j in (first_two, first_two + 4)] == [0, 1]
+    assert [datetime.fromtimestamp(epochs[j], UTC).hour for j in (first_two, first_two + 4)] == [0, 1]
     i = raw.index("01.07.2016 12:00")                                   # summer: CEST, UTC+2
-    assert datetime.fromtimestamp(epochs[i], timezone.utc) == datetime(2016, 7, 1, 10, tzinfo=timezone.utc)
-    assert all(b - a == 900 for a, b in zip(epochs, epochs[1:]))
+    assert datetime.fromtimestamp(epochs[i], UTC) == datetime(2016, 7, 1, 10, tzinfo=UTC)
+    assert all(b - a == 900 for a, b in itertools.pairwise(epochs))
 
 
 def test_summer_demo_reads_the_right_hour(tmp_path) -> None:
     """A summer start picks SimBench's row of that UTC instant (the old UTC+1 assumption was an hour off)."""
     from lec.demo.community import _load_net
 
-    start = datetime(2016, 7, 1, 10, tzinfo=timezone.utc)
+    start = datetime(2016, 7, 1, 10, tzinfo=UTC)
     _, series = build_demo(start, 1, households=1, pv_plants=1)
     net = _load_net()
     raw = net.profiles["load"]["time"].tolist()

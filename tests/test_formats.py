@@ -12,10 +12,10 @@ import pytest
 from lec.config import Settings
 from lec.errors import RegistryFileError
 from lec.registry.community_file import parse_community_text
+from streams.app import READY_LINE
 from streams.formats.chain2 import parse_chain2
 from streams.formats.common import day_span, parse_day
 from streams.formats.dso_curve_csv import parse_dso_curve_csv
-from streams.app import READY_LINE
 from streams.process import Processor
 from streams.testkit import envelope, item, load_test_registry
 
@@ -224,7 +224,7 @@ def test_routed_rows_take_the_fast_path_with_identical_output(snapshot) -> None:
     fast, slow = Processor(snapshot).process_envelope(env), Processor(snapshot, fast_path=False).process_envelope(env)
     assert len(fast.readings) == 96 + 92 + 92
     assert fast.readings == slow.readings
-    strip = lambda recs: [{k: v for k, v in orjson.loads(r).items() if k != "ts" and not k.endswith("_ts")} for _, r in recs]  # noqa: E731
+    strip = lambda recs: [{k: v for k, v in orjson.loads(r).items() if k != "ts" and not k.endswith("_ts")} for _, r in recs]
     assert strip(fast.deadletters) == strip(slow.deadletters) and strip(fast.feedback) == strip(slow.feedback)
 
 
@@ -270,11 +270,11 @@ def test_dso_xml_refuses_entities(snapshot) -> None:
 
 
 # -- fuzz: every malformed input ends as a dead letter with a reason, nothing raises -------------
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from streams.errors import Reject  # noqa: E402
-from streams.parse import parse_rows  # noqa: E402
+from streams.errors import Reject
+from streams.parse import parse_rows
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])

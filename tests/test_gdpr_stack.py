@@ -44,7 +44,7 @@ def lake_hits(root: str, needles: list[str]) -> list[str]:
             try:
                 dt = open_table(table_uri(name, root=root), version=v)
                 rows = dt.to_pyarrow_table().to_pylist()
-            except Exception:  # noqa: BLE001 - an old version made unreadable is what erasure wants
+            except Exception:  # noqa: BLE001, S112 - an old version made unreadable is what erasure wants
                 continue
             cols = [f.name for f in arrow_schema(dt) if str(f.type) in ("string", "large_string", "string_view")]
             hits += [f"{name}@{v}: {r}" for r in rows if any(isinstance(r[c], str) and pattern.search(r[c])
@@ -89,7 +89,7 @@ def _registry_doc(run: Path) -> dict:
 
     snap = open_registry(load_settings({"LEC_RUN_DIR": str(run)})).snapshot()
     devices = sorted(d.id for d in snap.devices.values() if d.user_id == USER)
-    sftp_meter = sorted(f.device_id for f in snap.flows.values() if f.channel == "sftp")[0]
+    sftp_meter = min(f.device_id for f in snap.flows.values() if f.channel == "sftp")
     return {"devices": devices, "flows": sorted(f.id for f in snap.flows.values() if f.device_id in devices),
             "sftp_meter": sftp_meter,
             "sftp_flows": sorted(f.id for f in snap.flows.values() if f.device_id == sftp_meter),

@@ -39,7 +39,7 @@ def _count(uri: str, where: str = "true") -> int:
 
 
 def test_sink_to_hdfs_resume_and_maintain(kafka_bootstrap: str, hdfs_url: str) -> None:
-    readings, dead, anomalies = specs = _specs()
+    readings, _dead, anomalies = specs = _specs()
     root = f"{hdfs_url}/lake-{uuid.uuid4().hex[:6]}"
     produce(kafka_bootstrap, sample_readings(20_000, devices=20, days=2), readings.topic)
     produce(kafka_bootstrap, [sample_anomaly(i) for i in range(3)], anomalies.topic)

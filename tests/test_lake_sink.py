@@ -68,7 +68,7 @@ def test_three_tables_types_partitions(kafka_bootstrap: str, tmp_path: Path) -> 
 
 
 def test_bad_records_kept_in_deadletter_once(kafka_bootstrap: str, tmp_path: Path) -> None:
-    readings, dead, anomalies = specs = _specs()
+    readings, _dead, _anomalies = specs = _specs()
     bad = [b"{not json", b'{"community_id": "cer-a", "device_id": "d"}', b"[1,2]"]
     good = list(sample_readings(100))
     produce(kafka_bootstrap, [*good[:50], *bad, *good[50:]], readings.topic, key_field="x")
@@ -126,7 +126,7 @@ def test_new_optional_field_merges_schema(kafka_bootstrap: str, tmp_path: Path) 
 
 
 def test_pretty_printed_and_object_detail_records(kafka_bootstrap: str, tmp_path: Path) -> None:
-    readings, dead, anomalies = specs = _specs()
+    _readings, _dead, anomalies = specs = _specs()
     pretty = orjson.dumps(sample_anomaly(1), option=orjson.OPT_INDENT_2)
     obj_detail = orjson.dumps(dict(sample_anomaly(2), detail={"run": 8}))
     produce(kafka_bootstrap, [pretty, obj_detail], anomalies.topic)

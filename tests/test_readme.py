@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test pay
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"(?:<!--\s*doctest:\s*(?P<mark>[^>]*?)\s*-->\s*\n)?^```(?P<lang>[\w-]*)[ \t]*\n(?P<body>.*?)^```",
-                   re.S | re.M)
+                   re.DOTALL | re.MULTILINE)
 COMMAND_LANGS = ("", "sh", "bash", "shell", "console", "python")
 LIBRARY_INFO = re.compile(r"\bINFO\b:?\s+(alembic|faust|mode|uvicorn|aiokafka|kafka|py4j|pyspark|sqlalchemy|httpx|web3|"
                           r"asyncssh|paramiko|amqtt)\b")
@@ -62,7 +62,7 @@ def blocks(page: Path) -> list[Block]:
         mark, lang = (m.group("mark") or "").strip(), m.group("lang")
         if lang not in COMMAND_LANGS or mark.startswith("skip"):
             continue
-        if page.name != "README.md" and not (mark.startswith("run") or mark.startswith("stack")):
+        if page.name != "README.md" and not mark.startswith(("run", "stack")):
             continue
         out.append(Block(str(page.relative_to(ROOT)), text.count("\n", 0, m.start("body")), lang, m.group("body"),
                          mark))

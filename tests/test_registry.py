@@ -10,7 +10,6 @@ import yaml
 from lec.errors import RegistryFileError
 from lec.registry import MissingSecretError, Registry, SecretStore, parse_community_text
 from lec.registry.community_file import CommunityFile
-
 from tests.conftest import EXAMPLE_COMMUNITY
 
 SEED_TABLES = {

@@ -19,7 +19,14 @@ from datetime import date
 
 from lakehouse.settlement.model import HOUR_S, Reading, SettlementInputs, local_hour, split_flow
 from lakehouse.settlement.rules import (
-    FE_PER_CENT, GROUPS, SettlementRuleError, rule_for, split_exact, tariff_for, threshold_check, tip,
+    FE_PER_CENT,
+    GROUPS,
+    SettlementRuleError,
+    rule_for,
+    split_exact,
+    tariff_for,
+    threshold_check,
+    tip,
 )
 
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from lakehouse.settlement.model import (
-    CONSUMPTION, GRID, PRODUCTION, Assignment, Month, Plant, SettlementInputs,
+    CONSUMPTION,
+    GRID,
+    PRODUCTION,
+    Assignment,
+    Month,
+    Plant,
+    SettlementInputs,
 )
 from lakehouse.settlement.rules import DEFAULT_TARIFFS, SettlementRuleError, StatuteRule
 

@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 
 def _frame(spark: SparkSession, rows: list[tuple], fields: list[tuple[str, str]]) -> DataFrame:
     from pyspark.sql.types import (
-        BooleanType, DoubleType, LongType, StringType, StructField, StructType,
+        BooleanType,
+        DoubleType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
     )
 
     types = {"string": StringType(), "long": LongType(), "double": DoubleType(), "bool": BooleanType()}

@@ -12,7 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lakehouse.settlement.rules import (
-    DEFAULT_TARIFFS, PlantTerms, SettlementRuleError, StatuteRule, TariffParams,
+    DEFAULT_TARIFFS,
+    PlantTerms,
+    SettlementRuleError,
+    StatuteRule,
+    TariffParams,
 )
 
 HOUR_S = 3600

@@ -33,7 +33,7 @@ class SettlementRuleError(LecError):
     """A settlement parameter or statute rule is invalid or missing for a date."""
 
 
-def eur_to_micro(value: str | float | int | Decimal) -> int:
+def eur_to_micro(value: str | float | Decimal) -> int:
     """€/MWh as text or number -> integer µ€/MWh (half-even on the 7th decimal, as GME has 6)."""
     try:
         d = Decimal(str(value).strip().replace(",", "."))

@@ -13,9 +13,9 @@ from lakehouse.settlement.compute import Settlement, finalise
 from lakehouse.settlement.inputs import from_registry, inputs_digest
 from lakehouse.settlement.model import Month, SettlementInputs, local_hour
 from lakehouse.settlement.prices import read_prices
+from lakehouse.settlement.rules import tariff_for
 from lakehouse.settlement.statements import build_tree
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SUMMARY, SettlementStore
-from lakehouse.settlement.rules import tariff_for
 from oracle.merkle import hex32
 
 if TYPE_CHECKING:

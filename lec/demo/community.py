@@ -14,9 +14,9 @@ monitor sends JSON batches over HTTP.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -89,8 +89,8 @@ def build_demo(start: datetime, days: int, households: int = 8, pv_plants: int =
     t0 = int(start.timestamp())
     if not epochs[0] <= t0 <= epochs[-1] or t0 % 900:
         raise LecError(f"demo start {start.isoformat()} is not a quarter-hour of SimBench's year "
-                       f"({datetime.fromtimestamp(epochs[0], timezone.utc):%Y-%m-%d} to "
-                       f"{datetime.fromtimestamp(epochs[-1], timezone.utc):%Y-%m-%d})")
+                       f"({datetime.fromtimestamp(epochs[0], UTC):%Y-%m-%d} to "
+                       f"{datetime.fromtimestamp(epochs[-1], UTC):%Y-%m-%d})")
     idx = epochs.index(t0)
     n = days * 96
     if idx + n > len(epochs):

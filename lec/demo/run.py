@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections import Counter
 from contextlib import ExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def run_demo(run_dir: Path, start: datetime, days: int, households: int = 8,
     phase = bars.enter_context(progress("demo: loading the registry, starting servers"))
     user_echo = echo
 
-    def echo(line: str) -> None:  # noqa: F811 - each summary line ends a phase: the bar names the next
+    def echo(line: str) -> None:
         user_echo(line)
         phase(1, description="demo: " + next((nxt for prefix, nxt in NEXT_PHASE if line.startswith(prefix)),
                                              "working"))
@@ -211,7 +211,7 @@ def finish_downstream(settings: Settings, run_dir: Path, summary: dict[str, Any]
          ", ".join(f"{w[:10]}…={b / 1e18:.3f}" for w, b in sorted(balances.items())))
 
     takeout = run_dir / "takeout.json"
-    day1 = start.astimezone(timezone.utc)
+    day1 = start.astimezone(UTC)
     lec_cli("audit", "takeout", "--community", COMMUNITY_ID, "--from", day1.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "--to", (day1 + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"), "--out", str(takeout))
     verdict = lec_cli("audit", "verify", str(takeout), "--rpc", settings.chain_rpc)

@@ -9,9 +9,9 @@ from collections import Counter
 from typing import Any
 
 from lec.config import Settings
-from lec.errors import LecError
 from lec.demo.community import DEMO_PASSWORDS
 from lec.demo.traffic import HttpBatch, MqttMessage, SftpFile
+from lec.errors import LecError
 from lec.progress import progress
 
 log = logging.getLogger("lec.demo")
@@ -31,7 +31,7 @@ def send_mqtt(settings: Settings, messages: list[MqttMessage]) -> int:
         client.username_pw_set(supplier, DEMO_PASSWORDS[supplier])
         client.max_inflight_messages_set(100)
         connected: dict[str, object] = {}
-        client.on_connect = lambda c, u, flags, reason, props: connected.setdefault("reason", reason)
+        client.on_connect = lambda c, u, flags, reason, props, seen=connected: seen.setdefault("reason", reason)
         client.connect(settings.mqtt_host, settings.mqtt_port)
         client.loop_start()
         deadline = time.monotonic() + 30
@@ -80,7 +80,7 @@ def _upload(sftp: Any, items: list[SftpFile], advance: Any) -> int:
         sftp.putfo(io.BytesIO(f.content), part)
         try:
             sftp.posix_rename(part, f"{folder}/{f.name}")
-        except IOError:
+        except OSError:
             sftp.rename(part, f"{folder}/{f.name}")
         sent += 1
         # the next upload of a same-named file must wait for the watcher to take this one

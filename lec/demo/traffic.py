@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -117,7 +117,7 @@ def expected_dst_day_hours(day: datetime) -> int:
     """Hours in a local day (23 on the spring-forward day, 25 on fall-back)."""
     start = datetime(day.year, day.month, day.day, tzinfo=ROME)
     end = start + timedelta(days=1)
-    return int((end.astimezone(timezone.utc) - start.astimezone(timezone.utc)).total_seconds() // 3600)
+    return int((end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() // 3600)
 
 
 def curve_files(out: DemoTraffic, series: list[DemoSeries]) -> list[SftpFile]:

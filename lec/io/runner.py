@@ -47,7 +47,7 @@ def run_app(typer_app: typer.Typer) -> None:
     except LecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except Exception as exc:  # noqa: BLE001 - one clear line for people; the traceback on request
+    except Exception as exc:
         if verbose:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (run again with --verbose for the details)", err=True)

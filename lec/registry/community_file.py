@@ -122,7 +122,7 @@ class FlowDoc(_Model):
         return v
 
     @model_validator(mode="after")
-    def _named_format(self) -> "FlowDoc":
+    def _named_format(self) -> FlowDoc:
         """Named formats (docs/formats.md) fix mapping, units, value kind and time format: fill them in."""
         from lec.formats import completed, format_problems
 

@@ -13,7 +13,8 @@ YAML (all dates are local days of the community; ``to`` is exclusive)::
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import itertools
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -99,7 +100,7 @@ def check_settlement(doc: Any) -> list[tuple[tuple[Any, ...], str]]:
         seen.add(s.version)
     for i, d in enumerate(doc.devices):
         spans = sorted((p.valid_from or date.min, p.valid_to or date.max, j) for j, p in enumerate(d.perimeters))
-        for (_, end_a, _), (start_b, _, j) in zip(spans, spans[1:]):
+        for (_, end_a, _), (start_b, _, j) in itertools.pairwise(spans):
             if start_b < end_a:
                 problems.append((("devices", i, "perimeters", j, "from"),
                                  f"perimeter {j + 1} of device '{d.id}' overlaps another one"))
@@ -111,7 +112,7 @@ def check_settlement(doc: Any) -> list[tuple[tuple[Any, ...], str]]:
 # -- database ---------------------------------------------------------------------------------------
 
 def _day_utc(d: date | None) -> datetime | None:
-    return None if d is None else datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    return None if d is None else datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def delete_rows(conn: Connection, cid: str, device_ids: list[str]) -> None:

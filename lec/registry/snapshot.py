@@ -139,7 +139,7 @@ class RegistrySnapshot:
         return hashlib.sha256(self.to_json()).hexdigest()[:16]
 
     @classmethod
-    def from_json(cls, data: bytes) -> "RegistrySnapshot":
+    def from_json(cls, data: bytes) -> RegistrySnapshot:
         doc = orjson.loads(data)
 
         def dt(v: Any) -> datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from lec.registry.community_file import CommunityFile, read_community_file
 from lec.registry.passwords import hash_password, needs_rehash, verify_password
 from lec.registry.secrets import SecretStore
 from lec.registry.snapshot import (
-    ACCOUNT_CONSUMPTION, ACCOUNT_NONE, ACCOUNT_PRODUCTION, Community, Device, Flow, Member, RegistrySnapshot,
+    ACCOUNT_CONSUMPTION,
+    ACCOUNT_NONE,
+    ACCOUNT_PRODUCTION,
+    Community,
+    Device,
+    Flow,
+    Member,
+    RegistrySnapshot,
     Supplier,
 )
 
@@ -50,7 +57,7 @@ def unknown_community(community_id: str, known: Iterable[str]) -> str:
 def _utc(dt: datetime | None) -> datetime | None:
     if dt is None:
         return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 class Registry:
@@ -184,7 +191,7 @@ class Registry:
         cid = c.id
         conn.execute(insert(t.communities).values(**c.model_dump()))
         role_ids = {r.code: r.id for r in conn.execute(select(t.roles)).all()}
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for u in doc.users:
             conn.execute(delete(t.users).where(t.users.c.id == u.id))
             conn.execute(insert(t.users).values(id=u.id, name=u.name, email=u.email, active=True, created_at=now))
@@ -239,7 +246,7 @@ class Registry:
         out: dict[str, Any] = {}
         with self.engine.connect() as conn:
             for cid, name in conn.execute(select(t.communities.c.id, t.communities.c.name)):
-                def count(table: Any, col: Any) -> int:
+                def count(table: Any, col: Any, cid: str = cid) -> int:
                     return conn.execute(select(func.count()).select_from(table).where(col == cid)).scalar_one()
                 out[cid] = {
                     "name": name,

@@ -99,7 +99,14 @@ class Stack:
         }
 
     def server_specs(self) -> list[ServiceSpec]:
-        from lec.services import KAFKA_READY_TIMEOUT, anvil_argv, kafka_argv, kafka_ready, mosquitto_argv, tansu_argv
+        from lec.services import (
+            KAFKA_READY_TIMEOUT,
+            anvil_argv,
+            kafka_argv,
+            kafka_ready,
+            mosquitto_argv,
+            tansu_argv,
+        )
 
         specs = []
         if not self.settings.kafka_bootstrap:
@@ -141,7 +148,7 @@ class Stack:
         try:
             if not has_camel_flows(open_registry(self.settings, migrate=False).snapshot()):
                 return []
-        except Exception:  # no registry yet: the stack migrates it when workers load one
+        except Exception:  # noqa: BLE001 - no registry yet: the stack migrates it when workers load one
             return []
         return [ServiceSpec("camel", lec_argv("connectors", "camel", "run"), ready_log=READY_LINE, ready_timeout=240)]
 
@@ -179,11 +186,11 @@ class Stack:
         if spec.ready is not None:
             check = spec.ready
         elif spec.port:
-            check = lambda: port_open(spec.port)  # noqa: E731
+            check = lambda: port_open(spec.port)
         elif spec.ready_log:
-            check = lambda: spec.ready_log in _read_from(proc.log, offset)  # noqa: E731
+            check = lambda: spec.ready_log in _read_from(proc.log, offset)
         else:
-            check = lambda: True  # noqa: E731
+            check = lambda: True
         proc.wait_ready(check, spec.ready_timeout)
         if spec.port is None:
             time.sleep(0.5)  # a worker that fails at start-up does so at once
@@ -249,7 +256,7 @@ class Stack:
             self._mqtt_checked = time.monotonic()
             try:
                 self.reload_mqtt_if_registry_changed()
-            except Exception as exc:  # a registry mid-migration must not stop the supervision
+            except Exception as exc:  # noqa: BLE001 - a registry mid-migration must not stop the supervision
                 log.warning("mosquitto reload check failed: %s", exc)
         for svc in self.services:
             if svc.proc.alive() or not svc.spec.restart:

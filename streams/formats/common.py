@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import date, datetime, timedelta
@@ -34,7 +35,7 @@ def epoch_of(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        if value != value or value in (float("inf"), float("-inf")):
+        if math.isnan(value) or value in (float("inf"), float("-inf")):
             return None
         secs = value / 1000 if abs(value) >= 1e11 else value
         secs = int(secs)

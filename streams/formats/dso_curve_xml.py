@@ -28,8 +28,17 @@ from xml.etree import ElementTree
 
 from streams.errors import Reject
 from streams.formats import Row
-from streams.formats.common import DIRECTIONS, QH, bounded, day_span, decimal_text, directions_of, error_row, iso_z
-from streams.formats.common import parse_day
+from streams.formats.common import (
+    DIRECTIONS,
+    QH,
+    bounded,
+    day_span,
+    decimal_text,
+    directions_of,
+    error_row,
+    iso_z,
+    parse_day,
+)
 from streams.parse import xml_root
 
 DEFAULT_TAGS = {"Ea": "withdrawal", "Prelievo": "withdrawal", "EaPrel": "withdrawal",

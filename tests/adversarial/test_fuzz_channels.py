@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from tests.test_streams_fuzz import json_values
 
 pytestmark = pytest.mark.slow
 
-T0 = datetime(2016, 3, 26, tzinfo=timezone.utc)
+T0 = datetime(2016, 3, 26, tzinfo=UTC)
 FIGURES: dict[str, Any] = {}
 
 

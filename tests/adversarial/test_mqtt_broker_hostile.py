@@ -24,7 +24,13 @@ from lec.registry import Registry, SecretStore
 from lec.registry.passwords import hash_password, needs_rehash, verify_password
 from tests.conftest import EXAMPLE_COMMUNITY
 from tests.support.mosquitto import (
-    mosquitto_broker, mqtt_client, publish_all, raw_items, read_topic, start_worker, worker_env,
+    mosquitto_broker,
+    mqtt_client,
+    publish_all,
+    raw_items,
+    read_topic,
+    start_worker,
+    worker_env,
 )
 
 ANNA = reading_topic("cer-example", "sup-home", "IT001E00000001", "f-anna-load")

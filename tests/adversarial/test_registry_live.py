@@ -8,7 +8,6 @@ restarting anything. Before, each component re-read the registry on its own 30 s
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import sys
 import time

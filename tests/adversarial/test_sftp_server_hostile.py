@@ -77,9 +77,9 @@ def test_create_mode_requested_by_the_client_is_masked(server: dict[str, Any], t
 
     async def upload() -> None:
         async with asyncssh.connect("127.0.0.1", server["port"], username="sup-a", password=PASSWORDS["sup-a"],
-                                    known_hosts=None) as conn, conn.start_sftp_client() as sftp:
-            async with sftp.open("/inbox/f-a/x.csv.part", "wb", asyncssh.SFTPAttrs(permissions=0o4777)) as fh:
-                await fh.write(b"ts,kwh\n")
+                                    known_hosts=None) as conn, conn.start_sftp_client() as sftp, \
+                sftp.open("/inbox/f-a/x.csv.part", "wb", asyncssh.SFTPAttrs(permissions=0o4777)) as fh:
+            await fh.write(b"ts,kwh\n")
 
     asyncio.run(upload())
     assert stat.S_IMODE((inbox / "x.csv.part").stat().st_mode) & 0o7133 == 0

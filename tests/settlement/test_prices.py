@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settlement.prices import (
-    PriceFileError, hours_in_day, load_prices, parse_csv, parse_file, parse_gme_xml, read_prices, utc_hour,
+    PriceFileError,
+    hours_in_day,
+    load_prices,
+    parse_csv,
+    parse_file,
+    parse_gme_xml,
+    read_prices,
+    utc_hour,
 )
 
 

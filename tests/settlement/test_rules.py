@@ -9,8 +9,16 @@ import pytest
 from lakehouse.settlement.compute import MissingPriceError, settle
 from lakehouse.settlement.model import Assignment, Month, Plant, Reading, SettlementInputs, local_hour
 from lakehouse.settlement.rules import (
-    DEFAULT_TARIFFS, PlantTerms, SettlementRuleError, StatuteRule, TariffParams, eur_to_micro, split_exact,
-    tariff_for, threshold_check, tip,
+    DEFAULT_TARIFFS,
+    PlantTerms,
+    SettlementRuleError,
+    StatuteRule,
+    TariffParams,
+    eur_to_micro,
+    split_exact,
+    tariff_for,
+    threshold_check,
+    tip,
 )
 
 M = 1_000_000

@@ -11,6 +11,7 @@ from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
 from tests.settlement.sample import CID, KWH, ROME, day_rows, may_lake
 
+
 @pytest.mark.slow
 def test_run_versions_and_idempotence(settings, registry) -> None:
     lake = may_lake(settings.resolved_lake_uri(), day_rows(4) + day_rows(5))

@@ -12,7 +12,12 @@ import pytest
 
 from lakehouse.kpi_sample import readings_table, write_readings
 from lakehouse.settlement.anchor import (
-    StatementNotVerifiedError, anchor_month, render_html, statement, verify_statement, write_statement,
+    StatementNotVerifiedError,
+    anchor_month,
+    render_html,
+    statement,
+    verify_statement,
+    write_statement,
 )
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.statements import STATEMENT_TYPES, build_tree
