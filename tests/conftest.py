@@ -112,7 +112,8 @@ def copy_demo_run(run_dir: Path, dest: Path) -> Path:
 # The pure tier (`pytest -m "not integration"`, under a minute): every test that starts a server or
 # a worker process is marked `integration` here, by the fixtures it uses (directly or through other
 # fixtures) or, for tests that start their own servers, by module.
-SERVER_FIXTURES = frozenset({"kafka_bootstrap", "fresh_kafka", "anvil_rpc", "postgres_url", "demo_run"})
+SERVER_FIXTURES = frozenset({"kafka_bootstrap", "fresh_kafka", "anvil_rpc", "postgres_url", "demo_run", "spark",
+                             "engines", "lakes", "hdfs_url", "search_url", "browser"})
 INTEGRATION_MODULES = frozenset({
     "test_audit_takeout", "test_camel_routes_run", "test_chain", "test_connectors_camel", "test_connectors_http",
     "test_connectors_mqtt", "test_connectors_mqtt_embedded", "test_connectors_sftp_embedded",
@@ -120,14 +121,18 @@ INTEGRATION_MODULES = frozenset({
     "test_kafka_engines", "test_lake_cluster", "test_lake_cluster_postgres", "test_lake_hdfs", "test_lake_kpi_hdfs",
     "test_lake_kpi_notebook", "test_lake_search", "test_mqtt_mosquitto_service", "test_oracle_kill", "test_readme",
     "test_stack", "test_streams_worker", "test_chaos", "test_fuzz_channels", "test_http_hostile",
-    "test_mqtt_broker_hostile", "test_sftp_server_hostile", "test_registry_live",
+    "test_mqtt_broker_hostile", "test_sftp_server_hostile", "test_registry_live", "test_run", "test_engines",
+    "test_spark_crosscheck", "test_statements", "test_lake_kpi", "test_lake_kpi_cli", "test_lake_kpi_engines",
+    "test_lake_rawzone",
 })
 
 
 def mark_integration(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
-        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES
+                or params.get("db_url") == "postgresql"):
             item.add_marker(pytest.mark.integration)
 
 
