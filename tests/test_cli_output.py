@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEC = [sys.executable, "-m", "lec.cli"]
 CID = "cer-large"
 MEMBERS = 150  # a large-ish community: 150 members, devices and flows (601 rows and secrets), seconds to load
-INFO_LINE = re.compile(r"^.*\bINFO\b.*$", re.M)
+INFO_LINE = re.compile(r"^.*\bINFO\b.*$", re.MULTILINE)
 BAR = "━"  # rich's bar glyph
 
 

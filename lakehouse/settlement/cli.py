@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import typer
@@ -53,8 +54,8 @@ def register(app: typer.Typer) -> None:
         """Settle a community-month on Spark (LEC_SPARK_REMOTE or in-process Sail): new version unless
         the inputs are unchanged. Prints the month's summary."""
         from lakehouse.settlement.run import SETTLE_STEPS, settle_month
-        from lec.cli import verbose_requested
         from lec.config import settings
+        from lec.io.runner import verbose_requested
         from lec.progress import progress
 
         _logging()
