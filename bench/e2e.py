@@ -38,7 +38,7 @@ from lec.config import Settings
 from lec.kafka import ensure_topics
 from lec.services import start_tansu
 from streams.app import READY_LINE
-from streams.testkit import log_contains
+from tests.support.streams import log_contains
 
 
 def write_csv(path: Path, readings: int) -> int:

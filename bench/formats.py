@@ -25,7 +25,7 @@ import orjson
 from lec.config import Settings
 from streams.formats.common import day_span, iso_z
 from streams.process import Processor
-from streams.testkit import envelope, item, load_test_registry
+from tests.support.streams import envelope, item, load_test_registry
 
 T0 = 1456786800   # 2016-03-01T00:00 Europe/Rome
 

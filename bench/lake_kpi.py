@@ -77,10 +77,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from lakehouse import kpi
-    from lakehouse.kpi_sample import community_yaml, synthetic_year, write_readings
     from lakehouse.spark import read_delta, registry_frames, session_for
     from lec.config import Settings
     from lec.registry import Registry, SecretStore, parse_community_text
+    from tests.support.kpi_sample import community_yaml, synthetic_year, write_readings
 
     tmp = Path(tempfile.mkdtemp(prefix="lec-bench-kpi-"))
     settings = Settings(run_dir=tmp / "run")

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from lakehouse.sink import DeltaSink
 from lakehouse.sink_config import SinkConfig
 from lakehouse.sink_convert import Batch, convert
-from lakehouse.sink_sample import produce, sample_readings
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
+from tests.support.sink_sample import produce, sample_readings
 
 
 def _specs() -> tuple:

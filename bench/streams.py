@@ -40,7 +40,7 @@ from lec.procs import ManagedProcess
 from lec.services import start_broker
 from streams.app import READY_LINE
 from streams.process import Processor
-from streams.testkit import bulk_envelopes, cli, load_test_registry, log_contains, produce
+from tests.support.streams import bulk_envelopes, cli, load_test_registry, log_contains, produce
 
 ENGINE = "kafka"  # --engine: the Kafka engine of the fresh broker (bench/engines.py runs both)
 

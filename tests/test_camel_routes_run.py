@@ -26,8 +26,8 @@ from lec.io import read_topic
 from lec.kafka import ensure_topics
 from lec.procs import ManagedProcess, wait_until
 from lec.registry import Registry, SecretStore
-from streams.testkit import log_contains, start_worker
 from tests.conftest import EXAMPLE_COMMUNITY
+from tests.support.streams import log_contains, start_worker
 
 pytestmark = pytest.mark.slow
 FLOW = "f-bruno-api"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.kpi_sample import SampleFlow, community_yaml
 from lec.config import Settings
 from lec.registry import Registry, SecretStore
+from tests.support.kpi_sample import SampleFlow, community_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LEC = [sys.executable, "-m", "lec.cli"]

@@ -87,7 +87,7 @@ def test_the_curve_files_and_chain2_messages_pass_the_pipeline(demo, tmp_path) -
 
     from lec.config import Settings
     from streams.process import Processor
-    from streams.testkit import envelope, item, load_test_registry
+    from tests.support.streams import envelope, item, load_test_registry
 
     _, doc, series, traffic = demo
     snap = load_test_registry(Settings(run_dir=tmp_path), yaml.safe_dump(doc)).snapshot()

@@ -17,7 +17,7 @@ from streams.formats.chain2 import parse_chain2
 from streams.formats.common import day_span, parse_day
 from streams.formats.dso_curve_csv import parse_dso_curve_csv
 from streams.process import Processor
-from streams.testkit import envelope, item, load_test_registry
+from tests.support.streams import envelope, item, load_test_registry
 
 P1, P2, P3, P4 = "IT001E00000001", "IT001E00000002", "IT001E00000003", "IT001E00000004"
 COMMUNITY = f"""
@@ -352,7 +352,7 @@ def test_named_formats_on_the_real_worker(fresh_kafka, settings: Settings) -> No
 
     from lec import topics
     from lec.kafka import ensure_topics
-    from streams.testkit import log_contains, produce, read_topic, start_worker
+    from tests.support.streams import log_contains, produce, read_topic, start_worker
 
     _, bootstrap = fresh_kafka
     ensure_topics(bootstrap)

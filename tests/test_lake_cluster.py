@@ -17,10 +17,10 @@ from lakehouse.clustering import (
     kmeans,
     percentile_centroids,
 )
-from lakehouse.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 from lakehouse.spark import read_delta, registry_frames, session_for
 from lec.registry import parse_community_text
 from lec.registry import schema as t
+from tests.support.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 
 ROME = ZoneInfo("Europe/Rome")
 CID = "cer-clu"

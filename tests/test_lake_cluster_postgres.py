@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from lakehouse.clustering import kmeans, store_clusters
-from lakehouse.kpi_sample import SampleFlow, community_yaml
 from lakehouse.kpi_store import due, mark_refreshed, register_series
 from lakehouse.spark import registry_pandas
 from lec.registry import Registry, parse_community_text
 from lec.registry import schema as t
+from tests.support.kpi_sample import SampleFlow, community_yaml
 
 CID = "cer-pg-analytics"
 FLOWS = [SampleFlow("f-pga-1", "PGA-POD1", "pga-u1", "load", 1), SampleFlow("f-pga-2", "PGA-PV1", "pga-u1",

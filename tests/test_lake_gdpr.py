@@ -18,9 +18,9 @@ from deltalake.exceptions import DeltaError
 from lakehouse.gdpr import ErasureError, erase
 from lakehouse.sink import DeltaSink
 from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_sample import produce, sample_anomaly, sample_deadletter, sample_readings
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
 from lec.registry.secrets import MissingSecretError
+from tests.support.sink_sample import produce, sample_anomaly, sample_deadletter, sample_readings
 
 DEVICES = ["IT001E00000001", "IT001E00000002", "PV-0001"]  # examples/community.yaml: anna, bruno, bruno
 

@@ -15,10 +15,10 @@ from lakehouse.gdpr import erase_from_table
 from lakehouse.maintenance import maintain_table
 from lakehouse.sink import DeltaSink
 from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_sample import produce, sample_anomaly, sample_readings
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, list_tables, open_table, query, table_uri
 from lec.procs import ManagedProcess
 from tests.support.hdfs import shared_hdfs
+from tests.support.sink_sample import produce, sample_anomaly, sample_readings
 
 FAST = SinkConfig(commit_interval_s=0.3, commit_rows=4000, maintain_interval_s=0)
 

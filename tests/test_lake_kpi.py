@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 
 from lakehouse import kpi
-from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
 from lakehouse.spark import read_delta, registry_frames, session_for
+from tests.support.kpi_sample import SampleFlow, readings_table, write_readings
 
 ROME = ZoneInfo("Europe/Rome")
 CID = "cer-example"

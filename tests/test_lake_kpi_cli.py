@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from lakehouse import kpi
-from lakehouse.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 from lakehouse.kpi_store import due, mark_refreshed, register_series, store_kpis
 from lakehouse.spark import (
     LakeTableMissingError,
@@ -27,6 +26,7 @@ from lakehouse.spark import (
 )
 from lec.registry import parse_community_text
 from lec.registry import schema as t
+from tests.support.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 
 ROME = ZoneInfo("Europe/Rome")
 CID = "cer-cli"

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pytest
 
 from lakehouse import kpi
-from lakehouse.kpi_sample import community_yaml, synthetic_year, write_readings
 from lakehouse.spark import read_delta, registry_frames, session_for
 from lec.registry import parse_community_text
+from tests.support.kpi_sample import community_yaml, synthetic_year, write_readings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the JVM starts in 10-20 s idle, minutes on a loaded machine
 
@@ -99,9 +99,9 @@ def test_data_engineer_plain_pyspark_time_travel_and_anchors(engines, tmp_path: 
     ours but the table paths (and here the URL of the JVM Connect server the fixture started)."""
     from pyspark.sql import SparkSession
 
-    from lakehouse.kpi_sample import SampleFlow, readings_table
     from lakehouse.spark_jvm import start_jvm
     from oracle.store import ANCHORS_SCHEMA
+    from tests.support.kpi_sample import SampleFlow, readings_table
 
     lake = str(tmp_path / "lake")
     flow = SampleFlow("f-de", "POD-DE", "u-de", "load", 1)

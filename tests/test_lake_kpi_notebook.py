@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
+from tests.support.kpi_sample import SampleFlow, readings_table, write_readings
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "community_kpis.ipynb"
 ROME = ZoneInfo("Europe/Rome")

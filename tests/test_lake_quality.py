@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
 from lakehouse.quality import QualityError, run_quality
+from tests.support.kpi_sample import SampleFlow, readings_table, write_readings
 
 LOAD = SampleFlow("f-l", "POD1", "u-1", "load", 1)
 PV = SampleFlow("f-pv", "PV1", "u-1", "production", 2)

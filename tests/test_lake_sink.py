@@ -14,8 +14,8 @@ import pytest
 from lakehouse.maintenance import maintain_table
 from lakehouse.sink import DeltaSink, app_id
 from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_sample import produce, sample_anomaly, sample_deadletter, sample_readings
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, arrow_schema, open_table, query, table_uri
+from tests.support.sink_sample import produce, sample_anomaly, sample_deadletter, sample_readings
 
 FAST = SinkConfig(commit_interval_s=0.3, commit_rows=5000, maintain_interval_s=0)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from lakehouse.sink import DeltaSink, app_id
 from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_sample import produce, sample_readings
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
+from tests.support.sink_sample import produce, sample_readings
 
 FAST = SinkConfig(commit_interval_s=0.3, commit_rows=5000, maintain_interval_s=0)
 

@@ -12,9 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from lakehouse.sink_sample import produce, sample_readings
 from lakehouse.tables import open_table, query, table_uri
 from lec.procs import ManagedProcess
+from tests.support.sink_sample import produce, sample_readings
 
 TOTAL = 200_000
 SINK_ARGV = [str(Path(sys.executable).with_name("lec")), "lake", "sink"]

@@ -14,7 +14,7 @@ from lec.config import Settings
 from streams.fast import utc_seconds
 from streams.normalise import iso_z, parse_ts
 from streams.process import Output, Processor
-from streams.testkit import bulk_envelopes, envelope, item, load_test_registry
+from tests.support.streams import bulk_envelopes, envelope, item, load_test_registry
 
 WALL_CLOCK = {"rejected_ts", "detected_ts", "ts"}   # set from the wall clock when the record is made
 BASE = 1704067200   # 2024-01-01T00:00Z

@@ -13,7 +13,7 @@ from lec.config import Settings
 from streams.errors import Reject
 from streams.parse import parse_rows
 from streams.process import Processor
-from streams.testkit import envelope, item, load_test_registry
+from tests.support.streams import envelope, item, load_test_registry
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,

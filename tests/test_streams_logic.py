@@ -15,7 +15,7 @@ from streams.errors import Reject
 from streams.normalise import energy_to_mwh, parse_ts, power_to_mwh, snap
 from streams.parse import parse_rows
 from streams.process import Processor
-from streams.testkit import envelope, item, load_test_registry
+from tests.support.streams import envelope, item, load_test_registry
 
 RECEIVED = "2026-01-01T00:00:00.000Z"
 

@@ -20,7 +20,7 @@ from lec.config import Settings
 from lec.kafka import ensure_topics
 from lec.procs import wait_until
 from streams.app import READY_LINE
-from streams.testkit import (
+from tests.support.streams import (
     bulk_envelopes,
     cli,
     envelope,
@@ -126,7 +126,7 @@ def test_registry_reaches_workers_on_its_topic_and_refreshes(fresh_kafka, settin
         assert [r["flow_id"] for r in first] == ["f-load"]
         # a new device and flow, loaded and published while the worker runs
         extra = (tmp_path / "more.yaml")
-        from streams.testkit import TEST_COMMUNITY
+        from tests.support.streams import TEST_COMMUNITY
         extra.write_text((TEST_COMMUNITY + """  - {id: f-new, device: DEV-NEW, supplier: sup-a, channel: mqtt, syntax: json,
      measurement: load, units: {energy: Wh}, mapping: {ts: ts, energy: e}}
 """).replace("devices:\n", "devices:\n  - {id: DEV-NEW, user: u-a, supplier: sup-a}\n"))

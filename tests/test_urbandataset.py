@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from lakehouse.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 from lakehouse.urbandataset import Context, UrbanDatasetError, community_context, document, validate, window
 from lec.registry import parse_community_text
 from lec.schemas import errors
+from tests.support.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings
 
 ROME = ZoneInfo("Europe/Rome")
 CID = "cer-ud"
@@ -106,7 +106,7 @@ def _run(settings, *args: str, env: dict[str, str] | None = None) -> subprocess.
 
 def test_lec_export_urbandataset_and_the_scheduled_topic(sample, settings, fresh_kafka, tmp_path: Path) -> None:
     from lec import topics
-    from streams.testkit import read_topic
+    from tests.support.streams import read_topic
 
     out = tmp_path / "ud.json"
     res = _run(settings, "export", "urbandataset", "--community", CID, "--from", "2024-06-03", "--to", "2024-06-04",

@@ -14,8 +14,8 @@ import pytest
 from lec.config import Settings
 from lec.schemas import errors as schema_errors
 from streams.process import MAX_DEADLETTER_INDEXES, DeadLetterBudget, Processor
-from streams.testkit import envelope, item, load_test_registry
 from tests.adversarial.streams_support import assert_consistent
+from tests.support.streams import envelope, item, load_test_registry
 
 
 @pytest.fixture(scope="module")

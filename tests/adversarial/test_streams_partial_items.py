@@ -12,8 +12,8 @@ import pytest
 
 from lec.config import Settings
 from streams.process import Processor
-from streams.testkit import envelope, item, load_test_registry
 from tests.adversarial.streams_support import assert_consistent
+from tests.support.streams import envelope, item, load_test_registry
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pytest
 from lec.config import Settings
 from streams.plan import Bounds
 from streams.process import Processor
-from streams.testkit import TEST_COMMUNITY, envelope, item, load_test_registry
 from tests.adversarial.streams_support import assert_consistent
+from tests.support.streams import TEST_COMMUNITY, envelope, item, load_test_registry
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from lec.config import Settings
 from streams.normalise import iso_z
 from streams.plan import Bounds
 from streams.process import Processor
-from streams.testkit import envelope, item, load_test_registry
 from tests.adversarial.streams_support import assert_consistent
+from tests.support.streams import envelope, item, load_test_registry
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_declared_max_lateness_wins_and_undeclared_flows_use_the_worker_default(
 
 def test_max_lateness_comes_from_the_registry(tmp_path) -> None:
     from lec.registry import Registry
-    from streams.testkit import TEST_COMMUNITY
+    from tests.support.streams import TEST_COMMUNITY
 
     doc = TEST_COMMUNITY.replace("send_frequency: 1m, derogation_s: 5}", "send_frequency: 1m, derogation_s: 5, "
                                  "max_lateness_s: 5184000}")

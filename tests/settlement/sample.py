@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from lakehouse.kpi_sample import SampleFlow, readings_table, write_readings
 from lakehouse.settlement.prices import load_prices, parse_csv
+from tests.support.kpi_sample import SampleFlow, readings_table, write_readings
 
 ROME = ZoneInfo("Europe/Rome")
 CID = "cer-example"

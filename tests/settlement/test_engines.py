@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.kpi_sample import SampleFlow
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SUMMARY, SettlementStore
 from lec.config import Settings
 from tests.settlement.sample import CID, KWH, ROME, day_rows, may_lake
+from tests.support.kpi_sample import SampleFlow
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the JVM starts in 10-20 s idle, minutes when loaded
 

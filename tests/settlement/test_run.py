@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.kpi_sample import readings_table, write_readings
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
 from tests.settlement.sample import CID, KWH, ROME, day_rows, may_lake
+from tests.support.kpi_sample import readings_table, write_readings
 
 
 @pytest.mark.slow

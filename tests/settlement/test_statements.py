@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.kpi_sample import readings_table, write_readings
 from lakehouse.settlement.anchor import (
     StatementNotVerifiedError,
     anchor_month,
@@ -27,6 +26,7 @@ from oracle.chain_keys import address_of, dev_key
 from oracle.merkle import hex32
 from tests.settlement.sample import CID, day_rows, may_lake
 from tests.support.chain import ROOT
+from tests.support.kpi_sample import readings_table, write_readings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
