@@ -16,7 +16,6 @@ import orjson
 from defusedxml import DefusedXmlException
 
 from lec.records import duplicate_json_key
-
 from streams.errors import Reject
 
 Row = dict[str, Any]
