@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from streams.testkit import envelope, item, load_test_registry
 
 from lec.config import Settings
 from lec.records import duplicate_json_key
 from streams.process import Processor
 from tests.adversarial.streams_support import assert_consistent
+from tests.support.streams import envelope, item, load_test_registry
 
 TS = "2025-03-01T00:15:00Z"
 
