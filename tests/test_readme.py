@@ -162,7 +162,8 @@ def test_lec_up_output_is_for_people(workdir: Path, stack: dict[str, str]) -> No
     """`lec up` in the foreground: the status table, its own start-up lines, no library INFO (Faust's banner
     and INFO stay in the workers' own logs under .lec/run/logs)."""
     text = (workdir / "lec-up.log").read_text()
-    assert "stack in " in text and "service" in text and "stop with Ctrl-C" in text, text[-2000:]
+    assert "┃ service" in text and "restarts" in text and "stop with Ctrl-C" in text, text[-2000:]
+    assert "is stopped" not in text, text[-2000:]
     chatter = LIBRARY_INFO.findall(text)
     assert not chatter and "ƒaµS†" not in text, f"lec up printed library lines ({sorted(set(chatter))}):\n{text[-3000:]}"
 
