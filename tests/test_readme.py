@@ -31,6 +31,8 @@ FENCE = re.compile(r"(?:<!--\s*doctest:\s*(?P<mark>[^>]*?)\s*-->\s*\n)?^```(?P<l
 COMMAND_LANGS = ("", "sh", "bash", "shell", "console", "python")
 LIBRARY_INFO = re.compile(r"\bINFO\b:?\s+(alembic|faust|mode|uvicorn|aiokafka|kafka|py4j|pyspark|sqlalchemy|httpx|web3|"
                           r"asyncssh|paramiko|amqtt)\b")
+LIBRARY_INFO_NAME_FIRST = re.compile(r"(?<![\w.])(alembic|faust|mode|uvicorn|aiokafka|kafka|py4j|pyspark|sqlalchemy|"
+                                     r"httpx|web3|asyncssh|paramiko|amqtt)(?:\.[\w.]+)?\s+INFO\b")
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def test_lec_up_output_is_for_people(workdir: Path, stack: dict[str, str]) -> No
     text = (workdir / "lec-up.log").read_text()
     assert "┃ service" in text and "restarts" in text and "stop with Ctrl-C" in text, text[-2000:]
     assert "is stopped" not in text, text[-2000:]
-    chatter = LIBRARY_INFO.findall(text)
+    chatter = LIBRARY_INFO.findall(text) + LIBRARY_INFO_NAME_FIRST.findall(text)  # `lec up` logs "name LEVEL msg"
     assert not chatter and "ƒaµS†" not in text, f"lec up printed library lines ({sorted(set(chatter))}):\n{text[-3000:]}"
 
 
