@@ -123,6 +123,11 @@ class HdfsCluster:
             if fmt.returncode != 0:
                 raise ServiceError(f"HDFS format failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
 
+    def command(self, main: str) -> list[str]:
+        """The JVM command line of ``NAMENODE`` or ``DATANODE`` (after ``configure``), for supervisors."""
+        assert self._jvm, "configure() first"
+        return [*self._jvm, main]
+
     def start(self, timeout: float = 180.0) -> HdfsCluster:
         self.configure()
         logs = self.workdir / "logs"

@@ -51,6 +51,10 @@ class Settings(BaseModel):
     lake_uri: str = Field("", description="Delta lake root (path or hdfs:// URI); default run_dir/lake.")
     webhdfs_url: str = Field("", description="WebHDFS URL of the lake's NameNode (http://host:9870) for "
                              "the raw zone when lake_uri is hdfs://.")
+    lake_hdfs: bool = Field(False, description="`lec up` runs an HDFS 3 NameNode + DataNode (data under "
+                            "run_dir/hdfs) and puts the lake on it (hdfs://) when lake_uri is empty.")
+    hdfs_port: int = Field(0, description="RPC port of the embedded NameNode (lake_hdfs); 0 = a free port.")
+    hdfs_http_port: int = Field(0, description="HTTP port (JMX, WebHDFS) of the embedded NameNode; 0 = a free port.")
     spark_remote: str = Field("", description="Spark Connect URL; empty = a local server of spark_engine.")
     spark_engine: Literal["sail", "jvm"] = Field("sail", description="Local Spark when spark_remote is empty: "
                                                  "'sail' (in-process, no JVM) or 'jvm' (Spark + delta-spark).")
@@ -166,7 +170,7 @@ def load_settings(environ: dict[str, str] | None = None, config_file: Path | Non
 
 # What a running `lec up` chose (its free ports) fills the settings a command did not set, so
 # `lec registry load`, `lec audit ...` or `lec kpi` in another shell talk to that stack.
-STACK_FILLED = ("kafka_bootstrap", "mqtt_port", "sftp_port", "http_port", "chain_rpc")
+STACK_FILLED = ("kafka_bootstrap", "mqtt_port", "sftp_port", "http_port", "chain_rpc", "lake_uri", "webhdfs_url")
 
 
 def running_stack_env(run_dir: Path) -> dict[str, str] | None:

@@ -43,28 +43,37 @@ def start_up(env: dict[str, str], *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "lec.cli", "up", *args], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     state = Path(env["LEC_RUN_DIR"]) / "stack.json"
-    wait_until(lambda: state.exists() and json.loads(state.read_text()).get("ready"), 180, "lec up", proc,
-               Path(env["LEC_RUN_DIR"]).parent / "up.log")
+    try:  # generous: the whole stack (HDFS, Kafka, every worker) took 7.5 min at load 36 on 2 cores
+        wait_until(lambda: state.exists() and json.loads(state.read_text()).get("ready"), 900, "lec up", proc,
+                   Path(env["LEC_RUN_DIR"]).parent / "up.log")
+    except BaseException:  # a stack not ready in time is stopped, not left running
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        raise
     return proc
 
 
 @pytest.mark.parametrize("mode", [["--servers-only"], []], ids=["servers", "servers+workers"])
 def test_up_status_down(stack_env: dict[str, str], mode: list[str]) -> None:
+    if not mode:  # the whole stack, with the lake on HDFS (lake_hdfs): one start serves both checks
+        stack_env = {**stack_env, "LEC_LAKE_HDFS": "true"}
     proc = start_up(stack_env, *mode)
     try:
         status = json.loads(lec(stack_env, "status", "--json").stdout)
         expected = {"kafka", "mqtt", "sftp", "chain"}
         if not mode:
-            expected |= {"mqtt-bridge", "feedback-relay", "sftp-watch", "http", "streams", "lake-sink", "oracle"}
+            expected |= {"mqtt-bridge", "feedback-relay", "sftp-watch", "http", "streams", "lake-sink", "oracle",
+                         "hdfs-namenode", "hdfs-datanode"}
+            _sink_writes_to_hdfs(stack_env)
         assert expected <= set(status)
         for name, svc in status.items():
             assert svc["alive"], f"{name} is not alive"
             if svc["port"]:
                 assert svc["answering"], f"{name} does not answer on {svc['port']}"
         pids = [svc["pid"] for svc in status.values()]
-    finally:
-        r = lec(stack_env, "down")
-        proc.wait(timeout=60)
+    finally:  # thirteen services to stop with the HDFS pair; minutes on a loaded machine
+        r = lec(stack_env, "down", "--timeout", "300", timeout=320)
+        proc.wait(timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     time.sleep(0.5)
     assert [p for p in pids if pid_alive(p)] == [], "orphan processes left behind"
@@ -72,6 +81,27 @@ def test_up_status_down(stack_env: dict[str, str], mode: list[str]) -> None:
         if svc["port"]:
             assert not port_open(svc["port"])
     assert lec(stack_env, "status").returncode == 1
+
+
+def _sink_writes_to_hdfs(env: dict[str, str]) -> None:
+    """The stack's lake is on its HDFS; readings sent to Kafka land there through the lake sink."""
+    from lakehouse.hdfs_cluster import namenode_state
+    from lakehouse.sink_sample import produce, sample_readings
+    from lakehouse.tables import open_table, query
+
+    state = json.loads((Path(env["LEC_RUN_DIR"]) / "stack.json").read_text())["env"]
+    lake, webhdfs = state["LEC_LAKE_URI"], state["LEC_WEBHDFS_URL"]
+    assert lake.startswith("hdfs://127.0.0.1:") and lake.endswith("/lake")
+    cfg = json.loads(lec(env, "config").stdout)  # another shell sees the stack's lake
+    assert (cfg["lake_uri"], cfg["webhdfs_url"]) == (lake, webhdfs)
+    assert namenode_state(int(webhdfs.rsplit(":", 1)[1])) == {"live_datanodes": 1, "safemode": False}
+    produce(state["LEC_KAFKA_BOOTSTRAP"], sample_readings(40, devices=4, days=1))
+
+    def landed() -> bool:
+        dt = open_table(f"{lake}/readings")
+        return dt is not None and query("SELECT count(*) n FROM t", {"t": dt}).to_pylist()[0]["n"] >= 40
+
+    wait_until(landed, 180, "the lake sink writing readings to hdfs://")
 
 
 def test_sigterm_stops_everything_and_a_dead_worker_is_restarted(stack_env: dict[str, str]) -> None:

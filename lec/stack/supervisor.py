@@ -17,10 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lec.config import Settings, write_private
 from lec.errors import ServiceError
 from lec.procs import ManagedProcess, free_port, pid_running, port_open
+
+if TYPE_CHECKING:
+    from lakehouse.hdfs_cluster import HdfsCluster
 
 log = logging.getLogger("lec.stack")
 
@@ -70,6 +74,7 @@ class Stack:
         self._mqtt_hashes: dict[str, str] = {}
         self._mqtt_checked = 0.0
         self._registry = None  # opened once Mosquitto's files are first generated
+        self._hdfs: HdfsCluster | None = None  # the lake's HDFS when settings.lake_hdfs (lakehouse.hdfs_cluster)
 
     # -- plan -----------------------------------------------------------------------------
     def _assign_ports(self) -> None:
@@ -81,6 +86,11 @@ class Stack:
             "http": s.http_port or free_port(),
             "chain": s.chain_port or free_port(),
         }
+        self._hdfs = None
+        if s.lake_hdfs and not s.lake_uri:
+            from lakehouse.hdfs_cluster import HdfsCluster, HdfsPorts
+
+            self._hdfs = HdfsCluster(self.run_dir / "hdfs", HdfsPorts(s.hdfs_port, s.hdfs_http_port).resolved())
         bootstrap = s.kafka_bootstrap or f"localhost:{self.ports['kafka']}"
         rpc = s.chain_rpc or f"http://127.0.0.1:{self.ports['chain']}"
         # Children read the same settings through LEC_* variables.
@@ -97,6 +107,9 @@ class Stack:
             "LEC_LAKE_URI": s.resolved_lake_uri(),
             "LEC_LOG_LEVEL": s.log_level,
         }
+        if self._hdfs is not None:
+            self.env["LEC_LAKE_URI"] = f"{self._hdfs.url}/lake"
+            self.env["LEC_WEBHDFS_URL"] = s.webhdfs_url or self._hdfs.webhdfs_url
 
     def server_specs(self) -> list[ServiceSpec]:
         from lec.services import (
@@ -108,7 +121,7 @@ class Stack:
             tansu_argv,
         )
 
-        specs = []
+        specs = self._hdfs_specs()
         if not self.settings.kafka_bootstrap:
             port = self.ports["kafka"]
             if self.settings.kafka_engine == "kafka":  # data under run_dir/kafka survives restarts
@@ -128,6 +141,23 @@ class Stack:
             specs.append(ServiceSpec("chain", anvil_argv(self.ports["chain"], self.settings.chain_id, state),
                                      port=self.ports["chain"], restart=False))
         return specs
+
+    def _hdfs_specs(self) -> list[ServiceSpec]:
+        """The lake's NameNode and DataNode (lake_hdfs): started first, stopped after every worker.
+
+        Health is the NameNode's JMX: it answers, then counts the DataNode live with safe mode off.
+        The name directory is formatted once, so a restart keeps the lake.
+        """
+        if self._hdfs is None:
+            return []
+        from lakehouse.hdfs_cluster import DATANODE, NAMENODE, namenode_state
+
+        h = self._hdfs
+        h.configure()
+        return [ServiceSpec("hdfs-namenode", h.command(NAMENODE), port=h.ports.rpc, ready_timeout=300,
+                            ready=lambda: bool(namenode_state(h.ports.nn_http))),
+                ServiceSpec("hdfs-datanode", h.command(DATANODE), port=h.ports.dn_xfer, ready_timeout=300,
+                            ready=h.healthy)]
 
     def _mosquitto_config(self) -> Path:
         """Mosquitto's files from the registry's suppliers (regenerated when they change)."""
