@@ -86,8 +86,8 @@ def test_up_status_down(stack_env: dict[str, str], mode: list[str]) -> None:
 def _sink_writes_to_hdfs(env: dict[str, str]) -> None:
     """The stack's lake is on its HDFS; readings sent to Kafka land there through the lake sink."""
     from lakehouse.hdfs_cluster import namenode_state
-    from lakehouse.sink_sample import produce, sample_readings
     from lakehouse.tables import open_table, query
+    from tests.support.sink_sample import produce, sample_readings
 
     state = json.loads((Path(env["LEC_RUN_DIR"]) / "stack.json").read_text())["env"]
     lake, webhdfs = state["LEC_LAKE_URI"], state["LEC_WEBHDFS_URL"]
