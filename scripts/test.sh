@@ -6,8 +6,10 @@ bash scripts/setup.sh
 export GX_ANALYTICS_ENABLED=false
 # Static checks first (seconds): ruff's rules (pyproject.toml) and the layer contract (.importlinter,
 # docs/architecture.md).
-.venv/bin/ruff check .
-PYTHONPATH="$PWD" .venv/bin/lint-imports
+# A failure fails the run, but only after the tests ran (one late lint error must not hide them).
+static_rc=0
+.venv/bin/ruff check . || static_rc=1
+PYTHONPATH="$PWD" .venv/bin/lint-imports || static_rc=1
 set +e
 # Two workers by default (most tests wait on real servers, not the CPU); LEC_TEST_WORKERS=0 runs in one process.
 workers="${LEC_TEST_WORKERS:-2}"
@@ -18,4 +20,5 @@ rc=$?
 set -e
 # pytest exits 5 when no test ran: that is a failure here, never a pass.
 if [ "$rc" -eq 5 ]; then echo "no tests ran: failing" >&2; exit 1; fi
+if [ "$static_rc" -ne 0 ] && [ "$rc" -eq 0 ]; then echo "static checks failed (ruff / lint-imports above)" >&2; exit 1; fi
 exit "$rc"
