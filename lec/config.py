@@ -47,6 +47,9 @@ class Settings(BaseModel):
     http_max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted HTTP body.")
     jwt_issuer: str = Field("", description="Issuer URL of supplier JWTs; empty = the embedded issuer.")
     jwks_url: str = Field("", description="JWKS URL; empty = the embedded issuer's keys.")
+    keycloak: bool = Field(False, description="`lec up` starts Keycloak (realm 'lec': one client per supplier) and "
+                           "HTTP ingest verifies its tokens; same as `lec up --keycloak` (docs/keycloak.md).")
+    keycloak_port: int = Field(0, description="Embedded Keycloak HTTP port; 0 = a free port.")
     max_payload_bytes: int = Field(1024 * 1024, description="Largest single source message accepted.")
     lake_uri: str = Field("", description="Delta lake root (path or hdfs:// URI); default run_dir/lake.")
     webhdfs_url: str = Field("", description="WebHDFS URL of the lake's NameNode (http://host:9870) for "

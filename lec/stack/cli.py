@@ -20,12 +20,16 @@ def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(servers_only: bool = typer.Option(False, "--servers-only",
                                              help="Start the servers (Kafka, MQTT, SFTP, chain) without workers."),
+           keycloak: bool = typer.Option(False, "--keycloak",
+                                         help="Also start Keycloak; HTTP ingest verifies its tokens (docs/keycloak.md)."),
            ) -> None:
         """Start every local service and worker; runs until Ctrl-C, SIGTERM or `lec down`."""
         from lec.config import settings
         from lec.stack.supervisor import PID_FILE, Stack, service_status
 
         s = settings()
+        if keycloak:
+            s = s.model_copy(update={"keycloak": True})
         configure_logging(level=s.log_level)
         stack = Stack(s, with_workers=not servers_only)
         stopping = {"flag": False}

@@ -43,6 +43,7 @@ class ServiceSpec:
     restart: bool = True
     ready: Callable[[], bool] | None = None
     ready_log: str | None = None   # a worker is ready once its log shows this line
+    env: dict[str, str] | None = None  # extra variables of this child only (e.g. Keycloak's bootstrap admin)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Stack:
         self._mqtt_checked = 0.0
         self._registry = None  # opened once Mosquitto's files are first generated
         self._hdfs: HdfsCluster | None = None  # the lake's HDFS when settings.lake_hdfs (lakehouse.hdfs_cluster)
+        self._keycloak_suppliers: frozenset[str] | None = None  # suppliers the realm was last synced with
 
     # -- plan -----------------------------------------------------------------------------
     def _assign_ports(self) -> None:
@@ -110,6 +112,13 @@ class Stack:
         if self._hdfs is not None:
             self.env["LEC_LAKE_URI"] = f"{self._hdfs.url}/lake"
             self.env["LEC_WEBHDFS_URL"] = s.webhdfs_url or self._hdfs.webhdfs_url
+        if s.keycloak:  # HTTP ingest verifies the realm's tokens through its JWKS
+            from connectors.keycloak import issuer_url, jwks_url
+
+            self.ports["keycloak"] = s.keycloak_port or free_port()
+            self.ports["keycloak-management"] = free_port()
+            self.env["LEC_JWT_ISSUER"] = issuer_url(self.ports["keycloak"])
+            self.env["LEC_JWKS_URL"] = jwks_url(self.ports["keycloak"])
 
     def server_specs(self) -> list[ServiceSpec]:
         from lec.services import (
@@ -135,6 +144,14 @@ class Stack:
         else:
             specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
         specs.append(ServiceSpec("sftp", lec_argv("connectors", "sftp-server"), port=self.ports["sftp"]))
+        if self.settings.keycloak:
+            from connectors.keycloak import READY_TIMEOUT, built_home, keycloak_argv, keycloak_env, keycloak_ready
+
+            mgmt = self.ports["keycloak-management"]
+            specs.append(ServiceSpec("keycloak", keycloak_argv(built_home(), self.ports["keycloak"], mgmt,
+                                                               self.run_dir / "keycloak"),
+                                     port=self.ports["keycloak"], ready=lambda: keycloak_ready(mgmt),
+                                     ready_timeout=READY_TIMEOUT, restart=False, env=keycloak_env(self.run_dir)))
         if not self.settings.chain_rpc:
             state = self.run_dir / "chain" / "anvil-state.json"
             state.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +213,26 @@ class Stack:
         log.info("registry changed: mosquitto password_file and acl_file regenerated, broker reloaded")
         return True
 
+    def sync_keycloak_if_registry_changed(self) -> bool:
+        """Give each supplier of the registry its Keycloak client (created for new suppliers)."""
+        if not self.settings.keycloak or not any(s.spec.name == "keycloak" for s in self.services):
+            return False
+        from connectors.keycloak import KeycloakAdmin
+        from lec.registry import open_registry
+
+        suppliers = frozenset(open_registry(self.settings).snapshot().suppliers)
+        if suppliers == self._keycloak_suppliers:
+            return False
+        admin = KeycloakAdmin(f"http://127.0.0.1:{self.ports['keycloak']}", self.run_dir)
+        try:
+            created = admin.sync_realm(sorted(suppliers))
+        finally:
+            admin.close()
+        self._keycloak_suppliers = suppliers
+        if created:
+            log.info("keycloak realm synced with the registry: clients created for %s", ", ".join(created))
+        return bool(created)
+
     def worker_specs(self) -> list[ServiceSpec]:
         return [*self._camel_specs(), 
             # publishers' messages reach the bridge only once it has subscribed
@@ -212,7 +249,7 @@ class Stack:
     def _launch(self, spec: ServiceSpec) -> ManagedProcess:
         log_path = self.run_dir / "logs" / f"{spec.name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0  # logs append across restarts
-        proc = ManagedProcess(spec.name, spec.argv, log_path, env=self.env)
+        proc = ManagedProcess(spec.name, spec.argv, log_path, env={**self.env, **(spec.env or {})})
         if spec.ready is not None:
             check = spec.ready
         elif spec.port:
@@ -239,6 +276,7 @@ class Stack:
         from lec.kafka import ensure_topics
 
         ensure_topics(self.env["LEC_KAFKA_BOOTSTRAP"])
+        self.sync_keycloak_if_registry_changed()
         self.write_state()
 
     def start_workers(self, names: list[str] | None = None) -> None:
@@ -288,6 +326,10 @@ class Stack:
                 self.reload_mqtt_if_registry_changed()
             except Exception as exc:  # noqa: BLE001 - a registry mid-migration must not stop the supervision
                 log.warning("mosquitto reload check failed: %s", exc)
+            try:
+                self.sync_keycloak_if_registry_changed()
+            except Exception as exc:  # Keycloak busy: retried at the next check
+                log.warning("keycloak realm sync failed: %s", exc)
         for svc in self.services:
             if svc.proc.alive() or not svc.spec.restart:
                 continue
