@@ -26,7 +26,7 @@ import httpx
 from connectors.tokens import AUDIENCE
 from lec.config import Settings, write_private
 from lec.errors import ServiceError
-from lec.procs import ManagedProcess, free_port
+from lec.procs import ManagedProcess, free_port, port_open
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VERSION = "26.4.0"
@@ -139,10 +139,19 @@ def keycloak_env(run_dir: Path) -> dict[str, str]:
 
 
 def keycloak_ready(management_port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{management_port}/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
+    """Ready once the management port answers /health/ready with 200 (plain HTTP: polled often, stay cheap)."""
+    import http.client
+
+    if not port_open(management_port):
         return False
+    conn = http.client.HTTPConnection("127.0.0.1", management_port, timeout=2)
+    try:
+        conn.request("GET", "/health/ready")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
 
 def issuer_url(port: int) -> str:
