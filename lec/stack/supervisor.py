@@ -145,7 +145,13 @@ class Stack:
             specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
         specs.append(ServiceSpec("sftp", lec_argv("connectors", "sftp-server"), port=self.ports["sftp"]))
         if self.settings.keycloak:
-            from connectors.keycloak import READY_TIMEOUT, built_home, keycloak_argv, keycloak_env, keycloak_ready
+            from connectors.keycloak import (
+                READY_TIMEOUT,
+                built_home,
+                keycloak_argv,
+                keycloak_env,
+                keycloak_ready,
+            )
 
             mgmt = self.ports["keycloak-management"]
             specs.append(ServiceSpec("keycloak", keycloak_argv(built_home(), self.ports["keycloak"], mgmt,
@@ -328,7 +334,7 @@ class Stack:
                 log.warning("mosquitto reload check failed: %s", exc)
             try:
                 self.sync_keycloak_if_registry_changed()
-            except Exception as exc:  # Keycloak busy: retried at the next check
+            except Exception as exc:  # noqa: BLE001 - Keycloak busy: retried at the next check
                 log.warning("keycloak realm sync failed: %s", exc)
         for svc in self.services:
             if svc.proc.alive() or not svc.spec.restart:
