@@ -30,6 +30,17 @@ from lec.errors import ConfigError
 from lec.registry.passwords import hash_password
 
 BRIDGE_PASSWORD_FILE = "mqtt-bridge.password"
+# Mosquitto auth plugin binding client ids to accounts (connectors/mqtt_plugin/clientid_prefix.c),
+# compiled by scripts/build-mosquitto-plugin.sh (called from scripts/setup.sh).
+CLIENTID_PLUGIN = Path(__file__).resolve().parent.parent / ".cache" / "mosquitto" / "clientid_prefix.so"
+
+
+def clientid_plugin() -> Path:
+    """The compiled client-id plugin; a clear error when setup has not built it."""
+    if not CLIENTID_PLUGIN.exists():
+        raise ConfigError(f"Mosquitto client-id plugin {CLIENTID_PLUGIN} is missing: run "
+                          f"scripts/build-mosquitto-plugin.sh (needs apt mosquitto-dev libmosquitto-dev gcc)")
+    return CLIENTID_PLUGIN
 
 
 def bridge_password(settings: Settings, *, create: bool = False) -> str:
@@ -92,6 +103,10 @@ def mosquitto_conf(out: Path, port: int, *, persistence_dir: Path | None = None,
         "allow_anonymous false",
         f"password_file {out / 'password_file'}",
         f"acl_file {out / 'acl_file'}",
+        # a supplier may only use client ids "<account>" or "<account>-...": no session takeover
+        # (the plugin defers to password_file for the password)
+        f"plugin {clientid_plugin()}",
+        f"plugin_opt_password_file {out / 'password_file'}",
         # a persistent session must keep everything queued while a bridge is down (default 1000 drops)
         "max_queued_messages 0",
         "max_queued_bytes 0",

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in mosquitto mosquitto-clients openssh-server openssh-client postgresql maven chromium; do
+for pkg in mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc openssh-server openssh-client postgresql maven chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
@@ -27,4 +27,5 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund; fi
 bash scripts/fetch-jars.sh
+bash scripts/build-mosquitto-plugin.sh  # client ids bound to accounts (connectors/mqtt_plugin)
 echo "setup done: .venv, node_modules, .cache/jvm"

@@ -177,3 +177,40 @@ def test_mosquitto_config_limits_packets_and_keeps_bridge_ids_secret(tmp_path, k
         cid = bridge_client_id(settings, 0)
         assert cid.startswith(f"{settings.mqtt_username}-0-") and len(cid) > len(settings.mqtt_username) + 12
         assert cid != bridge_client_id(Settings(run_dir=tmp_path / "other", mqtt_password="another"), 0)
+
+
+def test_mosquitto_binds_client_ids_to_accounts(tmp_path) -> None:
+    """Issue 9 finding 1 on Mosquitto: the clientid_prefix plugin refuses ids of other accounts
+    (before it, sup-home with sup-utility's id disconnected sup-utility and took its session)."""
+    settings = _settings(tmp_path)
+    reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
+    reg.migrate()
+    reg.load_file(EXAMPLE_COMMUNITY)
+    bridge_user, bridge_pw = settings.mqtt_username, bridge_password(settings, create=True)
+    with mosquitto_broker(settings, reg.supplier_password_hashes(), tmp_path / "mosquitto") as port:
+        victim = mqtt_client(port, "sup-utility", "utility-secret", protocol=4, client_id="sup-utility-gw1")
+        assert not victim.connect_reason.is_failure
+        dropped = threading.Event()
+        victim.on_disconnect = lambda *_a: dropped.set()
+        bridge = mqtt_client(port, bridge_user, bridge_pw, client_id=bridge_client_id(settings, 0))
+        assert not bridge.connect_reason.is_failure       # the bridge works as before
+        bridge.on_disconnect = lambda *_a: dropped.set()
+        for cid in ["sup-utility-gw1", "sup-utility", bridge_client_id(settings, 0), f"{bridge_user}-0",
+                    "sup-homeX", "box-1"]:
+            assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id=cid)), cid
+        assert _refused(mqtt_client(port, bridge_user, bridge_pw, protocol=4, client_id="sup-utility-gw1"))
+        # the plugin defers to password_file: a right id with a wrong password is still refused
+        assert _refused(mqtt_client(port, "sup-home", "wrong-password", protocol=4, client_id="sup-home-1"))
+        for cid in ["sup-home", "sup-home-gw-7"]:       # its own ids: exactly the account, or "<account>-..."
+            own = mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id=cid)
+            assert not own.connect_reason.is_failure, cid
+            own.disconnect()
+            own.loop_stop()
+        time.sleep(0.3)
+        assert not dropped.is_set() and victim.is_connected() and bridge.is_connected()
+        assert publish_all(victim, [(reading_topic("cer-example", "sup-utility", "IT001E00000002", "x"), b"{}")])
+        log = (tmp_path / "mosquitto" / "mosquitto.log").read_text(errors="replace")
+        assert "refused client id 'sup-utility-gw1' for user 'sup-home'" in log
+        for c in (victim, bridge):
+            c.disconnect()
+            c.loop_stop()
