@@ -68,10 +68,9 @@ def bridge_password(settings: Settings, *, create: bool = False) -> str:
 def bridge_client_id(settings: Settings, index: int | str, password: str | None = None) -> str:
     """The client id of bridge process ``index`` (or "relay"): unguessable without the bridge password.
 
-    Why: Mosquitto 2.0 lets any authenticated user take over a client id's session (its only
-    binding, ``use_username_as_clientid``, would allow one connection per supplier and make bridge
-    processes evict each other), so the bridge's ids must not be predictable; the embedded broker
-    binds ids to accounts as well.
+    Why: Mosquitto 2.0 alone lets any authenticated user take over a client id's session; both
+    brokers now bind ids to accounts (the clientid_prefix plugin, the embedded broker's plugin), and
+    the tag keeps the bridge's ids secret should that binding ever be missing.
     """
     key = (password or bridge_password(settings)).encode()
     tag = hmac.new(key, f"lec-bridge-client-id/{index}".encode(), hashlib.sha256).hexdigest()[:16]
