@@ -67,7 +67,8 @@ def build_takeout(lake: OracleLake, client: Any, secrets: Any, *, community_id: 
             mine, owner = list(range(len(rows))), None
         if not mine:
             continue
-        missing = [rows[i].device_id for i in mine if rows[i].device_id not in secret_cache]
+        # an erased device's leaves carry no device id any more (GDPR): nothing to look up, nothing to disclose
+        missing = [rows[i].device_id for i in mine if rows[i].device_id is not None and rows[i].device_id not in secret_cache]
         if missing:
             secret_cache.update(secrets.get_many(sorted(set(missing))))
         readings = []
