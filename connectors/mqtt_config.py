@@ -131,14 +131,21 @@ def write_mqtt_config(settings: Settings, supplier_hashes: dict[str, str], out: 
         "acl_file": out / "acl_file",
         "mosquitto.conf": out / "mosquitto.conf",
     }
-    files["password_file"].write_text(password_lines(supplier_hashes, settings.mqtt_username, bridge_hash))
-    files["acl_file"].write_text(acl_text(list(supplier_hashes), settings.mqtt_username))
-    files["mosquitto.conf"].write_text(mosquitto_conf(out, port or settings.mqtt_port or 1883,
-                                                      persistence_dir=persistence_dir,
-                                                      max_packet=max_packet_bytes(settings.max_payload_bytes)))
-    for path in files.values():
-        _readable_by_mosquitto(path)
+    _write_replacing(files["password_file"], password_lines(supplier_hashes, settings.mqtt_username, bridge_hash))
+    _write_replacing(files["acl_file"], acl_text(list(supplier_hashes), settings.mqtt_username))
+    _write_replacing(files["mosquitto.conf"], mosquitto_conf(out, port or settings.mqtt_port or 1883,
+                                                             persistence_dir=persistence_dir,
+                                                             max_packet=max_packet_bytes(settings.max_payload_bytes)))
     return files
+
+
+def _write_replacing(path: Path, text: str) -> None:
+    """Write via a temporary file and rename: the clientid_prefix plugin reads the password_file at
+    every CONNECT, so it must never see a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    _readable_by_mosquitto(tmp)
+    os.replace(tmp, path)
 
 
 def follow_registry(settings: Settings, out: Path, stop: threading.Event, *, mosquitto_pid: int | None = None,
