@@ -180,3 +180,37 @@ def test_clustering_identical_on_sail_and_jvm(engines, loaded) -> None:
             np.testing.assert_allclose(cs[3], cj[3], atol=1.01e-6, rtol=0)
         assert stored_s[kind][-1] == stored_j[kind][-1]
 
+
+def test_maintenance_on_both_engines(engines, tmp_path: Path) -> None:
+    """What Sail cannot do through Spark (history, OPTIMIZE, VACUUM, schema evolution) goes
+    through deltalake on Sail and through Spark SQL on JVM Spark: the same outcome on twin tables."""
+    from lakehouse.maintenance import add_columns, history, maintain
+    from tests.support.kpi_sample import SampleFlow, readings_table
+
+    flow = SampleFlow("f-mt", "POD-MT", "u-mt", "load", 1)
+    t0 = datetime(2024, 5, 6, 10, tzinfo=ROME)  # 16 quarter-hours within one UTC date: one partition
+    results = {}
+    for name in ("sail", "jvm"):
+        lake = str(tmp_path / name)
+        for batch in range(4):  # four appends: four small files in one partition
+            write_readings(lake, readings_table(CID, [(flow, t0 + timedelta(minutes=15 * (4 * batch + i)), 10 + i)
+                                                      for i in range(4)]))
+        uri = f"{lake}/readings"
+        spark = engines[name]
+        before = history(uri, name, spark)
+        add_columns(uri, {"note": "string"}, name, spark)
+        report = maintain(uri, name, spark, retention_hours=0)
+        after = history(uri, name, spark)
+        df = spark.read.format("delta").load(uri)
+        results[name] = (before, report, after, df.columns, df.count(), df.where(df.note.isNotNull()).count(),
+                         len(list((Path(uri) / "community_id=cer-engines").rglob("*.parquet"))))
+    for name, (before, report, after, cols, n, notes, files) in results.items():
+        assert [h["version"] for h in before] == [3, 2, 1, 0], (name, before)
+        assert [h["operation"] for h in before][:3] == ["WRITE"] * 3, (name, before)
+        assert (report["version_before"], report["files_removed"], report["files_added"]) == (4, 4, 1), (name, report)
+        assert report["files_vacuumed"] == 4, (name, report)
+        ops = [h["operation"] for h in after]  # deltalake logs "ADD COLUMN", delta-spark "ADD COLUMNS"
+        assert ops[:3] == ["VACUUM END", "VACUUM START", "OPTIMIZE"] and ops[3].startswith("ADD COLUMN"), (name, ops)
+        assert report["version_after"] == after[0]["version"] > 4
+        assert "note" in cols and n == 16 and notes == 0
+        assert files == 1, (name, files)  # the four small files compacted into one, the old ones vacuumed
