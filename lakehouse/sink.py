@@ -169,6 +169,7 @@ class DeltaSink:
         self._written: dict[tuple[str, int], int] = {}    # last offset in the table, per topic-partition
         self._rejected: dict[tuple[str, int], int] = {}   # last reject offset in `deadletter`
         self._assigned: set[tuple[str, int]] = set()
+        self._seen: dict[tuple[str, int], int] = {}  # last offset consumed per partition (idle = caught up)
         self._tables: dict[str, Any] = {}
         self._identity = {t.name: KeyIndex(t, IDENTITY[t.name]) for t in tables if t.name in IDENTITY}
         self._buffer: dict[str, Batch] = defaultdict(Batch)
@@ -224,7 +225,9 @@ class DeltaSink:
                     self._last_maintain = now
                     self._work.put(("maintain", None))
                 if max_idle_s is not None and not msgs and now - last_msg > max_idle_s and not self._buffered:
-                    break
+                    # idle means caught up: a slow first fetch (a busy machine) is not idleness
+                    if now - last_msg > max(30.0, 5 * max_idle_s) or self._caught_up():
+                        break
             self.flush()
         finally:
             self._work.put(None)
@@ -269,8 +272,20 @@ class DeltaSink:
         if new:
             self._consumer.incremental_assign(new)
 
+    def _caught_up(self) -> bool:
+        """Every assigned partition consumed up to its high watermark (or the table already holds it)."""
+        from confluent_kafka import TopicPartition
+
+        for topic, p in self._assigned:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)
+            done = max(self._seen.get((topic, p), -1), self._written.get((topic, p), -1))
+            if high > 0 and done < high - 1:
+                return False
+        return True
+
     def _take(self, msgs: list[Any]) -> None:
         written = self._written
+        seen = self._seen
         buffer = self._buffer
         for m in msgs:
             err = m.error()
@@ -278,6 +293,7 @@ class DeltaSink:
                 log.warning("Kafka: %s", err)
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
+            seen[(topic, partition)] = offset
             if offset <= written.get((topic, partition), -1):
                 continue  # already in the table (a seek answered with older records)
             batch = buffer[topic]
