@@ -224,10 +224,10 @@ class DeltaSink:
                     self.flush()
                     self._last_maintain = now
                     self._work.put(("maintain", None))
-                if max_idle_s is not None and not msgs and now - last_msg > max_idle_s and not self._buffered:
-                    # idle means caught up: a slow first fetch (a busy machine) is not idleness
-                    if now - last_msg > max(30.0, 5 * max_idle_s) or self._caught_up():
-                        break
+                # idle means caught up: a slow first fetch (a busy machine) is not idleness
+                idle = max_idle_s is not None and not msgs and not self._buffered and now - last_msg > max_idle_s
+                if idle and (now - last_msg > max(30.0, 5 * max_idle_s) or self._caught_up()):
+                    break
             self.flush()
         finally:
             self._work.put(None)
