@@ -329,11 +329,12 @@ class MqttBridge:
         self.producer.flush(30)
         core.flush_due(force=True)
         self.producer.flush(10)
+        # the figures are final once Kafka holds everything: say so before the (bounded) disconnects
+        log.info("bridge stopped: %d forwarded, %d rejected, %d left unacknowledged for redelivery",
+                 core.forwarded, core.rejected, core.unacked)
         self.client.disconnect()
         self.client.loop_stop()
         self.view.stop()
-        log.info("bridge stopped: %d forwarded, %d rejected, %d left unacknowledged for redelivery",
-                 core.forwarded, core.rejected, core.unacked)
 
     def stop(self, *_args: Any) -> None:
         self.stopping.set()

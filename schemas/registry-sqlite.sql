@@ -26,6 +26,12 @@ CREATE TABLE communities (
 	PRIMARY KEY (id)
 );
 
+CREATE TABLE registry_revision (
+	id INTEGER NOT NULL, 
+	revision INTEGER NOT NULL, 
+	PRIMARY KEY (id)
+);
+
 CREATE TABLE roles (
 	id INTEGER NOT NULL, 
 	code VARCHAR(64) NOT NULL, 

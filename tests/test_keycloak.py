@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from connectors.keycloak import client_representation, issuer_url, jwks_url, realm_representation
+import pytest
+
+from connectors.keycloak import _stamp, client_representation, issuer_url, jwks_url, realm_representation, server_home
 from connectors.tokens import AUDIENCE
 from lec.config import Settings
+from lec.errors import ServiceError
 
 
-def test_stack_with_keycloak_plans_it_and_points_http_ingest_at_its_jwks(tmp_path) -> None:
-    """`lec up --keycloak`: a supervised keycloak server whose admin password is in its environment only."""
+def test_stack_with_keycloak_plans_it_and_points_http_ingest_at_its_jwks(tmp_path, monkeypatch) -> None:
+    """`lec up --keycloak`: a supervised keycloak server whose admin password is in its environment only.
+
+    Keycloak is optional (setup does not build it): without a build `lec up --keycloak` stops at once
+    with the command that builds it; with one (its build marker, in a JVM cache of this test's own) it
+    is planned as a supervised server."""
     from lec.stack.supervisor import Stack
+
+    monkeypatch.setenv("LEC_JVM_CACHE", str(tmp_path / "jvm"))
+    unbuilt = Stack(Settings(run_dir=tmp_path / "run0", keycloak=True, kafka_bootstrap="localhost:1"))
+    unbuilt._assign_ports()
+    with pytest.raises(ServiceError, match=r"python -m connectors.keycloak build"):
+        unbuilt.server_specs()
+    server_home().mkdir(parents=True)
+    (server_home() / ".lec-built").write_text(_stamp())
 
     stack = Stack(Settings(run_dir=tmp_path / "run", keycloak=True, kafka_bootstrap="localhost:1"))
     stack._assign_ports()

@@ -38,7 +38,7 @@ READY = READY_LINE
 def raw_share(worker) -> str | None:
     """The lec.raw partitions of the worker's latest assignment, as the worker logs them (e.g. '0,1')."""
     lines = [ln for ln in worker.log.read_text(errors="replace").splitlines() if "assigned lec.raw partitions" in ln]
-    return lines[-1].rsplit(" ", 1)[-1].strip() if lines else None
+    return lines[-1].strip().rsplit(" ", 1)[-1] if lines else None
 
 
 def test_worker_applies_every_rule_end_to_end(fresh_kafka, settings: Settings) -> None:

@@ -98,7 +98,8 @@ flows:
      mapping: {ts: t, energy: reg}, ts_format: epoch_s}
   - {id: f-rome, device: DEV-ROME, supplier: sup-a, channel: sftp, syntax: csv, measurement: load,
      account: consumption, units: {energy: kWh}, mapping: {ts: datetime, energy: kwh},
-     ts_format: "%d/%m/%Y %H:%M", timezone: Europe/Rome, syntax_options: {delimiter: ";", decimal_comma: true}}
+     ts_format: "%d/%m/%Y %H:%M", timezone: Europe/Rome, syntax_options: {delimiter: ";", decimal_comma: true},
+     max_lateness_s: 31536000}   # a DSO's curve files: corrections of past months, a year back (docs/streams.md)
   - {id: f-pow, device: DEV-POW, supplier: sup-a, channel: mqtt, syntax: json, measurement: load,
      value_kind: instant, units: {power: kW, voltage: V, current: A}, mapping: {ts: ts, power: kw, voltage: v, current: i},
      ts_format: epoch_ms}
