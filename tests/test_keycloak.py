@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.keycloak import _stamp, client_representation, issuer_url, jwks_url, realm_representation, server_home
+from connectors.keycloak import (
+    _stamp,
+    client_representation,
+    issuer_url,
+    jwks_url,
+    realm_representation,
+    server_home,
+)
 from connectors.tokens import AUDIENCE
 from lec.config import Settings
 from lec.errors import ServiceError
