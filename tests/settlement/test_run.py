@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.settlement.run import settle_month
+from lakehouse.settlement.run import SETTLE_STEPS, settle_month
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore
 from tests.settlement.sample import CID, KWH, ROME, day_rows, may_lake
 from tests.support.kpi_sample import readings_table, write_readings
@@ -56,7 +56,10 @@ def test_run_versions_and_idempotence(settings, registry) -> None:
     assert not again["written"] and again["version"] == 1 and again["inputs_digest"] == first["inputs_digest"]
 
     write_readings(lake, readings_table(CID, day_rows(6)))                   # late readings
-    second = settle_month(settings, CID, "2026-05", registry=registry)
+    phases: list = []      # `lec settlement run` moves its terminal bar (lec.progress) once per phase
+    second = settle_month(settings, CID, "2026-05", registry=registry,
+                          advance=lambda n=1, description=None: phases.append(description))
+    assert len(phases) == SETTLE_STEPS
     assert second["written"] and second["version"] == 2 and second["shared_mwh"] == 36 * KWH
     assert second["statements_root"] != first["statements_root"]
     assert [v["version"] for v in store.versions(CID, "2026-05")] == [1, 2]
