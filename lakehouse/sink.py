@@ -345,15 +345,14 @@ class DeltaSink:
             except BaseException as exc:  # noqa: BLE001 - handed to the consume loop, which stops and raises it
                 self._writer_error = exc
 
-    def _write(self, buffer: dict[str, Batch | tuple[Batch, pa.Table | None, list[Reject]]]) -> None:
-        """Write one batch (per topic: its records, or its records already converted): rejects first,
-        then one commit per table."""
+    def _write(self, buffer: dict[str, tuple[Batch, pa.Table | None, list[Reject]]]) -> None:
+        """Write one batch (per topic: its records, converted by ``flush``): rejects first, then one
+        commit per table."""
         started = time.monotonic()
         converted: list[tuple[TableSpec, pa.Table | None, dict[int, int]]] = []
         rejects: list[Reject] = []
-        for topic, got in buffer.items():
+        for topic, (batch, table, bad) in buffer.items():
             spec = self.by_topic[topic]
-            batch, table, bad = (got, *convert(spec, got)) if isinstance(got, Batch) else got
             table, clash = self._fit(spec, table, batch)
             table = self._drop_reemitted(spec, table)
             rejects.extend(bad + clash)
