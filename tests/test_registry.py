@@ -41,6 +41,20 @@ def test_migrations_create_every_seed_table(db_url: str, tmp_path: Path) -> None
     assert reg.migrate() == head  # idempotent
 
 
+def test_commands_started_together_on_a_new_registry_all_migrate_it(db_url: str) -> None:
+    """Two `lec` commands started at once on a new run dir both migrate: the seed rows went in twice
+    (UNIQUE constraint failed: t_frequence.code) before migrations took a lock."""
+    import subprocess
+    import sys
+
+    code = "import sys; from lec.registry import Registry; print(Registry(sys.argv[1]).migrate())"
+    procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [r[0] for r in results] == [0] * 6, "\n".join(r[2][-600:] for r in results if r[0])
+    assert len({r[1] for r in results}) == 1  # every one ends at the same head
+
+
 def test_migration_0003_adds_rated_power_and_lateness_to_an_older_registry(tmp_path: Path) -> None:
     from alembic import command
     from sqlalchemy import create_engine, inspect

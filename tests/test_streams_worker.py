@@ -197,11 +197,12 @@ def test_two_workers_share_partitions_each_reading_once(fresh_kafka, settings: S
         wait_until(split, 60, "rebalance")
         time.sleep(1)
         records, expected = bulk_envelopes(120, 50, prefix="two")
-        produce(bootstrap, topics.RAW, records)
+        # keys spread over every partition (six device keys could all hash into one worker's share)
+        produce(bootstrap, topics.RAW, [(key + b"/%d" % i, value) for i, (key, value) in enumerate(records)])
         out = read_topic(bootstrap, topics.READINGS, lambda o: len(o) >= len(expected), timeout=120)
         time.sleep(2)
         out += read_topic(bootstrap, topics.READINGS, lambda o: False, timeout=2)[len(out):]
-        wait_until(lambda: log_contains(w1, "processed") and log_contains(w2, "processed"), 30, "stats")
+        wait_until(lambda: log_contains(w1, "processed") and log_contains(w2, "processed"), 60, "stats")
     finally:
         w1.stop()
         w2.stop()

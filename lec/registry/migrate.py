@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -19,8 +23,26 @@ def _config(engine: Engine) -> Config:
     return cfg
 
 
+@contextmanager
+def _one_migrator(engine: Engine) -> Iterator[None]:
+    """Two commands started at once on a new run dir must not both seed the tables (the second would
+    fail on a unique key): on a SQLite file, a lock file beside it; PostgreSQL takes an advisory lock
+    in env.py."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def upgrade_to_head(engine: Engine) -> str:
-    command.upgrade(_config(engine), "head")
+    with _one_migrator(engine):
+        command.upgrade(_config(engine), "head")
     return current_revision(engine) or ""
 
 
