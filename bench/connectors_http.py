@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import httpx
 import orjson
 
-from connectors.tokens import issue_token
+from connectors.http.tokens import issue_token
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
@@ -103,7 +103,7 @@ def main() -> None:
         try:
             ensure_topics(bootstrap)
             env = worker_env(settings, bootstrap, 0, LEC_HTTP_PORT=str(port), LEC_LOG_LEVEL="WARNING")
-            server = ManagedProcess("http", [sys.executable, "-m", "connectors.mqtt_http_cli", "http-serve"],
+            server = ManagedProcess("http", [sys.executable, "-m", "connectors", "http-serve"],
                                     root / "http.log", env=env, cwd=ROOT)
             server.wait_ready(lambda: port_open(port), 60)
             token = issue_token(settings, "sup-utility")

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.mqtt_config import bridge_password
-from connectors.mqtt_topics import reading_topic
+from connectors.mqtt.config import bridge_password
+from connectors.mqtt.topics import reading_topic
 from lec import topics
 from lec.config import Settings
 from lec.kafka import consumer_config, ensure_topics
@@ -84,7 +84,7 @@ def count_in_kafka(bootstrap: str, tag: str, n: int, timeout: float = 600) -> fl
 def start_bridge(settings: Settings, bootstrap: str, port: int, processes: int, logs: Path,
                  protocol: str) -> ManagedProcess:
     env = worker_env(settings, bootstrap, port)
-    proc = ManagedProcess(f"bridge{processes}", [sys.executable, "-m", "connectors.mqtt_http_cli", "mqtt-bridge",
+    proc = ManagedProcess(f"bridge{processes}", [sys.executable, "-m", "connectors", "mqtt-bridge",
                                                  "--protocol", protocol, "--processes", str(processes)],
                           logs / f"bridge-{processes}-{uuid.uuid4().hex[:4]}.log", env=env, cwd=ROOT)
     proc.wait_ready(lambda: proc.log.read_text(errors="replace").count("subscribed to") >= processes, 120)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.sftp_area import SftpArea
-from connectors.sftp_state import IngestedFiles
-from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
+from connectors.sftp.area import SftpArea
+from connectors.sftp.state import IngestedFiles
+from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
 from lec.services import start_tansu
 
 COMMUNITY = """\
@@ -57,7 +57,7 @@ def write_csv(path: Path, size_mb: int) -> int:
 
 def baseline(path: Path, bootstrap: str, chunk_bytes: int, chunk_lines: int) -> float:
     """Same chunks, produced raw with plain confluent-kafka; returns seconds."""
-    from connectors.sftp_chunks import chunks
+    from connectors.sftp.chunks import chunks
     from lec.io import Producer
 
     producer = Producer(bootstrap, **{"queue.buffering.max.kbytes": 65536, "message.max.bytes": 4 * 1024 * 1024})

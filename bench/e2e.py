@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.connectors_sftp import COMMUNITY
 from bench.streams import output_span, start
-from connectors.sftp_area import SftpArea
-from connectors.sftp_state import IngestedFiles
-from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
+from connectors.sftp.area import SftpArea
+from connectors.sftp.state import IngestedFiles
+from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
 from lakehouse.sink import DeltaSink
 from lakehouse.sink_config import SinkConfig
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS

@@ -231,9 +231,9 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
     receipt["raw_zone"] = erase_raw(raw_zone, subject.flow_ids, subject.pattern(), deleted_files)
     from lec.pseudonym import pseudonym
 
-    # log lines name files by pseudonym (connectors.sftp_watch.logged): those go with the ids
+    # log lines name files by pseudonym (connectors.sftp.watch.logged): those go with the ids
     subject.pseudonyms += sorted({pseudonym(n, run_dir) for n in deleted_files})
-    from connectors.sftp_watch import state_path
+    from connectors.sftp.watch import state_path
 
     receipt["sftp_ingested_files"] = erase_ingested_files(state_path(run_dir), subject)
     receipt["takeouts"] = erase_takeouts(run_dir, subject, wallets)

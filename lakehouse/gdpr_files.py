@@ -63,7 +63,7 @@ def erase_sftp(root: Path, subject: Subject, deleted: list[str] | None = None) -
     """Delete the subject's flow folders and files in every supplier's area; counts by kind.
 
     The names of files deleted or cleaned go to ``deleted``: log lines name files by pseudonym
-    (connectors.sftp_watch.logged), which the log redaction must then also remove."""
+    (connectors.sftp.watch.logged), which the log redaction must then also remove."""
     deleted = [] if deleted is None else deleted
     out = {"files": 0, "reports": 0, "folders": 0, "lines": 0}
     if not root.exists():

@@ -220,7 +220,7 @@ MOSQUITTO_AUTOSAVE_S = 1
 
 def mosquitto_config(settings: Any, supplier_hashes: dict[str, str], folder: Path, port: int) -> Path:
     """Write password_file, acl_file and mosquitto.conf (persistence under folder/data) from the registry."""
-    from connectors.mqtt_config import write_mqtt_config
+    from connectors.mqtt.config import write_mqtt_config
 
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)

@@ -27,5 +27,5 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund; fi
 bash scripts/fetch-jars.sh
-bash scripts/build-mosquitto-plugin.sh  # client ids bound to accounts (connectors/mqtt_plugin)
+bash scripts/build-mosquitto-plugin.sh  # client ids bound to accounts (connectors/mqtt/plugin)
 echo "setup done: .venv, node_modules, .cache/jvm"

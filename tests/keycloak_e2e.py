@@ -2,7 +2,7 @@
 
 Not collected by the suite (the file name does not start with test_): on the shared 2-core machines
 Keycloak's first start took 5-11 minutes (docs/keycloak.md), over the 600 s test timeout and the CI
-budget. Run it on purpose, after `python -m connectors.keycloak build`:
+budget. Run it on purpose, after `python -m connectors.http.keycloak build`:
 `PYTHONPATH=$PWD .venv/bin/python -m pytest -q tests/keycloak_e2e.py`.
 """
 
@@ -17,7 +17,7 @@ import jwt
 import orjson
 import pytest
 
-from connectors.keycloak import (
+from connectors.http.keycloak import (
     KeycloakAdmin,
     client_representation,
     client_secret,
@@ -26,7 +26,7 @@ from connectors.keycloak import (
     jwks_url,
     start_keycloak,
 )
-from connectors.tokens import AUDIENCE
+from connectors.http.tokens import AUDIENCE
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics

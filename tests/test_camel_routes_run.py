@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from connectors.camel_run import READY_LINE, ensure_seen_topic, prepare, routes_yaml
+from connectors.camel.run import READY_LINE, ensure_seen_topic, prepare, routes_yaml
 from lec import topics
 from lec.io import read_topic
 from lec.kafka import ensure_topics

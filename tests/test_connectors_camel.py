@@ -18,8 +18,14 @@ import jsonschema
 import pytest
 import yaml
 
-from connectors.camel_k import CamelError, camel_flows, integration_name, render_all, render_integration
-from connectors.camel_kube import KubeClient, status_row
+from connectors.camel.integrations import (
+    CamelError,
+    camel_flows,
+    integration_name,
+    render_all,
+    render_integration,
+)
+from connectors.camel.kube import KubeClient, status_row
 from lec.records import RAW_SCHEMA
 from tests.support.sshd import load_community, make_keys
 
@@ -181,7 +187,7 @@ def test_cli_apply_status_delete_with_a_kubeconfig(registry, kube: dict[str, Any
            "LEC_SECRETS_URL": f"sqlite:///{run_dir / 'secrets.db'}", "LEC_KAFKA_BOOTSTRAP": "kafka.lec:9092"}
 
     def lec(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "connectors.sftp_camel_cli", "camel", *args], env=env,
+        result = subprocess.run([sys.executable, "-m", "connectors", "camel", *args], env=env,
                                 cwd=REPO, check=False, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout

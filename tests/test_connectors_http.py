@@ -14,7 +14,7 @@ import jwt
 import orjson
 import pytest
 
-from connectors.tokens import AUDIENCE, EMBEDDED_ISSUER, issue_token
+from connectors.http.tokens import AUDIENCE, EMBEDDED_ISSUER, issue_token
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
@@ -69,14 +69,14 @@ def _raw_of_batch(api: dict, batch_id: str, items: int) -> list[dict]:
 
 def test_tokens_issue_command_prints_a_verifiable_token(api: dict) -> None:
     s = api["settings"]
-    out = subprocess.run([sys.executable, "-m", "connectors.mqtt_http_cli", "tokens", "issue", "--supplier",
+    out = subprocess.run([sys.executable, "-m", "connectors", "tokens", "issue", "--supplier",
                           "sup-home", "--ttl", "120"], capture_output=True, text=True, cwd=PROJECT_ROOT,
                          env=worker_env(s, api["bootstrap"], 0), check=True).stdout.strip()
     claims = jwt.decode(out, options={"verify_signature": False})
     assert claims["supplier"] == "sup-home" and claims["aud"] == AUDIENCE and claims["exp"] - claims["iat"] == 120
     r = httpx.get(f"{api['url']}/v1/batches/nope", headers=_auth(out))
     assert r.status_code == 404                       # authenticated, just no such batch
-    bad = subprocess.run([sys.executable, "-m", "connectors.mqtt_http_cli", "tokens", "issue", "--supplier",
+    bad = subprocess.run([sys.executable, "-m", "connectors", "tokens", "issue", "--supplier",
                           "sup-nobody"], capture_output=True, text=True, cwd=PROJECT_ROOT,
                          env=worker_env(s, api["bootstrap"], 0))
     assert bad.returncode != 0 and "not in the registry" in bad.stderr + bad.stdout
@@ -133,7 +133,7 @@ def test_unauthenticated_and_forged_tokens_are_refused(api: dict) -> None:
     expired = issue_token(api["settings"], "sup-utility", ttl_s=-120)
     r = httpx.post(url, json=data, headers=_auth(expired))
     assert r.status_code == 401 and "expired" in r.json()["message"]
-    from connectors.tokens import signing_key
+    from connectors.http.tokens import signing_key
 
     wrong_aud = jwt.encode({**claims, "aud": "account"}, signing_key(api["settings"]), algorithm="RS256")
     assert httpx.post(url, json=data, headers=_auth(wrong_aud)).status_code == 401

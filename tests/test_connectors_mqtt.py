@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.mqtt_bridge import MqttBridge
-from connectors.mqtt_config import acl_text, bridge_password
-from connectors.mqtt_topics import feedback_topic, reading_topic
+from connectors.mqtt.bridge import MqttBridge
+from connectors.mqtt.config import acl_text, bridge_password
+from connectors.mqtt.topics import feedback_topic, reading_topic
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
@@ -257,7 +257,7 @@ def test_mqtt_config_command_writes_broker_files_from_registry(env: dict, tmp_pa
     from tests.support.mosquitto import PROJECT_ROOT
 
     out = tmp_path / "conf"
-    run = subprocess.run([sys.executable, "-m", "connectors.mqtt_http_cli", "mqtt-config", "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "connectors", "mqtt-config", "--out", str(out),
                           "--port", "18830", "--persistence-dir", str(tmp_path / "data")],
                          env=worker_env(env["settings"], env["bootstrap"], env["port"]), cwd=PROJECT_ROOT,
                          capture_output=True, text=True)

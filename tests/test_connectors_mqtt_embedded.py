@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors.mqtt_topics import reading_topic
+from connectors.mqtt.topics import reading_topic
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
@@ -37,7 +37,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> 
     bridge = start_worker("mqtt-bridge", ["mqtt-bridge"], wenv, root)   # protocol auto -> 3.1.1 here
     try:
         bridge.wait_ready(lambda: "subscribed to lec/#" in bridge.log.read_text(errors="replace"), timeout=60)
-        from connectors.mqtt_config import bridge_password
+        from connectors.mqtt.config import bridge_password
 
         yield {"port": port, "bootstrap": kafka_bootstrap, "bridge": bridge,
                "bridge_password": bridge_password(settings)}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sftp_area import SftpError, VirtualPath
-from connectors.sftp_chunks import chunks, read_header, scan
-from connectors.sftp_watch import Window
+from connectors.sftp.area import SftpError, VirtualPath
+from connectors.sftp.chunks import chunks, read_header, scan
+from connectors.sftp.watch import Window
 
 
 def _fd(path: Path, data: bytes) -> int:

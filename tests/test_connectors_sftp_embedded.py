@@ -12,9 +12,9 @@ from typing import Any
 import paramiko
 import pytest
 
-from connectors.sftp_area import SftpArea
-from connectors.sftp_state import IngestedFiles
-from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
+from connectors.sftp.area import SftpArea
+from connectors.sftp.state import IngestedFiles
+from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
 from lec.procs import ManagedProcess, free_port, port_open
 from tests.support.sshd import PASSWORDS, load_community, make_keys, sftp_batch
 from tests.test_connectors_sftp_watch import consume_all, lines_received
@@ -34,7 +34,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     env = {"LEC_RUN_DIR": str(run_dir), "LEC_SFTP_ROOT": str(root), "LEC_SFTP_PORT": str(port),
            "LEC_REGISTRY_URL": f"sqlite:///{run_dir / 'registry.db'}",
            "LEC_SECRETS_URL": f"sqlite:///{run_dir / 'secrets.db'}"}
-    proc = ManagedProcess("sftp-server", [sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-server"],
+    proc = ManagedProcess("sftp-server", [sys.executable, "-m", "connectors", "sftp-server"],
                           base / "sftp-server.log", env=env, cwd=REPO)
     proc.wait_ready(lambda: port_open(port), timeout=60)
     # things an administrator (not a supplier) left inside a space: links pointing outside it

@@ -22,9 +22,9 @@ from typing import Any
 import paramiko
 import pytest
 
-from connectors.sftp_area import SftpArea
-from connectors.sftp_state import IngestedFiles
-from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
+from connectors.sftp.area import SftpArea
+from connectors.sftp.state import IngestedFiles
+from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
 from tests.support.sshd import (
     PASSWORDS,
     load_community,
@@ -57,7 +57,7 @@ def openssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         env = {**os.environ, "LEC_RUN_DIR": str(run_dir), "LEC_REGISTRY_URL": f"sqlite:///{run_dir / 'registry.db'}",
                "LEC_SECRETS_URL": f"sqlite:///{run_dir / 'secrets.db'}"}
         generated = subprocess.run(
-            [sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-config", "--out", str(out), "--root",
+            [sys.executable, "-m", "connectors", "sftp-config", "--out", str(out), "--root",
              str(mount_point), "--user-prefix", prefix, "--watcher-user", prefix + "watch", "--keys-dir", str(keys_dir)],
             env=env, cwd=REPO, check=False, capture_output=True, text=True, timeout=120)
         assert generated.returncode == 0, generated.stderr[-2000:]

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from connectors.sftp_area import SftpArea
-from connectors.sftp_state import IngestedFiles
-from connectors.sftp_watch import SftpWatcher, WatchOptions, Window, kafka_producer
+from connectors.sftp.area import SftpArea
+from connectors.sftp.state import IngestedFiles
+from connectors.sftp.watch import SftpWatcher, WatchOptions, Window, kafka_producer
 from lec.records import decode
 from tests.support.sshd import load_community, make_keys
 
@@ -209,7 +209,7 @@ def test_watcher_killed_mid_file_loses_nothing(tmp_path: Path, kafka_bootstrap: 
     # one line per chunk so that sending takes a few seconds; the worker writes lec.raw of the shared
     # broker, so only records carrying this file's sha256 are counted
     chunking = ["--chunk-bytes", "2048", "--chunk-lines", "1", "--max-line-bytes", "1024"]
-    argv = [sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-watch"]
+    argv = [sys.executable, "-m", "connectors", "sftp-watch"]
     ensure_topics(kafka_bootstrap, ("lec.raw",))
     raw = replay(kafka_bootstrap, "lec.raw", batch=500, poll_s=0.2)
     log_path = tmp_path / "watch1.log"
@@ -267,7 +267,7 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path: Path, kafka_bootstrap: str) 
     env = {**os.environ, "LEC_RUN_DIR": str(run_dir), "LEC_SFTP_ROOT": str(tmp_path / "sftp"),
            "LEC_KAFKA_BOOTSTRAP": kafka_bootstrap, "LEC_REGISTRY_URL": f"sqlite:///{run_dir / 'registry.db'}",
            "LEC_SECRETS_URL": f"sqlite:///{run_dir / 'secrets.db'}"}
-    proc = subprocess.Popen([sys.executable, "-m", "connectors.sftp_camel_cli", "sftp-watch"], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "connectors", "sftp-watch"], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.keycloak import (
+from connectors.http.keycloak import (
     _stamp,
     client_representation,
     issuer_url,
@@ -12,7 +12,7 @@ from connectors.keycloak import (
     realm_representation,
     server_home,
 )
-from connectors.tokens import AUDIENCE
+from connectors.http.tokens import AUDIENCE
 from lec.config import Settings
 from lec.errors import ServiceError
 
@@ -28,7 +28,7 @@ def test_stack_with_keycloak_plans_it_and_points_http_ingest_at_its_jwks(tmp_pat
     monkeypatch.setenv("LEC_JVM_CACHE", str(tmp_path / "jvm"))
     unbuilt = Stack(Settings(run_dir=tmp_path / "run0", keycloak=True, kafka_bootstrap="localhost:1"))
     unbuilt._assign_ports()
-    with pytest.raises(ServiceError, match=r"python -m connectors.keycloak build"):
+    with pytest.raises(ServiceError, match=r"python -m connectors.http.keycloak build"):
         unbuilt.server_specs()
     server_home().mkdir(parents=True)
     (server_home() / ".lec-built").write_text(_stamp())

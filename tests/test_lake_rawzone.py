@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from connectors.sftp_area import SftpArea
-from connectors.sftp_state import IngestedFiles
-from connectors.sftp_watch import SftpWatcher, WatchOptions, kafka_producer
+from connectors.sftp.area import SftpArea
+from connectors.sftp.state import IngestedFiles
+from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
 from lakehouse.rawzone import RawZone
 from tests.support.hdfs import shared_hdfs
 from tests.support.sshd import load_community, make_keys

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.mqtt_topics import reading_topic
+from connectors.mqtt.topics import reading_topic
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics

@@ -71,7 +71,7 @@ def test_one_deadletter_builder_caps_the_payload_and_validates() -> None:
 
 
 def test_every_layer_rejects_with_the_one_rejection_type() -> None:
-    from connectors.http_app import ApiError
+    from connectors.http.app import ApiError
     from streams.errors import Reject
 
     for exc in (Reject("out_of_range", "energy out of range", value=1.0), ApiError(413, "too_large", "too big"),

@@ -95,7 +95,7 @@ def send_http(settings: Settings, batches: list[HttpBatch]) -> Counter:
     """POST each batch with the supplier's bearer token; returns status codes seen."""
     import httpx
 
-    from connectors.tokens import issue_token
+    from connectors.http.tokens import issue_token
 
     codes: Counter = Counter()
     tokens: dict[str, str] = {}

@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
             print_status(st, run_dir)
         if "mqtt-bridge" in st and healthy:  # end to end: a probe published on MQTT must reach Kafka
-            from connectors.mqtt_bridge import probe_liveness
+            from connectors.mqtt.bridge import probe_liveness
 
             ok, detail = probe_liveness(s, s.kafka_bootstrap)
             typer.echo(f"mqtt liveness: {'ok' if ok else 'DOWN'} ({detail})", err=True)

@@ -113,7 +113,7 @@ class Stack:
             self.env["LEC_LAKE_URI"] = f"{self._hdfs.url}/lake"
             self.env["LEC_WEBHDFS_URL"] = s.webhdfs_url or self._hdfs.webhdfs_url
         if s.keycloak:  # HTTP ingest verifies the realm's tokens through its JWKS
-            from connectors.keycloak import issuer_url, jwks_url
+            from connectors.http.keycloak import issuer_url, jwks_url
 
             self.ports["keycloak"] = s.keycloak_port or free_port()
             self.ports["keycloak-management"] = free_port()
@@ -145,7 +145,7 @@ class Stack:
             specs.append(ServiceSpec("mqtt", lec_argv("connectors", "mqtt-broker"), port=self.ports["mqtt"]))
         specs.append(ServiceSpec("sftp", lec_argv("connectors", "sftp-server"), port=self.ports["sftp"]))
         if self.settings.keycloak:
-            from connectors.keycloak import (
+            from connectors.http.keycloak import (
                 READY_TIMEOUT,
                 built_home,
                 keycloak_argv,
@@ -195,7 +195,7 @@ class Stack:
 
     def _camel_specs(self) -> list[ServiceSpec]:
         """One Camel process for the registry's camel flows, when there are any."""
-        from connectors.camel_run import READY_LINE, has_camel_flows
+        from connectors.camel.run import READY_LINE, has_camel_flows
         from lec.registry import open_registry
 
         try:
@@ -223,7 +223,7 @@ class Stack:
         """Give each supplier of the registry its Keycloak client (created for new suppliers)."""
         if not self.settings.keycloak or not any(s.spec.name == "keycloak" for s in self.services):
             return False
-        from connectors.keycloak import KeycloakAdmin
+        from connectors.http.keycloak import KeycloakAdmin
         from lec.registry import open_registry
 
         suppliers = frozenset(open_registry(self.settings).snapshot().suppliers)

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.tokens import issue_token
+from connectors.http.tokens import issue_token
 from lec import topics
 from lec.demo.community import DEMO_PASSWORDS
 from lec.demo.traffic import build_traffic

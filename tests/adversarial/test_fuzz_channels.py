@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.tokens import issue_token
+from connectors.http.tokens import issue_token
 from lec import topics
 from lec.io import read_topic
 from lec.records import message_id_for

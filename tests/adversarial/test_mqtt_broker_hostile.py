@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors.mqtt_bridge import probe_liveness
-from connectors.mqtt_config import bridge_client_id, bridge_password
-from connectors.mqtt_topics import max_packet_bytes, reading_topic
+from connectors.mqtt.bridge import probe_liveness
+from connectors.mqtt.config import bridge_client_id, bridge_password
+from connectors.mqtt.topics import max_packet_bytes, reading_topic
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics

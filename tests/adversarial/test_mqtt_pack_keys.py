@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import uuid
 
-from connectors.mqtt_bridge import BridgeCore, Incoming
-from connectors.mqtt_topics import reading_topic
+from connectors.mqtt.bridge import BridgeCore, Incoming
+from connectors.mqtt.topics import reading_topic
 from lec import topics
 from lec.kafka import ensure_topics
 from lec.records import decode

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from connectors.mqtt_topics import reading_topic
-from connectors.sftp_area import SftpArea
-from connectors.tokens import issue_token
+from connectors.http.tokens import issue_token
+from connectors.mqtt.topics import reading_topic
+from connectors.sftp.area import SftpArea
 from lec import topics
 from lec.config import Settings
 from lec.kafka import ensure_topics
@@ -145,7 +145,7 @@ def test_mosquitto_files_follow_the_registry(tmp_path: Path, fresh_kafka) -> Non
     import os
     import threading
 
-    from connectors.mqtt_config import follow_registry
+    from connectors.mqtt.config import follow_registry
     from lec.services import MOSQUITTO
 
     _proc, bootstrap = fresh_kafka

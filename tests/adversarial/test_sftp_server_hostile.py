@@ -14,9 +14,9 @@ import asyncssh
 import paramiko
 import pytest
 
-from connectors.sftp_area import SftpArea, SftpError
-from connectors.sftp_openssh import write_openssh_config
-from connectors.sftp_server import SupplierDirectory, start_server
+from connectors.sftp.area import SftpArea, SftpError
+from connectors.sftp.openssh import write_openssh_config
+from connectors.sftp.server import SupplierDirectory, start_server
 from lec.procs import free_port
 from tests.support.sshd import PASSWORDS, load_community, make_keys
 from tests.test_connectors_sftp_embedded import embedded  # noqa: F401 - the fixture

@@ -87,8 +87,8 @@ def worker_env(settings: Settings, bootstrap: str, mqtt_port: int, **extra: str)
 
 
 def start_worker(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> ManagedProcess:
-    """A connector command as a child process (``python -m connectors.mqtt_http_cli ...``)."""
-    return ManagedProcess(name, [sys.executable, "-m", "connectors.mqtt_http_cli", *args],
+    """A connector command as a child process (``python -m connectors ...``)."""
+    return ManagedProcess(name, [sys.executable, "-m", "connectors", *args],
                           log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log", env=env, cwd=PROJECT_ROOT)
 
 

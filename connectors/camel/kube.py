@@ -17,7 +17,7 @@ from typing import Any
 import requests
 import yaml
 
-from connectors.camel_k import API_VERSION, MANAGED_BY, CamelError
+from connectors.camel.integrations import API_VERSION, MANAGED_BY, CamelError
 
 PLURAL = "integrations"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")

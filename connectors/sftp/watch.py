@@ -26,7 +26,8 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from connectors.sftp_area import (
+from connectors.channel import RawSink
+from connectors.sftp.area import (
     FAILED,
     INBOX,
     PART_SUFFIX,
@@ -36,8 +37,8 @@ from connectors.sftp_area import (
     SftpArea,
     SftpError,
 )
-from connectors.sftp_chunks import FileScan, Problem, chunks, read_header, scan
-from connectors.sftp_state import IngestedFiles
+from connectors.sftp.chunks import FileScan, Problem, chunks, read_header, scan
+from connectors.sftp.state import IngestedFiles
 from lec import topics
 from lec.io import DeliveryTracker, Producer
 from lec.records import (
@@ -45,7 +46,6 @@ from lec.records import (
     deadletter_record,
     encode,
     message_id_for,
-    raw_envelope,
     raw_item,
     utc_now_iso,
 )
@@ -109,7 +109,7 @@ class SftpWatcher:
         self.registry, self.area, self.state, self.producer = registry, area, state, producer
         self.options, self.max_payload_bytes = options, max_payload_bytes
         self.window = window or Window("immediate")
-        self.raw_topic, self.deadletter_topic = raw_topic, deadletter_topic
+        self.raw, self.deadletter_topic = RawSink("sftp", producer, raw_topic), deadletter_topic
         self.raw_zone = raw_zone  # lakehouse.rawzone.RawZone: originals archived before sending
         self.stop_requested = threading.Event()
         self._seen: dict[Path, tuple[int, int, float]] = {}
@@ -368,8 +368,8 @@ class SftpWatcher:
                             message_id=message_id_for("sftp", supplier_id, result.sha256, flow.id,
                                                       str(chunk.line_start)),
                             device_id=flow.device_id, flow_id=flow.id, content_type=content_type)
-            envelope = raw_envelope("sftp", flow.community_id, supplier_id, [item])
-            self._produce(self.raw_topic, flow.device_id, encode(envelope), tracker)
+            self.raw.send(self.raw.record(flow.community_id, supplier_id, flow.device_id, [item]), tracker)
+            self.producer.poll(0)
             sent += 1
         remaining = self.producer.flush(120)
         if remaining or tracker.error:

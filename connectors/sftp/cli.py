@@ -1,7 +1,4 @@
-"""`lec connectors sftp-server|sftp-watch|sftp-config` and `lec connectors camel apply|delete|status|render`.
-
-Also runnable alone: ``python -m connectors.sftp_camel_cli sftp-watch`` (same commands).
-"""
+"""`lec connectors sftp-server|sftp-watch|sftp-config`: the SFTP channel's commands."""
 
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _bootstrap(settings: Any) -> str:
-    from connectors.sftp_area import SftpError
+    from connectors.sftp.area import SftpError
 
     if not settings.kafka_bootstrap:
         raise SftpError("set LEC_KAFKA_BOOTSTRAP to the Kafka bootstrap servers (`lec up` sets it for its workers)")
@@ -28,7 +25,7 @@ def _bootstrap(settings: Any) -> str:
 
 def sftp_server(host: str = typer.Option("127.0.0.1", help="Address to listen on.")) -> None:
     """Embedded SFTP server (foreground): one chrooted space per supplier, password or key login."""
-    from connectors.sftp_server import drop_capabilities, host_key_path, serve_forever
+    from connectors.sftp.server import drop_capabilities, host_key_path, serve_forever
     from lec.config import settings as current
     from lec.registry.view import RegistryView
 
@@ -45,9 +42,9 @@ def sftp_watch(once: bool = typer.Option(False, help="Ingest the complete upload
                chunk_lines: int = typer.Option(10_000, help="Most lines in one raw item."),
                max_line_bytes: int = typer.Option(64 * 1024, help="Longer lines fail the file.")) -> None:
     """Watch every supplier's inbox and ingest completed uploads into lec.raw (foreground)."""
-    from connectors.sftp_area import SftpArea
-    from connectors.sftp_state import IngestedFiles
-    from connectors.sftp_watch import SftpWatcher, WatchOptions, Window, kafka_producer, state_path
+    from connectors.sftp.area import SftpArea
+    from connectors.sftp.state import IngestedFiles
+    from connectors.sftp.watch import SftpWatcher, WatchOptions, Window, kafka_producer, state_path
     from lakehouse.rawzone import RawZone
     from lec.config import settings as current
     from lec.registry.view import RegistryView
@@ -83,7 +80,7 @@ def sftp_config(out: Path = typer.Option(..., help="Folder to write sshd_config,
                 keys_dir: Path = typer.Option(Path("/etc/ssh/lec-sftp-keys"),
                                               help="Where setup.sh installs the authorized keys.")) -> None:
     """Generate OpenSSH Match blocks, authorized keys and an ownership script from the registry."""
-    from connectors.sftp_openssh import write_openssh_config
+    from connectors.sftp.openssh import write_openssh_config
     from lec.config import settings as current
     from lec.registry import open_registry
 
@@ -95,17 +92,8 @@ def sftp_config(out: Path = typer.Option(..., help="Folder to write sshd_config,
         typer.echo(str(path))
 
 
-def register_sftp_camel(group: typer.Typer) -> None:
-    """Add the SFTP and Camel K commands to the `lec connectors` group."""
+def register(group: typer.Typer) -> None:
+    """Add the SFTP commands to the `lec connectors` group."""
     group.command("sftp-server")(sftp_server)
     group.command("sftp-watch")(sftp_watch)
     group.command("sftp-config")(sftp_config)
-    from connectors.camel_cli import camel_app
-
-    group.add_typer(camel_app(), name="camel")
-
-
-if __name__ == "__main__":  # `python -m connectors.sftp_camel_cli sftp-watch`: the same commands without `lec`
-    from lec.io.runner import run_standalone
-
-    run_standalone(register_sftp_camel)

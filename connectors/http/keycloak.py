@@ -1,12 +1,12 @@
 """Keycloak as the token issuer of HTTP suppliers: build once, start, and a realm from the registry.
 
 Opt-in (docs/keycloak.md: its start exceeds the 90 s bound on the shared 2-core machines):
-``python -m connectors.keycloak build`` fetches the server distribution (``org.keycloak:keycloak-quarkus-dist``,
+``python -m connectors.http.keycloak build`` fetches the server distribution (``org.keycloak:keycloak-quarkus-dist``,
 a zip) from Maven Central, unpacks it and runs ``kc.sh build`` once per version and build options, so
 each start is ``kc.sh start --optimized``. The realm ``lec`` holds one confidential client per supplier
 (client-credentials grant, client id = supplier id) whose access tokens carry the supplier id in the
 ``supplier`` claim (hardcoded-claim mapper) and ``lec-ingest`` in ``aud`` (audience mapper): exactly
-what ``connectors.tokens.TokenVerifier`` checks through the realm's JWKS.
+what ``connectors.http.tokens.TokenVerifier`` checks through the realm's JWKS.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Any
 
 import httpx
 
-from connectors.tokens import AUDIENCE
+from connectors.http.tokens import AUDIENCE
 from lec.config import Settings, write_private
 from lec.errors import ServiceError
 from lec.procs import ManagedProcess, free_port, port_open
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VERSION = "26.4.0"
 REALM = "lec"
 # Build-time options (baked in by `kc.sh build`): an H2 file database and the health endpoints.
@@ -166,7 +166,7 @@ def built_home() -> Path:
     """The built server, or a clear error saying how to build it."""
     home = server_home()
     if not is_built():
-        raise ServiceError(f"Keycloak is not built in {home}: run `python -m connectors.keycloak build` "
+        raise ServiceError(f"Keycloak is not built in {home}: run `python -m connectors.http.keycloak build` "
                            "(once; about 70 s of CPU)")
     return home
 
@@ -287,9 +287,9 @@ def configure_from_registry(settings: Settings, base_url: str) -> list[str]:
         admin.close()
 
 
-if __name__ == "__main__":  # opt-in, once: python -m connectors.keycloak build
+if __name__ == "__main__":  # opt-in, once: python -m connectors.http.keycloak build
     import sys
 
     if sys.argv[1:] != ["build"]:
-        raise SystemExit("usage: python -m connectors.keycloak build")
+        raise SystemExit("usage: python -m connectors.http.keycloak build")
     print(f"keycloak built in {ensure_built()}")

@@ -13,9 +13,9 @@ log = logging.getLogger("lec.connectors.http")
 
 def build_app(settings: Settings, bootstrap: str) -> tuple[Any, Any]:
     """The FastAPI app and a function that stops its background parts."""
-    from connectors.http_app import KafkaSender, create_app
-    from connectors.http_batches import BatchStore, FeedbackWatcher
-    from connectors.tokens import TokenVerifier, jwks
+    from connectors.http.app import KafkaSender, create_app
+    from connectors.http.batches import BatchStore, FeedbackWatcher
+    from connectors.http.tokens import TokenVerifier, jwks
     from lec import topics
     from lec.kafka import ensure_topics
 
@@ -42,7 +42,7 @@ def build_app(settings: Settings, bootstrap: str) -> tuple[Any, Any]:
 def run_server(host: str = "127.0.0.1") -> None:
     import uvicorn
 
-    from connectors.mqtt_bridge import resolve_bootstrap
+    from connectors.mqtt.bridge import resolve_bootstrap
     from lec.config import settings as current
     from lec.errors import ConfigError
 

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from connectors.sftp_area import FAILED, INBOX, PROCESSED, STAGING, SftpError, sftp_flows
+from connectors.sftp.area import FAILED, INBOX, PROCESSED, STAGING, SftpError, sftp_flows
 from lec.registry import Registry
 
 UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}[$]?$")

@@ -1,4 +1,4 @@
-"""`lec connectors` commands of the MQTT and HTTP channels (workers run in the foreground)."""
+"""`lec connectors mqtt-config|mqtt-broker|mqtt-bridge|feedback-relay`: the MQTT channel (foreground workers)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 
-def register_mqtt_http(group: typer.Typer) -> None:
+def register(group: typer.Typer) -> None:
+    """Add the MQTT commands to the `lec connectors` group."""
+
     @group.command("mqtt-config")
     def mqtt_config(out: Path = typer.Option(..., "--out", help="Folder for password_file, acl_file, mosquitto.conf."),
                     port: int = typer.Option(0, help="Listener port written in mosquitto.conf (default: LEC_MQTT_PORT or 1883)."),
@@ -17,7 +19,7 @@ def register_mqtt_http(group: typer.Typer) -> None:
                                                             "(lec.registry) and SIGHUP Mosquitto."),
                     mosquitto_pid: int = typer.Option(0, help="With --follow: the Mosquitto process to SIGHUP.")) -> None:
         """Write Mosquitto's password_file and acl_file (and a mosquitto.conf) from the registry."""
-        from connectors.mqtt_config import follow_registry, write_mqtt_config
+        from connectors.mqtt.config import follow_registry, write_mqtt_config
         from lec.config import settings
         from lec.registry import open_registry
 
@@ -40,7 +42,7 @@ def register_mqtt_http(group: typer.Typer) -> None:
     @group.command("mqtt-broker")
     def mqtt_broker() -> None:
         """Embedded MQTT 3.1.1 broker (amqtt) on LEC_MQTT_HOST:LEC_MQTT_PORT with registry passwords and ACL."""
-        from connectors.mqtt_broker import run_broker
+        from connectors.mqtt.broker import run_broker
 
         run_broker()
 
@@ -48,7 +50,7 @@ def register_mqtt_http(group: typer.Typer) -> None:
     def mqtt_bridge(processes: int = typer.Option(1, help="Bridge processes sharing $share/lec-bridge/lec/# (needs a broker with shared subscriptions: Mosquitto)."),
                     protocol: str = typer.Option("auto", help="auto, 5 or 3.1.1.")) -> None:
         """Forward every message under lec/# to Kafka lec.raw (QoS 1 acked after Kafka acked it)."""
-        from connectors.mqtt_bridge import run_bridge
+        from connectors.mqtt.bridge import run_bridge
 
         proto = {"auto": 0, "5": 5, "3.1.1": 4, "311": 4}.get(protocol)
         if proto is None:
@@ -58,35 +60,6 @@ def register_mqtt_http(group: typer.Typer) -> None:
     @group.command("feedback-relay")
     def feedback_relay() -> None:
         """Publish each lec.feedback record to the supplier's own MQTT topic lec-feedback/{supplier}."""
-        from connectors.feedback_relay import run_relay
+        from connectors.mqtt.feedback_relay import run_relay
 
         run_relay()
-
-    @group.command("http-serve")
-    def http_serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all).")) -> None:
-        """HTTP ingest API (uvicorn) on LEC_HTTP_PORT: POST /v1/readings, GET /v1/batches/{id}."""
-        from connectors.http_server import run_server
-
-        run_server(host)
-
-
-
-def register_tokens(app: typer.Typer) -> None:
-    """`lec tokens issue`: bearer tokens for the HTTP API."""
-    tokens = typer.Typer(help="Supplier bearer tokens of the embedded issuer.", no_args_is_help=True)
-
-    @tokens.command("issue")
-    def tokens_issue(supplier: str = typer.Option(..., help="Supplier id (the token's `supplier` claim)."),
-                     ttl: int = typer.Option(3600, help="Lifetime in seconds.")) -> None:
-        """Print a signed RS256 JWT for a supplier (embedded issuer; keys in the run dir)."""
-        from connectors.tokens import issue_for_supplier
-
-        typer.echo(issue_for_supplier(supplier, ttl))
-
-    app.add_typer(tokens, name="tokens")
-
-
-if __name__ == "__main__":  # `python -m connectors.mqtt_http_cli mqtt-bridge`: the same commands without `lec`
-    from lec.io.runner import run_standalone
-
-    run_standalone(register_mqtt_http, register_tokens)

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncssh
 
-from connectors.sftp_area import SftpArea, SftpError, VirtualPath, sftp_flows
+from connectors.sftp.area import SftpArea, SftpError, VirtualPath, sftp_flows
 from lec.registry import Registry, RegistrySnapshot
 from lec.registry.passwords import LoginCache
 

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from connectors.mqtt_topics import (
+from connectors.mqtt.topics import (
     BRIDGE_FILTER,
     FEEDBACK_PREFIX,
     PREFIX,
@@ -30,9 +30,9 @@ from lec.errors import ConfigError
 from lec.registry.passwords import hash_password
 
 BRIDGE_PASSWORD_FILE = "mqtt-bridge.password"
-# Mosquitto auth plugin binding client ids to accounts (connectors/mqtt_plugin/clientid_prefix.c),
+# Mosquitto auth plugin binding client ids to accounts (connectors/mqtt/plugin/clientid_prefix.c),
 # compiled by scripts/build-mosquitto-plugin.sh (called from scripts/setup.sh).
-CLIENTID_PLUGIN = Path(__file__).resolve().parent.parent / ".cache" / "mosquitto" / "clientid_prefix.so"
+CLIENTID_PLUGIN = Path(__file__).resolve().parents[2] / ".cache" / "mosquitto" / "clientid_prefix.so"
 
 
 def clientid_plugin() -> Path:

@@ -20,7 +20,7 @@ from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.plugins.topic_checking import TopicAccessControlListPlugin
 
-from connectors.mqtt_topics import (
+from connectors.mqtt.topics import (
     BRIDGE_FILTER,
     FEEDBACK_PREFIX,
     PREFIX,
@@ -120,7 +120,7 @@ class RegistryAclPlugin(BaseTopicPlugin):
 
 def use_registry(settings: Any, view: Any) -> None:
     """Check logins against ``view`` (a RegistryView with credentials) and the bridge account."""
-    from connectors.mqtt_config import bridge_password
+    from connectors.mqtt.config import bridge_password
     from lec.registry.passwords import hash_password
 
     a = _accounts
@@ -227,8 +227,8 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 1000}},
         "plugins": {
-            "connectors.mqtt_broker.RegistryAuthPlugin": {},
-            "connectors.mqtt_broker.RegistryAclPlugin": {},
+            "connectors.mqtt.broker.RegistryAuthPlugin": {},
+            "connectors.mqtt.broker.RegistryAclPlugin": {},
         },
     }
 

@@ -22,8 +22,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.feedback_records import rejection_feedback
-from connectors.mqtt_topics import (
+from connectors.channel import RawSink
+from connectors.mqtt.feedback_records import rejection_feedback
+from connectors.mqtt.topics import (
     BRIDGE_FILTER,
     PROBE_PREFIX,
     SHARED_FILTER,
@@ -39,7 +40,6 @@ from lec.records import (
     deadletter_record,
     encode,
     message_id_for,
-    raw_envelope,
     raw_item,
     utc_now_iso,
 )
@@ -96,6 +96,7 @@ class BridgeCore:
     def __init__(self, producer: Producer, snapshot: RegistrySnapshot, ack: Any, *, max_payload_bytes: int,
                  pack_max_items: int = PACK_MAX_ITEMS, pack_max_age_s: float = PACK_MAX_AGE_S) -> None:
         self.producer = producer
+        self.raw = RawSink("mqtt", producer)
         self.snapshot = snapshot
         self._ack = ack
         self.max_payload_bytes = max_payload_bytes
@@ -185,9 +186,9 @@ class BridgeCore:
 
     def _flush_pack(self, key: tuple[str, str, str]) -> None:
         pack = self.packs.pop(key)
-        kafka_key = pack.device_id  # one device per pack, always: its readings stay on one partition
-        envelope = raw_envelope("mqtt", pack.community_id, pack.supplier_id, pack.items)  # type: ignore[arg-type]
-        self._produce(topics.RAW, kafka_key.encode(), encode(envelope), pack.tokens)
+        # one device per pack, always: the sink keys it by device, so its readings stay on one partition
+        record = self.raw.record(pack.community_id, pack.supplier_id, pack.device_id, pack.items)  # type: ignore[arg-type]
+        self._produce(self.raw.topic, record.key, record.value, pack.tokens)
         self.forwarded += len(pack.items)
 
     def _produce(self, topic: str, key: bytes, value: bytes, tokens: list[AckToken]) -> None:
@@ -216,8 +217,8 @@ class MqttBridge:
                  shared: bool = True, password: str | None = None) -> None:
         import paho.mqtt.client as mqtt
 
-        from connectors.mqtt_client import BufferedClient
-        from connectors.mqtt_config import bridge_password
+        from connectors.mqtt.client import BufferedClient
+        from connectors.mqtt.config import bridge_password
         from lec.registry.view import RegistryView
 
         self.settings = settings
@@ -394,7 +395,7 @@ def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 10.0) 
 
     import paho.mqtt.client as mqtt
 
-    from connectors.mqtt_config import bridge_password
+    from connectors.mqtt.config import bridge_password
     from lec.io import replay
     from lec.kafka import ensure_topics
 
@@ -441,7 +442,7 @@ def probe_liveness(settings: Settings, bootstrap: str, timeout_s: float = 10.0) 
 def choose_protocol(settings: Settings, protocol: int, wait_s: float = 60.0) -> tuple[int, bool]:
     """(protocol, shared). A broker that speaks MQTT 5 (Mosquitto) also offers shared subscriptions,
     to its MQTT 3.1.1 clients too; the embedded amqtt offers neither. ``protocol`` 0 = MQTT 5 if possible."""
-    from connectors.mqtt_config import bridge_password
+    from connectors.mqtt.config import bridge_password
     from lec.errors import ConfigError, ServiceError
 
     password = bridge_password(settings)
@@ -466,7 +467,7 @@ def run_one(index: int, protocol: int, shared: bool) -> None:
 
     s = current()
     configure_logging(f"bridge-{index}", level=s.log_level)
-    from connectors.mqtt_config import bridge_client_id
+    from connectors.mqtt.config import bridge_client_id
 
     bridge = MqttBridge(s, bootstrap=resolve_bootstrap(s), client_id=bridge_client_id(s, index),
                         protocol=protocol, shared=shared)

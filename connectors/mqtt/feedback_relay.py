@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import Any
 
-from connectors.mqtt_topics import feedback_topic
+from connectors.mqtt.topics import feedback_topic
 from lec import topics
 from lec.config import Settings
 from lec.io import configure_logging
@@ -30,7 +30,7 @@ class FeedbackRelay:
         import paho.mqtt.client as mqtt
         from confluent_kafka import Consumer
 
-        from connectors.mqtt_config import bridge_client_id, bridge_password
+        from connectors.mqtt.config import bridge_client_id, bridge_password
         from lec.kafka import consumer_config
 
         self.settings = settings
@@ -85,7 +85,7 @@ class FeedbackRelay:
 
 
 def run_relay(protocol: int = 4) -> None:
-    from connectors.mqtt_bridge import resolve_bootstrap
+    from connectors.mqtt.bridge import resolve_bootstrap
     from lec.config import settings as current
 
     s = current()

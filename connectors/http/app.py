@@ -22,15 +22,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from connectors.http_batches import Batch, BatchStore, Chunk
-from connectors.tokens import TokenError, TokenVerifier
+from connectors.channel import RawSink
+from connectors.http.batches import Batch, BatchStore, Chunk
+from connectors.http.tokens import TokenError, TokenVerifier
 from lec import topics
 from lec.records import Rejection as Refusal
 from lec.records import (
     deadletter_record,
     duplicate_json_key,
     message_id_for,
-    raw_envelope,
     raw_item,
     utc_now_iso,
 )
@@ -122,6 +122,7 @@ class KafkaSender:
         from lec.io import Producer
 
         self.producer = Producer(bootstrap, **{"message.max.bytes": 16 * 1024 * 1024, "message.timeout.ms": 30000})
+        self.raw = RawSink("http", self.producer)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
         self._thread.start()
@@ -267,8 +268,8 @@ def create_app(*, sender: KafkaSender, snapshot: Callable[[], RegistrySnapshot],
                 source["header"] = header
             item = raw_item(payload, message_id=mid, source=source, device_id=flow.device_id,  # type: ignore[arg-type]
                             flow_id=flow_id, content_type=content_type, received_ts=received)
-            envelope = raw_envelope("http", flow.community_id, supplier, [item])
-            records.append((flow.device_id.encode(), orjson.dumps(envelope)))
+            record = sender.raw.record(flow.community_id, supplier, flow.device_id, [item])
+            records.append((record.key, record.value))
             chunks.append(Chunk(mid, index, count))
         readings = sum(c.count for c in chunks)
         if readings == 0:

@@ -1,7 +1,7 @@
 """Run the registry's Camel routes for real on Apache Camel 4 (camel-main + YAML DSL).
 
 The routes are the ``spec.flows`` of the Integrations that ``lec connectors camel apply`` sends to
-Camel K (``connectors.camel_k.render_all``): the same text, written to one YAML file and loaded by
+Camel K (``connectors.camel.integrations.render_all``): the same text, written to one YAML file and loaded by
 ``org.apache.camel.main.Main`` with the jars ``scripts/fetch-jars.sh`` put in ``.cache/jvm/camel``.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from lec.errors import ServiceError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CAMEL_HEAP = "384m"
 
 
@@ -28,7 +28,7 @@ def camel_jars() -> Path:
 
 def routes_yaml(snapshot: Any, *, kafka_brokers: str, max_payload_bytes: int) -> str:
     """Every camel flow's route (with its beans and retry configuration) as one YAML DSL file."""
-    from connectors.camel_k import render_all, to_yaml
+    from connectors.camel.integrations import render_all, to_yaml
 
     flows: list[dict[str, Any]] = []
     for integration in render_all(snapshot, namespace="local", kafka_brokers=kafka_brokers,
@@ -57,14 +57,14 @@ READY_LINE = "started in"  # camel-main: "Apache Camel 4.x (lec-camel) started i
 
 def ensure_seen_topic(bootstrap: str) -> None:
     """The idempotent repository reads its topic at start and fails if it does not exist yet."""
-    from connectors.camel_k import SEEN_TOPIC
+    from connectors.camel.integrations import SEEN_TOPIC
     from lec.kafka import ensure_topics
 
     ensure_topics(bootstrap, (SEEN_TOPIC,), partitions=1)
 
 
 def has_camel_flows(snapshot: Any) -> bool:
-    from connectors.camel_k import camel_flows
+    from connectors.camel.integrations import camel_flows
 
     return bool(camel_flows(snapshot))
 

@@ -17,7 +17,7 @@ BROKERS = typer.Option(None, help="Kafka brokers as seen from the cluster (defau
 
 
 def _client(kubeconfig: Path | None, context: str | None, server: str | None, token: str | None) -> Any:
-    from connectors.camel_kube import KubeClient
+    from connectors.camel.kube import KubeClient
 
     if server:
         return KubeClient(server, token=token)
@@ -29,7 +29,7 @@ def _client(kubeconfig: Path | None, context: str | None, server: str | None, to
 
 
 def _rendered(namespace: str, brokers: str | None, flow: str | None) -> list[dict[str, Any]]:
-    from connectors.camel_k import CamelError, render_all
+    from connectors.camel.integrations import CamelError, render_all
     from lec.config import settings as current
     from lec.registry import open_registry
 
@@ -55,7 +55,7 @@ def camel_app() -> typer.Typer:
                flow: str | None = typer.Option(None, help="Only this flow."),
                out: Path | None = typer.Option(None, help="Write one YAML file per Integration here.")) -> None:
         """Print (or write) the Integration resources, as YAML, without touching a cluster."""
-        from connectors.camel_k import to_yaml
+        from connectors.camel.integrations import to_yaml
 
         items = _rendered(namespace, brokers, flow)
         if out:
@@ -98,7 +98,7 @@ def camel_app() -> typer.Typer:
     def status(namespace: str = NAMESPACE, kubeconfig: Path | None = KUBECONFIG, context: str | None = CONTEXT,
                server: str | None = SERVER, token: str | None = TOKEN) -> None:
         """Phase and readiness of every lec-managed Integration."""
-        from connectors.camel_kube import status_row
+        from connectors.camel.kube import status_row
 
         client = _client(kubeconfig, context, server, token)
         typer.echo("NAME\tFLOW\tPHASE\tREADY\tMESSAGE")
@@ -109,9 +109,14 @@ def camel_app() -> typer.Typer:
     @app.command("run")
     def run() -> None:
         """Run the registry's camel flows here on Apache Camel 4 (camel-main): the same routes as `render`."""
-        from connectors.camel_run import run as run_camel
+        from connectors.camel.run import run as run_camel
         from lec.config import settings as current
 
         run_camel(current())
 
     return app
+
+
+def register(group: typer.Typer) -> None:
+    """Add `lec connectors camel ...` to the `lec connectors` group."""
+    group.add_typer(camel_app(), name="camel")
