@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eth_utils import keccak
 
 from lec.services import start_anvil
-from oracle.chain import NotaryClient, community_key, deploy
-from oracle.chain_keys import address_of, dev_key
-from oracle.chain_tx import TxSender, artifact, connect
+from oracle.chain.client import NotaryClient, community_key, deploy
+from oracle.chain.keys import address_of, dev_key
+from oracle.chain.tx import TxSender, artifact, connect
 from oracle.types import AnchorData, RewardParams
 
 QH0 = 1_704_067_200

@@ -30,8 +30,8 @@ from bench.streams import output_span, start
 from connectors.sftp.area import SftpArea
 from connectors.sftp.state import IngestedFiles
 from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
-from lakehouse.sink import DeltaSink
-from lakehouse.sink_config import SinkConfig
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.worker import DeltaSink
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS
 from lec import topics
 from lec.config import Settings

@@ -3,7 +3,7 @@ side by side (--engines), and a pandas/pyarrow baseline.
 
 Generates a year of 15-minute readings for N devices (default 20: 16 loads + 4 PV) into a
 temporary Delta lake and registry, then times (median of --runs):
-- spark: ``lakehouse.kpi.compute_kpis`` at 1h for the community and every member, collected
+- spark: ``lakehouse.kpi.jobs.compute_kpis`` at 1h for the community and every member, collected
   to pandas (every KPI: L, P, hourly shared energy, grid curves, peak/base percentiles with the
   previous-period comparison, ARERA bands, completeness, ranking);
 - baseline: the same core with deltalake -> pyarrow -> pandas in one process (L, P, hourly
@@ -12,7 +12,7 @@ Both are checked to agree on the community's totals. Prints figures and the rati
 
     .venv/bin/python bench/lake_kpi.py [--devices 20] [--days 365] [--runs 3] [--engines sail,jvm]
 
-The JVM engine is a local Spark Connect server (lakehouse.spark_jvm); its start-up is timed
+The JVM engine is a local Spark Connect server (lakehouse.spark.jvm); its start-up is timed
 apart and its first (JIT warm-up) run is not counted.
 """
 
@@ -76,8 +76,8 @@ def main() -> None:
     ap.add_argument("--engines", default="sail,jvm", help="comma-separated: sail, jvm")
     args = ap.parse_args()
 
-    from lakehouse import kpi
-    from lakehouse.spark import read_delta, registry_frames, session_for
+    from lakehouse.kpi import jobs as kpi
+    from lakehouse.spark.sessions import read_delta, registry_frames, session_for
     from lec.config import Settings
     from lec.registry import Registry, SecretStore, parse_community_text
     from tests.support.kpi_sample import community_yaml, synthetic_year, write_readings

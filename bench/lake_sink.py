@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lakehouse.sink import DeltaSink
-from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_convert import Batch, convert
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.convert import Batch, convert
+from lakehouse.sink.worker import DeltaSink
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
 from tests.support.sink_sample import produce, sample_readings
 
@@ -132,7 +132,7 @@ def dedup_cost(root: str, n: int, commit_rows: int) -> dict[str, float]:
     import orjson
     from deltalake import write_deltalake
 
-    from lakehouse.sink import KeyIndex
+    from lakehouse.sink.worker import KeyIndex
 
     uri = f"{root}/dedup-{uuid.uuid4().hex[:6]}"
     warm_index = KeyIndex(READINGS, "message_id")

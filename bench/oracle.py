@@ -66,7 +66,7 @@ def bench_chain(qhs: int, days: int, tmp: Path) -> dict[str, float]:
     from lec.registry import Registry, SecretStore
     from lec.services import start_anvil
     from oracle.anchoring import Anchorer, AnchorJob
-    from oracle.chain import community_key
+    from oracle.chain.client import community_key
     from oracle.store import OracleLake
     from oracle.takeout import build_takeout
     from oracle.types import AnchorData

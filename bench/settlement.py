@@ -9,7 +9,7 @@ May 2026) written to a Delta table ``readings``; hourly prices for both zones. T
 job (device hours, perimeters, attribution, TIP, member days) + finalise + digest, then the
 plain-Python reference on the same readings, which must give the same summary. Engine: the
 in-process Sail server, ``--engine jvm`` (a local JVM Spark Connect server with delta-spark,
-lakehouse.spark_jvm; its start is not timed), or any Spark Connect URL with ``--remote``. Prints JSON.
+lakehouse.spark.jvm; its start is not timed), or any Spark Connect URL with ``--remote``. Prints JSON.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main() -> None:
     from deltalake import write_deltalake
 
     from lakehouse.settlement.job import run_hourly
-    from lakehouse.spark import read_delta, session_for
+    from lakehouse.spark.sessions import read_delta, session_for
 
     month = Month.parse(args.month)
     inputs = community(args.members, args.plants, month)

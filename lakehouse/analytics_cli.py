@@ -62,8 +62,8 @@ def register_analytics(app: typer.Typer) -> None:
                 store: bool = typer.Option(False, "--store", help="Also store into the lake table kpi_<resolution>.")
                 ) -> None:
         """Compute a community's KPIs for a period (Spark: LEC_SPARK_REMOTE, else LEC_SPARK_ENGINE sail|jvm)."""
-        from lakehouse import kpi
-        from lakehouse.spark import read_delta, registry_frames, settings_session
+        from lakehouse.kpi import jobs as kpi
+        from lakehouse.spark.sessions import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.errors import LecError
         from lec.progress import progress
@@ -89,7 +89,7 @@ def register_analytics(app: typer.Typer) -> None:
             pdf = kpi.compute_kpis(spark, read_delta(spark, s.resolved_lake_uri(), "readings"),
                                    registry_frames(spark, registry), req).toPandas()
             if store:
-                from lakehouse.kpi_store import store_kpis
+                from lakehouse.kpi.store import store_kpis
 
                 step(1, f"kpi {community}: storing kpi_{resolution}")
                 store_kpis(pdf, s.resolved_lake_uri(), req)
@@ -99,7 +99,7 @@ def register_analytics(app: typer.Typer) -> None:
             pdf = add_settlement_columns(pdf, s.resolved_lake_uri(), community, resolution)  # settled months (1mo)
             data = kpi.export(pdf, fmt, str(out) if out else None)
             if plot is not None:
-                from lakehouse.kpi_plot import plot_kpis
+                from lakehouse.kpi.plot import plot_kpis
 
                 step(1, f"kpi {community}: plotting")
                 plot_kpis(pdf, str(plot), f"{community}: load, production and self-consumption ({resolution})", tz)
@@ -118,8 +118,8 @@ def register_analytics(app: typer.Typer) -> None:
                                                                        "(default: the whole community).")) -> None:
         """Cluster daily quarter-hour load curves (k-means, percentile seeds) into the registry tables."""
         from lakehouse.clustering import cluster_and_store
-        from lakehouse.kpi import parse_day_or_time
-        from lakehouse.spark import read_delta, registry_frames, settings_session
+        from lakehouse.kpi.jobs import parse_day_or_time
+        from lakehouse.spark.sessions import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.registry import open_registry
 
@@ -153,8 +153,9 @@ def register_analytics(app: typer.Typer) -> None:
                   start: str = typer.Option(..., "--from"), end: str = typer.Option(..., "--to"),
                   resolution: str = typer.Option("1h", "--resolution")) -> None:
         """Index a period's KPIs and the community's anomalies into Elasticsearch (LEC_SEARCH_URL)."""
-        from lakehouse import kpi, search
-        from lakehouse.spark import read_delta, registry_frames, settings_session
+        from lakehouse import search
+        from lakehouse.kpi import jobs as kpi
+        from lakehouse.spark.sessions import read_delta, registry_frames, settings_session
         from lec.config import settings
         from lec.errors import ConfigError
         from lec.registry import open_registry
@@ -185,7 +186,7 @@ def register_analytics(app: typer.Typer) -> None:
         Reads LEC_REGISTRY_URL, LEC_LAKE_URI, LEC_SPARK_REMOTE, LEC_RUN_DIR. SIGTERM/SIGINT: finish the
         pass, exit 0.
         """
-        from lakehouse.spark_refresh import run_refresh
+        from lakehouse.spark.refresh import run_refresh
         from lec.config import settings
 
         _logging()

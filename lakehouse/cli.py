@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         LEC_LAKE_COMMIT_ROWS (100000), LEC_LAKE_MAINTAIN_INTERVAL_S (3600, 0 = off),
         LEC_LAKE_VACUUM_RETENTION_H (168). SIGTERM/SIGINT: final commit, then exit 0.
         """
-        from lakehouse.sink import run_sink
+        from lakehouse.sink.worker import run_sink
 
         _logging()
         run_sink()
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                                                      help="VACUUM retention; default LEC_LAKE_VACUUM_RETENTION_H (168).")) -> None:
         """Compact small files, write a checkpoint and VACUUM every table under the lake root."""
         from lakehouse.maintenance import maintain_lake
-        from lakehouse.sink_config import SinkConfig
+        from lakehouse.sink.config import SinkConfig
         from lakehouse.tables import lake_root
 
         _logging()
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
               device: str = typer.Option(None, "--device", help="One device id.")) -> None:
         """Erase a user/device from every store of docs/gdpr.md; prints the receipt (also kept, without
         personal data, in run_dir/gdpr/erasure-log.jsonl)."""
-        from lakehouse.gdpr import erase as do_erase
+        from lakehouse.gdpr.erase import erase as do_erase
 
         _logging()
         typer.echo(json.dumps(do_erase(user=user, device=device), indent=2))
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """Everything the platform holds about a user/device, machine-readable (zip: JSON, CSV, Parquet)."""
         from pathlib import Path
 
-        from lakehouse.gdpr_export import export as do_export
+        from lakehouse.gdpr.export import export as do_export
 
         _logging()
         path = Path(out or f"gdpr-export-{user or device}.zip")

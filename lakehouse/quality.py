@@ -102,7 +102,7 @@ def run_quality(lake_uri: str, out_dir: Path, tables: list[str] | None = None,
     """Validate tables, store results JSON, build Data Docs; returns the summary."""
     import great_expectations as gx
 
-    from lakehouse.spark import delta_exists
+    from lakehouse.spark.sessions import delta_exists
 
     if tables is None:
         root = Path(lake_uri)

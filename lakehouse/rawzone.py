@@ -285,9 +285,9 @@ def _originals(store: Any) -> list[_Original]:
 
 def erase_raw(zone: RawZone, flow_ids: list[str], pattern: re.Pattern[str],
               deleted: list[str] | None = None) -> dict[str, int]:
-    """Erase a subject from the raw zone (GDPR, lakehouse.gdpr): counts by kind.
+    """Erase a subject from the raw zone (GDPR, lakehouse.gdpr.erase): counts by kind.
 
-    As in the SFTP areas (lakehouse.gdpr_files): an erased flow's originals go, except that a shared
+    As in the SFTP areas (lakehouse.gdpr.files): an erased flow's originals go, except that a shared
     file (a utility's daily curve of all its PODs) keeps the other PODs' lines; any other original
     naming the subject loses the naming lines. A rewritten original gets its new ``.sha256`` and
     ``_sha256`` marker (the old marker goes, so the index only names what is there); kept files of an

@@ -99,7 +99,7 @@ def _val(v: Any) -> str | None:
 
 
 def document(kpis: pd.DataFrame, ctx: Context, now: datetime | None = None) -> dict[str, Any]:
-    """The UrbanDataset of KPI rows (``lakehouse.kpi.KPI_COLUMNS``): one line per (level, member, period)."""
+    """The UrbanDataset of KPI rows (``lakehouse.kpi.jobs.KPI_COLUMNS``): one line per (level, member, period)."""
     now = now or datetime.now(UTC)
     lines = []
     for rec in kpis.sort_values(["period_start", "level", "member_id"], na_position="first").to_dict("records"):
@@ -171,8 +171,8 @@ def community_context(registry: Registry, community_id: str, latitude: float | N
 def export(community_id: str, start: str, end: str, resolution: str, latitude: float | None = None,
            longitude: float | None = None) -> dict[str, Any]:
     """Compute the period's KPIs (Spark over the lake) and return the validated UrbanDataset."""
-    from lakehouse import kpi
-    from lakehouse.spark import read_delta, registry_frames, session_for
+    from lakehouse.kpi import jobs as kpi
+    from lakehouse.spark.sessions import read_delta, registry_frames, session_for
     from lec.config import settings
     from lec.registry import open_registry
 

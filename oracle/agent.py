@@ -165,7 +165,7 @@ def oracle_key(deployment: Any, key_file: Any = None) -> str:
     import os
 
     from lec.errors import ConfigError
-    from oracle.chain_keys import ANVIL_CHAIN_ID, address_of, dev_key, load_key
+    from oracle.chain.keys import ANVIL_CHAIN_ID, address_of, dev_key, load_key
 
     if key_file is not None:
         return load_key(file=key_file)
@@ -204,7 +204,7 @@ def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None)
     from lec.kafka import ensure_topics
     from lec.registry import SecretStore
     from lec.registry.view import RegistryView
-    from oracle.chain import NotaryClient, load_deployment
+    from oracle.chain.client import NotaryClient, load_deployment
     from oracle.store import OracleLake
 
     if not settings.kafka_bootstrap:

@@ -81,7 +81,7 @@ class ParamsBook:
         self.versions: dict[str, list[RewardParams]] = {}
 
     def refresh(self, community_id: str) -> None:
-        from oracle.chain import NoParamsError
+        from oracle.chain.client import NoParamsError
 
         known = self.versions.setdefault(community_id, [])
         while True:

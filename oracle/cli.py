@@ -51,7 +51,7 @@ def run(deployment: Path | None = typer.Option(None, help="Deployment record (de
 def _chain_client(rpc: str | None, deployment: Path | None):
     from lec.config import settings
     from oracle.agent import default_deployment_path
-    from oracle.chain import load_deployment
+    from oracle.chain.client import load_deployment
     from oracle.verify import read_only_client
 
     s = settings()
@@ -160,11 +160,11 @@ def verify_cmd(file: Path | None = typer.Argument(None, help="Take-out file to v
 
 
 def register(app: typer.Typer) -> None:
-    """Add `lec oracle` and `lec audit` (and `lec chain` when oracle/chain_cli.py exists)."""
+    """Add `lec oracle` and `lec audit` (and `lec chain` when oracle/chain/cli.py exists)."""
     app.add_typer(oracle_app, name="oracle")
     app.add_typer(audit_app, name="audit")
-    if importlib.util.find_spec("oracle.chain_cli") is not None:
-        from oracle.chain_cli import register_chain
+    if importlib.util.find_spec("oracle.chain.cli") is not None:
+        from oracle.chain.cli import register_chain
 
         register_chain(app)
 

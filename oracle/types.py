@@ -1,4 +1,4 @@
-"""Types shared by the oracle's computation (oracle.md) and its chain client (oracle/chain.py)."""
+"""Types shared by the oracle's computation (oracle.md) and its chain client (oracle/chain/client.py)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def read_only_client(rpc_url: str, chain_id: int, notary: str, communities: dict
     """A NotaryClient for calls only (a throwaway key: it never signs anything)."""
     from eth_account import Account
 
-    from oracle.chain import Deployment, NotaryClient
+    from oracle.chain.client import Deployment, NotaryClient
 
     dep = Deployment(chainId=chain_id, notary=notary, tokens=communities, deployer="", block=0)
     return NotaryClient(rpc_url, dep, "0x" + bytes(Account.create().key).hex())

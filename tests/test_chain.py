@@ -1,4 +1,4 @@
-"""The Python chain client (oracle/chain.py) and `lec chain` on a real anvil: deployment records,
+"""The Python chain client (oracle/chain/client.py) and `lec chain` on a real anvil: deployment records,
 parameters, pipelined restart-safe anchoring, claims, typed errors, key handling."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from lec.config import Settings, settings
 from lec.errors import ConfigError, LecError
-from oracle.chain import (
+from oracle.chain.cli import register_chain
+from oracle.chain.client import (
     AnchorConflictError,
     AnchorUnchangedError,
     AnchorVersionError,
@@ -30,8 +31,7 @@ from oracle.chain import (
     load_deployment,
     save_deployment,
 )
-from oracle.chain_cli import register_chain
-from oracle.chain_keys import address_of, dev_key, load_key
+from oracle.chain.keys import address_of, dev_key, load_key
 from oracle.types import AnchorData, RewardParams
 from tests.support.chain import reward_tree
 

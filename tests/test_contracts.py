@@ -10,8 +10,8 @@ import pytest
 from eth_utils import keccak
 from web3.logs import DISCARD
 
-from oracle.chain import Deployment, community_key, deploy
-from oracle.chain_tx import connect
+from oracle.chain.client import Deployment, community_key, deploy
+from oracle.chain.tx import connect
 from tests.support.chain import Actor, actors, contract_at, dev_key, reward_tree
 
 E18 = 10**18

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.gdpr_export import plain_types, read_export
-from lakehouse.gdpr_files import scan
+from lakehouse.gdpr.export import plain_types, read_export
+from lakehouse.gdpr.files import scan
 from lakehouse.tables import arrow_schema, list_tables, open_table, query, table_uri
 from lec.services import start_anvil
 from tests.conftest import copy_demo_run

@@ -17,7 +17,7 @@ from lakehouse.clustering import (
     kmeans,
     percentile_centroids,
 )
-from lakehouse.spark import read_delta, registry_frames, session_for
+from lakehouse.spark.sessions import read_delta, registry_frames, session_for
 from lec.registry import parse_community_text
 from lec.registry import schema as t
 from tests.support.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from lakehouse.clustering import kmeans, store_clusters
-from lakehouse.kpi_store import due, mark_refreshed, register_series
-from lakehouse.spark import registry_pandas
+from lakehouse.kpi.store import due, mark_refreshed, register_series
+from lakehouse.spark.sessions import registry_pandas
 from lec.registry import Registry, parse_community_text
 from lec.registry import schema as t
 from tests.support.kpi_sample import SampleFlow, community_yaml

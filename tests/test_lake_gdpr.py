@@ -15,9 +15,9 @@ import pytest
 from deltalake import write_deltalake
 from deltalake.exceptions import DeltaError
 
-from lakehouse.gdpr import ErasureError, erase
-from lakehouse.sink import DeltaSink
-from lakehouse.sink_config import SinkConfig
+from lakehouse.gdpr.erase import ErasureError, erase
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.worker import DeltaSink
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
 from lec.registry.secrets import MissingSecretError
 from tests.support.sink_sample import produce, sample_anomaly, sample_deadletter, sample_readings
@@ -119,7 +119,7 @@ def test_erase_needs_exactly_one_target(settings) -> None:
 def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
     from confluent_kafka.admin import AdminClient
 
-    from lakehouse.gdpr_kafka import topic_configs
+    from lakehouse.gdpr.kafka import topic_configs
 
     return topic_configs(AdminClient({"bootstrap.servers": bootstrap}), names)
 
@@ -209,7 +209,7 @@ def test_erased_leaves_of_one_supplier_all_stay(settings, registry) -> None:
 def test_sftp_erasure_keeps_other_members_rows_of_a_shared_file(tmp_path: Path) -> None:
     """A utility's daily file carries every POD: erasing one POD's flow removes its rows only; the
     folder named after the erased flow goes; a file of that POD alone is deleted."""
-    from lakehouse.gdpr_files import Subject, erase_sftp, scan
+    from lakehouse.gdpr.files import Subject, erase_sftp, scan
 
     root = tmp_path / "sftp"
     folder = root / "sup-utility" / "processed" / "f-IT001E00000004-load"
@@ -232,7 +232,7 @@ def _raw_erasure_checks(raw: Any) -> None:
     import hashlib
     import tempfile
 
-    from lakehouse.gdpr_files import Subject
+    from lakehouse.gdpr.files import Subject
     from lakehouse.rawzone import erase_raw
 
     files = [("f-IT001E00000004-load", "curva_20160326.csv", "POD;DATA\nIT001E00000004;1,0\nIT001E00000005;2,0\n"),
@@ -274,7 +274,7 @@ def test_raw_zone_erasure_keeps_other_members_rows_local(tmp_path: Path) -> None
 
     raw = RawZone(str(tmp_path / "lake"))
     _raw_erasure_checks(raw)
-    from lakehouse.gdpr_files import scan
+    from lakehouse.gdpr.files import scan
 
     assert scan(tmp_path / "lake", ["IT001E00000004", "f-IT001E00000004-load"]) == []
     assert not [p for p in (tmp_path / "lake" / "raw").rglob("*") if p.is_dir() and not any(p.iterdir())]

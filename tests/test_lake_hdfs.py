@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from deltalake.exceptions import DeltaError
 
-from lakehouse.gdpr import erase_from_table
+from lakehouse.gdpr.erase import erase_from_table
 from lakehouse.maintenance import maintain_table
-from lakehouse.sink import DeltaSink
-from lakehouse.sink_config import SinkConfig
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.worker import DeltaSink
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, list_tables, open_table, query, table_uri
 from lec.procs import ManagedProcess
 from tests.support.hdfs import shared_hdfs

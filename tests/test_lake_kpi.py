@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lakehouse import kpi
-from lakehouse.spark import read_delta, registry_frames, session_for
+from lakehouse.kpi import jobs as kpi
+from lakehouse.spark.sessions import read_delta, registry_frames, session_for
 from tests.support.kpi_sample import SampleFlow, readings_table, write_readings
 
 ROME = ZoneInfo("Europe/Rome")
@@ -292,7 +292,7 @@ def test_hourly_and_five_minute_flows_land_in_their_quarter_hours(spark, registr
 
 
 def test_plot_of_member_rows_only_sums_them(tmp_path: Path) -> None:
-    from lakehouse.kpi_plot import plot_kpis
+    from lakehouse.kpi.plot import plot_kpis
 
     starts = pd.date_range("2024-03-04T00:00", periods=4, freq="1h")
     pdf = pd.DataFrame({"level": "member", "member_id": ["a", "b"] * 2, "resolution": "1h",

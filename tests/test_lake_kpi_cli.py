@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from lakehouse import kpi
-from lakehouse.kpi_store import due, mark_refreshed, register_series, store_kpis
-from lakehouse.spark import (
+from lakehouse.kpi import jobs as kpi
+from lakehouse.kpi.store import due, mark_refreshed, register_series, store_kpis
+from lakehouse.spark.sessions import (
     LakeTableMissingError,
     preprocess_files,
     read_delta,
@@ -162,7 +162,7 @@ def test_process_2_files_into_delta_idempotent(spark, community, settings, tmp_p
 
 
 def test_refresh_pass_moves_inbox_and_computes_due_series(community, settings) -> None:
-    from lakehouse.spark_refresh import one_pass
+    from lakehouse.spark.refresh import one_pass
 
     inbox = settings.resolved_run_dir() / "lake-inbox" / "readings"
     inbox.mkdir(parents=True)
@@ -199,7 +199,7 @@ def test_refresh_worker_runs_and_stops_cleanly_on_sigterm(community, settings) -
 
 
 def test_daily_values_copied_to_registry_table_21(spark, community, settings) -> None:
-    from lakehouse.kpi_store import store_series_values
+    from lakehouse.kpi.store import store_series_values
 
     lake = settings.resolved_lake_uri()
     register_series(community, CID, "1d", datetime(2024, 6, 4, tzinfo=UTC))

@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lakehouse import kpi
-from lakehouse.spark import read_delta, registry_frames, session_for
+from lakehouse.kpi import jobs as kpi
+from lakehouse.spark.sessions import read_delta, registry_frames, session_for
 from lec.registry import parse_community_text
 from tests.support.kpi_sample import community_yaml, synthetic_year, write_readings
 
@@ -36,7 +36,7 @@ MWH_COLS = ["consumption_kwh", "production_kwh", "selfconsumption_kwh", "withdra
 
 @pytest.fixture(scope="module")
 def engines() -> dict[str, object]:
-    # one JVM Spark Connect server per test process (lakehouse.spark_jvm), shared by every module
+    # one JVM Spark Connect server per test process (lakehouse.spark.jvm), shared by every module
     return {"sail": session_for("", "sail"), "jvm": session_for("", "jvm")}
 
 
@@ -99,7 +99,7 @@ def test_data_engineer_plain_pyspark_time_travel_and_anchors(engines, tmp_path: 
     ours but the table paths (and here the URL of the JVM Connect server the fixture started)."""
     from pyspark.sql import SparkSession
 
-    from lakehouse.spark_jvm import start_jvm
+    from lakehouse.spark.jvm import start_jvm
     from oracle.store import ANCHORS_SCHEMA
     from tests.support.kpi_sample import SampleFlow, readings_table
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse import kpi
-from lakehouse.kpi_store import store_kpis
-from lakehouse.spark import preprocess_files, read_delta, registry_frames, session_for
+from lakehouse.kpi import jobs as kpi
+from lakehouse.kpi.store import store_kpis
+from lakehouse.spark.sessions import preprocess_files, read_delta, registry_frames, session_for
 from lec.registry import parse_community_text
 from tests.support.hdfs import shared_hdfs
 from tests.support.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings

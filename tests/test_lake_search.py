@@ -15,8 +15,9 @@ import pyarrow as pa
 import pytest
 from osmem_server import resolve_binary
 
-from lakehouse import kpi, search
-from lakehouse.spark import read_delta, registry_frames, search_index_to_delta, session_for
+from lakehouse import search
+from lakehouse.kpi import jobs as kpi
+from lakehouse.spark.sessions import read_delta, registry_frames, search_index_to_delta, session_for
 from lec.procs import ManagedProcess, free_port, port_open
 from lec.registry import parse_community_text
 from tests.support.kpi_sample import SampleFlow, community_yaml, readings_table, write_readings

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.maintenance import maintain_table
-from lakehouse.sink import DeltaSink, app_id
-from lakehouse.sink_config import SinkConfig
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.worker import DeltaSink, app_id
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, arrow_schema, open_table, query, table_uri
 from tests.support.sink_sample import produce, sample_anomaly, sample_deadletter, sample_readings
 

@@ -12,8 +12,8 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from lakehouse.sink import DeltaSink, app_id
-from lakehouse.sink_config import SinkConfig
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.worker import DeltaSink, app_id
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, open_table, query, table_uri
 from tests.support.sink_sample import produce, sample_readings
 

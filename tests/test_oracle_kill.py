@@ -15,7 +15,7 @@ from lec import topics
 from lec.kafka import ensure_topics
 from lec.procs import ManagedProcess, wait_until
 from oracle.anchoring import AnchorJob, LeafBuilder, anchor_data, content_of
-from oracle.chain_keys import dev_key
+from oracle.chain.keys import dev_key
 from oracle.qh import QhWindows
 from oracle.store import OracleLake
 from tests.support.oracle_env import ANNA, BRUNO, COMMUNITY, QH0, reading, setup_run

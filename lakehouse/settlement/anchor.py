@@ -65,7 +65,7 @@ def anchor_month(store: SettlementStore, client: Any, community_id: str, month: 
 
 
 def _anchor_event(client: Any, community_id: str, period: int, version: int) -> tuple[str, int]:
-    from oracle.chain import community_key
+    from oracle.chain.client import community_key
 
     logs = list(client.notary.events.SettlementAnchored().get_logs(
         argument_filters={"communityId": community_key(community_id), "period": period, "version": version},
@@ -139,8 +139,8 @@ class StatementNotVerifiedError(SettlementRuleError):
 
 def verify_statement(doc: dict[str, Any], rpc_url: str | None = None) -> dict[str, Any]:
     """The page's check in Python: the statement's leaf and proof against ``getSettlement`` on chain."""
-    from oracle.chain_token import contract_at
-    from oracle.chain_tx import connect
+    from oracle.chain.token import contract_at
+    from oracle.chain.tx import connect
     from oracle.commitment import community_id_hash
     from oracle.merkle import verify
 

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
             summary = settle_month(settings(), community, month, advance=advance)
         typer.echo(json.dumps(summary, indent=2, default=str))
 
-    from oracle.chain_cli import DEPLOYMENT_OPT, DEV_OPT, KEY_ENV_OPT, KEY_FILE_OPT, RPC_OPT
+    from oracle.chain.cli import DEPLOYMENT_OPT, DEV_OPT, KEY_ENV_OPT, KEY_FILE_OPT, RPC_OPT
 
     @settlement.command("anchor")
     def anchor(community: str = typer.Option(..., "--community", help="Community id."),
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         from lakehouse.settlement.anchor import anchor_month
         from lakehouse.settlement.store import SettlementStore
         from lec.config import settings
-        from oracle.chain_cli import _signing_client
+        from oracle.chain.cli import _signing_client
 
         _logging()
         client = _signing_client(rpc, key_env, key_file, dev, deployment)

@@ -172,7 +172,7 @@ def load_prices(lake_uri: str, prices: list[HourPrice], source: str = "") -> int
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
-    from lakehouse.spark import table_uri
+    from lakehouse.spark.sessions import table_uri
 
     loaded = datetime.now(UTC)
     table = pa.table({
@@ -197,7 +197,7 @@ def read_prices(lake_uri: str, start: int, end: int) -> dict[tuple[str, int], in
     """(zone, UTC hour) -> µ€/MWh for hours in [start, end); empty when no prices were loaded."""
     from deltalake import DeltaTable
 
-    from lakehouse.spark import table_uri
+    from lakehouse.spark.sessions import table_uri
     from lakehouse.tables import query
 
     uri = table_uri(lake_uri, PRICES_TABLE)

@@ -42,7 +42,7 @@ def settle_month(settings: Settings, community_id: str, month_text: str, *, regi
     ``advance(1, description)`` is told as each of the SETTLE_STEPS phases ends (a progress bar).
     Returns the summary row plus ``"written": True|False``."""
     from lakehouse.settlement.job import run_hourly
-    from lakehouse.spark import read_delta, spark_session
+    from lakehouse.spark.sessions import read_delta, spark_session
     from lec.registry import open_registry
 
     step = advance or (lambda n=1, description=None: None)

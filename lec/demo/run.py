@@ -234,8 +234,8 @@ def claimed_balances(settings: Settings, reward_total: int) -> dict[str, int] | 
     """Members' token balances once the claimed rewards reach the anchored total."""
     from lec.registry import open_registry
     from oracle.agent import default_deployment_path
-    from oracle.chain import NotaryClient, load_deployment
-    from oracle.chain_keys import dev_key
+    from oracle.chain.client import NotaryClient, load_deployment
+    from oracle.chain.keys import dev_key
 
     client = NotaryClient(settings.chain_rpc, load_deployment(default_deployment_path(settings)), dev_key(0))
     snap = open_registry(settings).snapshot()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lakehouse.gdpr import erase
+from lakehouse.gdpr.erase import erase
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.statements import STATEMENT_TYPES, leaf_values
 from lakehouse.settlement.store import HOURLY, MEMBER_DAYS, MEMBERS, SettlementStore

@@ -39,9 +39,9 @@ def test_run_versions_and_idempotence(settings, registry) -> None:
     # lec kpi's settlement columns on the monthly rows
     from datetime import datetime
 
-    from lakehouse import kpi
+    from lakehouse.kpi import jobs as kpi
     from lakehouse.settlement.kpi import add_settlement_columns
-    from lakehouse.spark import read_delta, registry_frames, session_for
+    from lakehouse.spark.sessions import read_delta, registry_frames, session_for
 
     spark = session_for("")
     req = kpi.KpiRequest(CID, datetime(2026, 5, 1, tzinfo=ROME), datetime(2026, 6, 1, tzinfo=ROME), "1mo")

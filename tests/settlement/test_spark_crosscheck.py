@@ -21,7 +21,7 @@ REGIONS = ["Lazio", "Lombardia", "Sicilia"]
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[object]:
-    from lakehouse.spark import session_for
+    from lakehouse.spark.sessions import session_for
 
     yield session_for("")
 

@@ -21,8 +21,8 @@ from lakehouse.settlement.anchor import (
 from lakehouse.settlement.run import settle_month
 from lakehouse.settlement.statements import STATEMENT_TYPES, build_tree
 from lakehouse.settlement.store import SettlementStore
-from oracle.chain import NotaryClient, deploy
-from oracle.chain_keys import address_of, dev_key
+from oracle.chain.client import NotaryClient, deploy
+from oracle.chain.keys import address_of, dev_key
 from oracle.merkle import hex32
 from tests.settlement.sample import CID, day_rows, may_lake
 from tests.support.chain import ROOT

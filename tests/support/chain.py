@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.chain_keys import address_of, dev_key
-from oracle.chain_tx import TxFailedError, TxSender, artifact, connect
+from oracle.chain.keys import address_of, dev_key
+from oracle.chain.tx import TxFailedError, TxSender, artifact, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -40,8 +40,8 @@ def deploy_chain(rpc: str, run_dir: Path, params: RewardParams | None = PARAMS) 
     """Notary + token for the example community, oracle role to anvil account 1, both members added.
 
     Returns (deployment, admin client, deployment file)."""
-    from oracle.chain import NotaryClient, deploy, save_deployment
-    from oracle.chain_keys import address_of, dev_key
+    from oracle.chain.client import NotaryClient, deploy, save_deployment
+    from oracle.chain.keys import address_of, dev_key
 
     dep = deploy(rpc, dev_key(0), oracle_address=address_of(dev_key(1)), community_ids=[COMMUNITY], params=params)
     admin = NotaryClient(rpc, dep, dev_key(0))
@@ -53,8 +53,8 @@ def deploy_chain(rpc: str, run_dir: Path, params: RewardParams | None = PARAMS) 
 
 
 def oracle_client(rpc: str, dep: Any) -> Any:
-    from oracle.chain import NotaryClient
-    from oracle.chain_keys import dev_key
+    from oracle.chain.client import NotaryClient
+    from oracle.chain.keys import dev_key
 
     return NotaryClient(rpc, dep, dev_key(1))
 

@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.sink_config import SinkConfig
-from lakehouse.sink_convert import Batch, Reject, convert, rejects_table
-from lakehouse.sink_schema import align, fit_to_schema, order, storage_type
+from lakehouse.sink.config import SinkConfig
+from lakehouse.sink.convert import Batch, Reject, convert, rejects_table
+from lakehouse.sink.schema import align, fit_to_schema, order, storage_type
 from lakehouse.tables import (
     DEADLETTER,
     SINK_TABLES,

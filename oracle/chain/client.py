@@ -64,8 +64,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oracle.chain_token import NOTARY_ROLES, TOKEN_ROLES, TokenMixin, contract_at, role_id
-from oracle.chain_tx import (
+from oracle.chain.token import NOTARY_ROLES, TOKEN_ROLES, TokenMixin, contract_at, role_id
+from oracle.chain.tx import (
     ChainConnectionError,
     ChainError,
     PendingTx,

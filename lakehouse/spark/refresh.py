@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.kpi import RESOLUTIONS
+from lakehouse.kpi.jobs import RESOLUTIONS
 
 if TYPE_CHECKING:
     from lec.config import Settings
@@ -22,8 +22,8 @@ INBOX_KEYS = {"readings": "message_id", "anomalies": "anomaly_id", "deadletter":
 
 def one_pass(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Process 1, process 2 and due KPI series once; returns what was done."""
-    from lakehouse.kpi_store import refresh_due, register_series
-    from lakehouse.spark import (
+    from lakehouse.kpi.store import refresh_due, register_series
+    from lakehouse.spark.sessions import (
         delta_exists,
         inbox_files,
         preprocess_files,

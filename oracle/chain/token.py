@@ -1,6 +1,6 @@
 """Community-token operations of the chain client (members, balances, roles, settings).
 
-``TokenMixin`` is mixed into ``oracle.chain.NotaryClient``; it relies on the client's ``w3``,
+``TokenMixin`` is mixed into ``oracle.chain.client.NotaryClient``; it relies on the client's ``w3``,
 ``deployment``, ``notary``, ``_call``, ``_transact`` and ``_sender``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oracle.chain_tx import ChainError, artifact
+from oracle.chain.tx import ChainError, artifact
 from oracle.types import TxResult
 
 # Role names a Platform/Oracle Admin can grant (grant_role, `lec chain grant`).

@@ -82,7 +82,7 @@ def engine_url(remote: str = "", engine: str = "sail") -> str:
     if engine == "sail":
         return start_sail()
     if engine == "jvm":
-        from lakehouse.spark_jvm import start_jvm
+        from lakehouse.spark.jvm import start_jvm
 
         return start_jvm()
     raise ConfigError(f"spark_engine must be one of {', '.join(ENGINES)}, got {engine!r}")

@@ -19,7 +19,7 @@ from lec.errors import LecError
 
 log = logging.getLogger("lec.chain")
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "contracts" / "artifacts"
+ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "artifacts"
 
 
 class ChainError(LecError):

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lakehouse.gdpr import ErasureError, _predicate, gather_subject
+from lakehouse.gdpr.erase import ErasureError, _predicate, gather_subject
 from lakehouse.tables import arrow_schema, lake_root, list_tables, open_table, query, table_uri
 
 
@@ -112,7 +112,7 @@ def _takeout(settings: Any, device_ids: list[str], anchors: list[dict[str, Any]]
         return None
     from lec.registry import SecretStore
     from oracle.agent import default_deployment_path
-    from oracle.chain import load_deployment
+    from oracle.chain.client import load_deployment
     from oracle.store import OracleLake
     from oracle.takeout import build_takeout
     from oracle.verify import read_only_client

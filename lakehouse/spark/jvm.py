@@ -21,7 +21,7 @@ from pathlib import Path
 from lec.errors import ConfigError, ServiceError
 from lec.procs import ManagedProcess, free_port, port_open
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 # Delta's extension and catalog make `format("delta")`, DESCRIBE HISTORY, OPTIMIZE, VACUUM and
@@ -150,7 +150,7 @@ def stop_jvm() -> None:
     global _server, _url
     with _lock:
         if _server is not None:
-            from lakehouse.spark import _sessions
+            from lakehouse.spark.sessions import _sessions
 
             _sessions.pop(_url, None)
             _server.stop(timeout=20)

@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.kpi import KpiRequest, compute_kpis
+from lakehouse.kpi.jobs import KpiRequest, compute_kpis
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,7 +171,7 @@ def mark_refreshed(registry: Registry, community_id: str, resolution: str, now: 
 def refresh_due(spark: SparkSession, registry: Registry, lake_uri: str, now: datetime,
                 readings: Any = None, dims: Any = None) -> list[dict[str, Any]]:
     """Recompute and store every due (community, resolution) over its look-back window."""
-    from lakehouse.spark import read_delta, registry_frames
+    from lakehouse.spark.sessions import read_delta, registry_frames
 
     done = []
     pairs = due(registry, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.sink_convert import Batch, Reject
+from lakehouse.sink.convert import Batch, Reject
 from lakehouse.tables import TableSpec
 
 

@@ -1,8 +1,8 @@
 """Right to be forgotten (seed §4.1.1.6): erase a user's or a device's data everywhere we keep it.
 
 docs/gdpr.md is the inventory of every store and how this reaches it. Order: gather the subject's
-ids from the registry; the lake; the files under the run dir (lakehouse.gdpr_files); the search
-index; Kafka (lakehouse.gdpr_kafka); last the registry and the device secrets, so a failure
+ids from the registry; the lake; the files under the run dir (lakehouse.gdpr.files); the search
+index; Kafka (lakehouse.gdpr.kafka); last the registry and the device secrets, so a failure
 before that leaves the ids known and the command can be rerun. A receipt without personal data
 goes to ``run_dir/gdpr/erasure-log.jsonl``.
 
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehouse.gdpr_files import Subject
+from lakehouse.gdpr.files import Subject
 from lakehouse.tables import arrow_schema, list_tables, open_table, query, table_uri
 from lec.errors import LecError
 
@@ -174,7 +174,7 @@ def erase_search(url: str, subject: Subject) -> dict[str, int]:
 
 
 def _kafka_part(settings: Any, subject: Subject, registry: Any) -> dict[str, Any]:
-    from lakehouse.gdpr_kafka import erase_kafka
+    from lakehouse.gdpr.kafka import erase_kafka
 
     if not settings.kafka_bootstrap:
         return {"residual_window": "none: the embedded broker keeps its topics in memory and is not running, "
@@ -189,7 +189,7 @@ def erase(settings: Any = None, *, user: str | None = None, device: str | None =
     The returned receipt names the subject (the operator asked for it); the copy appended to the
     erasure log does not: it holds a request id, counts per store and the residual Kafka window.
     """
-    from lakehouse.gdpr_files import (
+    from lakehouse.gdpr.files import (
         erase_ingested_files,
         erase_other_files,
         erase_sftp,

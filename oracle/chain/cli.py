@@ -36,8 +36,8 @@ def _rpc(rpc: str | None) -> str:
 
 def _key(key_env: str | None, key_file: Path | None, dev: bool, rpc_url: str) -> str:
     from lec.errors import ConfigError
-    from oracle.chain_keys import ANVIL_CHAIN_ID, dev_key, load_key
-    from oracle.chain_tx import connect
+    from oracle.chain.keys import ANVIL_CHAIN_ID, dev_key, load_key
+    from oracle.chain.tx import connect
 
     if dev:
         if connect(rpc_url).eth.chain_id != ANVIL_CHAIN_ID:
@@ -49,7 +49,7 @@ def _key(key_env: str | None, key_file: Path | None, dev: bool, rpc_url: str) ->
 
 
 def _deployment_path(path: Path | None) -> Path:
-    from oracle.chain import default_deployment_path
+    from oracle.chain.client import default_deployment_path
 
     return path or default_deployment_path()
 
@@ -64,7 +64,7 @@ DEPLOYMENT_OPT = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP)
 
 def _signing_client(rpc: str | None, key_env: str | None, key_file: Path | None, dev: bool,
                     deployment: Path | None):
-    from oracle.chain import NotaryClient, load_deployment
+    from oracle.chain.client import NotaryClient, load_deployment
 
     url = _rpc(rpc)
     return NotaryClient(url, load_deployment(_deployment_path(deployment)), _key(key_env, key_file, dev, url))
@@ -91,9 +91,9 @@ def deploy_cmd(
 ) -> None:
     """Deploy the notary and one token per community; record the addresses as JSON."""
     from lec.errors import ConfigError
-    from oracle.chain import NotaryClient, deploy, load_deployment, save_deployment
-    from oracle.chain_keys import address_of
-    from oracle.chain_tx import connect
+    from oracle.chain.client import NotaryClient, deploy, load_deployment, save_deployment
+    from oracle.chain.keys import address_of
+    from oracle.chain.tx import connect
 
     url = _rpc(rpc)
     path = _deployment_path(out)
@@ -137,8 +137,8 @@ def info_cmd(
     rpc: str | None = typer.Option(None, "--rpc", help="Also check the contracts on this chain."),
 ) -> None:
     """Print the recorded deployment as JSON (with --rpc: whether the contracts are live)."""
-    from oracle.chain import load_deployment
-    from oracle.chain_tx import connect
+    from oracle.chain.client import load_deployment
+    from oracle.chain.tx import connect
 
     d = load_deployment(_deployment_path(deployment))
     data: dict[str, object] = d.to_json()
@@ -179,7 +179,7 @@ def params_cmd(
     """Print a community's reward-parameter versions (read-only: no key needed)."""
     from dataclasses import asdict
 
-    from oracle.chain import NotaryClient, load_deployment
+    from oracle.chain.client import NotaryClient, load_deployment
 
     client = NotaryClient(_rpc(rpc), load_deployment(_deployment_path(deployment)), None)
     versions = [{"version": v, **asdict(client.params_version(community, v))}
@@ -240,7 +240,7 @@ def token_cmd(
     dev: bool = DEV_OPT, deployment: Path | None = DEPLOYMENT_OPT,
 ) -> None:
     """Show a community token's settings, changing those given first."""
-    from oracle.chain import NotaryClient, load_deployment
+    from oracle.chain.client import NotaryClient, load_deployment
 
     changes = {"transfer_fee_bps": fee_bps, "service_incentive_bps": incentive_bps, "sale_rate": sale_rate,
                "welcome_bonus": welcome_bonus, "fund_treasury": fund}

@@ -1,0 +1,1 @@
+"""The Delta sink: Kafka topics to Delta tables exactly once (worker, conversion, schema fitting, settings)."""

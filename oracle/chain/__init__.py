@@ -1,0 +1,1 @@
+"""The chain client: contracts, token operations, keys, transactions, and `lec chain` commands."""
