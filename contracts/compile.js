@@ -2,7 +2,7 @@
 // Compiles contracts/src/**/*.sol with solc-js (npm `solc`, pinned in package.json) and writes
 // one JSON artifact per contract (abi, bytecode, deployedBytecode, metadata) to contracts/artifacts/
 // or to the folder given with --out. The output is deterministic: the same sources and compiler
-// give the same bytes (tests/test_contracts_build.py recompiles and compares).
+// give the same bytes (tests/oracle/test_contracts_build.py recompiles and compares).
 //
 //   node contracts/compile.js [--out DIR]
 "use strict";

@@ -114,22 +114,28 @@ def copy_demo_run(run_dir: Path, dest: Path) -> Path:
 # fixtures) or, for tests that start their own servers, by module.
 SERVER_FIXTURES = frozenset({"kafka_bootstrap", "fresh_kafka", "anvil_rpc", "postgres_url", "demo_run", "spark",
                              "engines", "lakes", "hdfs_url", "search_url", "browser"})
-INTEGRATION_MODULES = frozenset({
-    "test_audit_takeout", "test_camel_routes_run", "test_chain", "test_connectors_camel", "test_connectors_http",
-    "test_connectors_mqtt", "test_connectors_mqtt_embedded", "test_connectors_sftp_embedded",
-    "test_connectors_sftp_openssh", "test_contracts", "test_contracts_build", "test_gdpr_stack", "test_infra_besu",
-    "test_kafka_engines", "test_lake_cluster", "test_lake_cluster_postgres", "test_lake_hdfs", "test_lake_kpi_hdfs",
-    "test_lake_kpi_notebook", "test_lake_search", "test_mqtt_mosquitto_service", "test_oracle_kill", "test_readme",
-    "test_stack", "test_streams_worker", "test_chaos", "test_fuzz_channels", "test_http_hostile",
-    "test_mqtt_broker_hostile", "test_sftp_server_hostile", "test_registry_live", "test_run", "test_engines",
-    "test_spark_crosscheck", "test_statements", "test_lake_kpi", "test_lake_kpi_cli", "test_lake_kpi_engines",
-    "test_lake_rawzone",
+INTEGRATION_MODULES = frozenset({  # modules (dotted) whose tests start servers
+    "tests.adversarial.test_chaos", "tests.adversarial.test_fuzz_channels", "tests.adversarial.test_http_hostile",
+    "tests.adversarial.test_mqtt_broker_hostile", "tests.adversarial.test_registry_live",
+    "tests.adversarial.test_sftp_server_hostile", "tests.connectors.test_camel",
+    "tests.connectors.test_camel_routes_run", "tests.connectors.test_http", "tests.connectors.test_mqtt",
+    "tests.connectors.test_mqtt_embedded", "tests.connectors.test_mqtt_mosquitto_service",
+    "tests.connectors.test_sftp_embedded", "tests.connectors.test_sftp_openssh",
+    "tests.lakehouse.settlement.test_engines", "tests.lakehouse.settlement.test_run",
+    "tests.lakehouse.settlement.test_spark_crosscheck", "tests.lakehouse.settlement.test_statements",
+    "tests.lakehouse.test_cluster", "tests.lakehouse.test_cluster_postgres", "tests.lakehouse.test_hdfs",
+    "tests.lakehouse.test_kpi", "tests.lakehouse.test_kpi_cli", "tests.lakehouse.test_kpi_engines",
+    "tests.lakehouse.test_kpi_hdfs", "tests.lakehouse.test_kpi_notebook", "tests.lakehouse.test_rawzone",
+    "tests.lakehouse.test_search", "tests.lec.test_gdpr_stack", "tests.lec.test_infra_besu",
+    "tests.lec.test_kafka_engines", "tests.lec.test_readme", "tests.lec.test_stack",
+    "tests.oracle.test_audit_takeout", "tests.oracle.test_chain", "tests.oracle.test_contracts",
+    "tests.oracle.test_contracts_build", "tests.oracle.test_kill", "tests.streams.test_worker",
 })
 
 
 def mark_integration(items: list[pytest.Item]) -> None:
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        module = item.module.__name__ if getattr(item, "module", None) else ""
         params = getattr(getattr(item, "callspec", None), "params", {})
         if (SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES
                 or params.get("db_url") == "postgresql"):

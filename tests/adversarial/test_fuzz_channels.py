@@ -35,7 +35,7 @@ from lec import topics
 from lec.io import read_topic
 from lec.records import message_id_for
 from tests.adversarial.live_stack import FUZZ_WORKERS, MqttSupplier, SftpSupplier, live_stack, mqtt_topic
-from tests.test_streams_fuzz import json_values
+from tests.streams.test_fuzz import json_values
 
 pytestmark = pytest.mark.slow
 

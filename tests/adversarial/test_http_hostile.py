@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from tests.test_connectors_http import PV_FLOW, _auth, _readings, api  # noqa: F401 - the fixture
+from tests.connectors.test_http import PV_FLOW, _auth, _readings, api  # noqa: F401 - the fixture
 
 LOAD_FLOW = "f-bruno-load"      # sup-utility's other flow (device IT001E00000002)
 

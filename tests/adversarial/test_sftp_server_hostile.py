@@ -18,8 +18,8 @@ from connectors.sftp.area import SftpArea, SftpError
 from connectors.sftp.openssh import write_openssh_config
 from connectors.sftp.server import SupplierDirectory, start_server
 from lec.procs import free_port
+from tests.connectors.test_sftp_embedded import embedded  # noqa: F401 - the fixture
 from tests.support.sshd import PASSWORDS, load_community, make_keys
-from tests.test_connectors_sftp_embedded import embedded  # noqa: F401 - the fixture
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from connectors.sftp.watch import SftpWatcher, WatchOptions
-from tests.test_connectors_sftp_watch import consume_all, csv_lines, world  # noqa: F401 - the fixture
+from tests.connectors.test_sftp_watch import consume_all, csv_lines, world  # noqa: F401 - the fixture
 
 CSV = b"ts,kwh\n2024-01-01T00:00:00Z,1\n"
 
