@@ -114,7 +114,9 @@ def copy_demo_run(run_dir: Path, dest: Path) -> Path:
 # fixtures) or, for tests that start their own servers, by module.
 SERVER_FIXTURES = frozenset({"kafka_bootstrap", "fresh_kafka", "anvil_rpc", "postgres_url", "demo_run", "spark",
                              "engines", "lakes", "hdfs_url", "search_url", "browser"})
-INTEGRATION_MODULES = frozenset({  # modules (dotted) whose tests start servers
+INTEGRATION_MODULES = frozenset({  # modules (dotted) whose tests start servers or processes (lec, node, a JVM)
+    "tests.lec.test_cli_output", "tests.lec.test_registry_cli", "tests.lakehouse.test_quality",
+    "tests.lec.test_demo_traffic", "tests.oracle.test_merkle",
     "tests.adversarial.test_chaos", "tests.adversarial.test_fuzz_channels", "tests.adversarial.test_http_hostile",
     "tests.adversarial.test_mqtt_broker_hostile", "tests.adversarial.test_registry_live",
     "tests.adversarial.test_sftp_server_hostile", "tests.connectors.test_camel",
@@ -138,7 +140,7 @@ def mark_integration(items: list[pytest.Item]) -> None:
         module = item.module.__name__ if getattr(item, "module", None) else ""
         params = getattr(getattr(item, "callspec", None), "params", {})
         if (SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES
-                or params.get("db_url") == "postgresql"):
+                or params.get("db_url") == "postgresql" or item.get_closest_marker("slow") is not None):
             item.add_marker(pytest.mark.integration)
 
 

@@ -41,6 +41,7 @@ def test_migrations_create_every_seed_table(db_url: str, tmp_path: Path) -> None
     assert reg.migrate() == head  # idempotent
 
 
+@pytest.mark.integration  # six Python processes
 def test_commands_started_together_on_a_new_registry_all_migrate_it(db_url: str) -> None:
     """Two `lec` commands started at once on a new run dir both migrate: the seed rows went in twice
     (UNIQUE constraint failed: t_frequence.code) before migrations took a lock."""
