@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lec import topics
-from lec.kafka import CONSUMER_TUNING, ensure_topics
+from lec.kafka import consumer_config, ensure_topics
 from lec.registry.snapshot import RegistrySnapshot
 
 log = logging.getLogger("lec.registry.view")
@@ -107,10 +107,9 @@ class RegistryFollower:
     def _follow(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"lec-registry-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                             "fetch.max.bytes": MAX_SNAPSHOT_BYTES, "max.partition.fetch.bytes": MAX_SNAPSHOT_BYTES,
-                             **CONSUMER_TUNING})
+        consumer = Consumer(consumer_config(self.bootstrap, f"lec-registry-{uuid.uuid4().hex}",
+                                            **{"fetch.max.bytes": MAX_SNAPSHOT_BYTES,
+                                               "max.partition.fetch.bytes": MAX_SNAPSHOT_BYTES}))
         try:
             ensure_topics(self.bootstrap, (self.topic,))
             consumer.assign([TopicPartition(self.topic, 0, 0)])
