@@ -15,6 +15,7 @@ A flow with ``channel: camel`` describes its source in ``syntax_options.camel``:
       period: 300000
       username: lec
       password: "{{lec.sup-b.ftp-password}}"
+      known_hosts: "[ftp.example]:22 ssh-ed25519 AAAA..."   # sftp://: the only host key accepted
       secret: sup-b-ftp
 
 Each flow becomes one Integration whose YAML DSL route polls the source, wraps the response or
@@ -145,11 +146,29 @@ def _source_steps(flow: Flow, spec: dict[str, Any], name: str) -> tuple[dict[str
     if not url.startswith(("ftp://", "ftps://", "sftp://")):
         raise CamelError(f"flow {flow.id}: an ftp-poll url must start with ftp://, ftps:// or sftp://")
     params: dict[str, Any] = {"delay": period, "move": ".done", "moveFailed": ".failed", "readLock": "changed",
-                              "binary": True, "passiveMode": True, "maxMessagesPerPoll": 100}
+                              "binary": True, "maxMessagesPerPoll": 100}
+    if url.startswith("sftp://"):
+        params.update(_host_key_checking(flow, spec))
+    else:
+        params["passiveMode"] = True
     for key in ("username", "password"):
         if spec.get(key):
             params[key] = str(spec[key])
     return {"uri": url, "parameters": params}, []
+
+
+def _host_key_checking(flow: Flow, spec: dict[str, Any]) -> dict[str, Any]:
+    """SFTP checks the vendor's host key against the flow's ``known_hosts`` and nothing else.
+
+    camel-ftp's default is ``strictHostKeyChecking=no`` (any key accepted: a man in the middle gets the
+    password) and ``~/.ssh/known_hosts`` of whoever runs the JVM; both are turned off here.
+    """
+    known = spec.get("known_hosts")
+    if not isinstance(known, str) or not known.strip():
+        raise CamelError(f"flow {flow.id}: an sftp:// url needs syntax_options.camel.known_hosts, the vendor's host "
+                         f"key as a known_hosts line ('[host]:port ssh-ed25519 AAAA...', e.g. from "
+                         f"`ssh-keyscan -p PORT host` checked with the vendor), or a {{{{property}}}} of the secret")
+    return {"strictHostKeyChecking": "yes", "useUserKnownHostsFile": False, "knownHosts": known.strip()}
 
 
 def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_payload_bytes: int = 1024 * 1024,

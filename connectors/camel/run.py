@@ -37,14 +37,47 @@ def routes_yaml(snapshot: Any, *, kafka_brokers: str, max_payload_bytes: int) ->
     return to_yaml([flows])
 
 
-def prepare(work: Path, routes: str, properties: dict[str, str] | None = None) -> list[str]:
+def secrets_dir(settings: Any) -> Path:
+    """Where the local run finds the Kubernetes Secrets the flows reference, one properties file each."""
+    return settings.resolved_run_dir() / "secrets" / "camel"
+
+
+def secret_files(snapshot: Any, folder: Path) -> list[Path]:
+    """The properties files of the secrets the camel flows name in ``syntax_options.camel.secret``.
+
+    Camel K mounts the Secret ``NAME`` as Camel properties; here ``folder/NAME.properties`` holds the same
+    ``key=value`` lines (e.g. ``lec.sup-b.ftp-password=...``) and is given to camel-main as a properties
+    location: the values are never copied into the routes or application.properties.
+    """
+    from connectors.camel.integrations import camel_flows
+
+    names = sorted({str(f.syntax_options["camel"]["secret"]) for f in camel_flows(snapshot)
+                    if isinstance(f.syntax_options.get("camel"), dict) and f.syntax_options["camel"].get("secret")})
+    files = []
+    for name in names:
+        path = folder / f"{name}.properties"
+        if not path.is_file():
+            raise ServiceError(f"a camel flow references the secret '{name}': write its keys as key=value lines "
+                               f"(the same as in the Kubernetes Secret) to {path}, mode 0600")
+        if path.stat().st_mode & 0o077:
+            raise ServiceError(f"{path} holds secrets but others may read it: chmod 600 {path}")
+        files.append(path)
+    return files
+
+
+def prepare(work: Path, routes: str, properties: dict[str, str] | None = None,
+            secrets: list[Path] | None = None) -> list[str]:
     """Write the routes and camel-main's application.properties; returns the java command."""
     conf = work / "conf"
-    conf.mkdir(parents=True, exist_ok=True)
+    conf.mkdir(parents=True, exist_ok=True, mode=0o700)
     (work / "routes.yaml").write_text(routes)
+    locations = ["classpath:application.properties", *(f"file:{p}" for p in secrets or ())]
     props = {"camel.main.name": "lec-camel",
              "camel.main.routesIncludePattern": f"file:{work / 'routes.yaml'}",
              "camel.main.shutdownTimeout": "10",
+             # the start-up summary prints every property placeholder with its value: secrets included
+             "camel.main.autoConfigurationLogSummary": "false",
+             "camel.component.properties.location": ",".join(locations),
              **(properties or {})}
     (conf / "application.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     java = shutil.which("java") or "/usr/bin/java"
@@ -81,5 +114,6 @@ def run(settings: Any) -> None:
     ensure_seen_topic(settings.kafka_bootstrap)
     argv = prepare(settings.resolved_run_dir() / "camel",
                    routes_yaml(snapshot, kafka_brokers=settings.kafka_bootstrap,
-                               max_payload_bytes=settings.max_payload_bytes))
+                               max_payload_bytes=settings.max_payload_bytes),
+                   secrets=secret_files(snapshot, secrets_dir(settings)))
     os.execv(argv[0], argv)  # the supervisor's signals reach the JVM itself

@@ -99,14 +99,23 @@ def test_rendered_http_poll_integration_matches_the_camel_k_shape(registry) -> N
 
 def test_rendered_ftp_poll_integration_with_secret(registry) -> None:
     flow = _camel_flow(registry, kind="ftp-poll", url="sftp://ftp.sup-b.example:22/out", period=300000,
-                       username="lec", password="{{lec.sup-b.ftp-password}}", secret="sup-b-ftp")
+                       username="lec", password="{{lec.sup-b.ftp-password}}", secret="sup-b-ftp",
+                       known_hosts="ftp.sup-b.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample")
     integration = render_integration(flow, namespace=NS, kafka_brokers="k:9092")
     jsonschema.validate(integration, SCHEMA)
     source = _route(integration)["from"]
     assert source["uri"] == "sftp://ftp.sup-b.example:22/out"
-    assert source["parameters"]["delay"] == 300000 and source["parameters"]["move"] == ".done"
-    assert source["parameters"]["password"] == "{{lec.sup-b.ftp-password}}"
+    params = source["parameters"]
+    assert params["delay"] == 300000 and params["move"] == ".done"
+    assert params["password"] == "{{lec.sup-b.ftp-password}}"
+    # only the flow's host key is accepted (camel-ftp's default accepts any), not ~/.ssh/known_hosts
+    assert params["strictHostKeyChecking"] == "yes" and params["useUserKnownHostsFile"] is False
+    assert params["knownHosts"] == "ftp.sup-b.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
+    assert "passiveMode" not in params  # an FTP option; on sftp:// it means nothing
     assert integration["spec"]["traits"] == {"mount": {"configs": ["secret:sup-b-ftp"]}}
+    ftp = render_integration(_camel_flow(registry, kind="ftp-poll", url="ftp://ftp.sup-b.example/out", period=5000),
+                             namespace=NS, kafka_brokers="k:9092")
+    assert _route(ftp)["from"]["parameters"]["passiveMode"] is True
 
 
 @pytest.mark.parametrize("camel,message", [
@@ -115,6 +124,7 @@ def test_rendered_ftp_poll_integration_with_secret(registry) -> None:
     ({"kind": "http-poll", "url": "ftp://x/y", "period": 5000}, "must start with http"),
     ({"kind": "ftp-poll", "url": "https://x/y", "period": 5000}, "must start with ftp"),
     ({"kind": "http-poll", "url": "https://x/y", "period": 10}, "milliseconds"),
+    ({"kind": "ftp-poll", "url": "sftp://x/y", "period": 5000}, "needs syntax_options.camel.known_hosts"),
 ])
 def test_bad_camel_descriptions_are_refused_with_a_reason(registry, camel: dict[str, Any], message: str) -> None:
     with pytest.raises(CamelError, match=message):

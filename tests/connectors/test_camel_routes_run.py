@@ -95,14 +95,13 @@ def vendor() -> Iterator[Vendor]:
     v.server.shutdown()
 
 
-def _registry(run_dir: Path, url: str) -> Registry:
+def camel_registry(run_dir: Path, flow_id: str, camel: dict[str, Any]) -> Registry:
+    """The example community plus one camel flow of sup-utility (JSON readings {"ts", "e"} in Wh)."""
     doc = yaml.safe_load(EXAMPLE_COMMUNITY.read_text())
     doc["flows"].append({
-        "id": FLOW, "device": "IT001E00000002", "supplier": "sup-utility", "channel": "camel", "syntax": "json",
+        "id": flow_id, "device": "IT001E00000002", "supplier": "sup-utility", "channel": "camel", "syntax": "json",
         "measurement": "load", "account": "consumption", "units": {"energy": "Wh"},
-        "mapping": {"ts": "ts", "energy": "e"}, "timezone": "UTC",
-        "syntax_options": {"camel": {"kind": "http-poll", "url": url, "period": 1000, "timeout_ms": 2000,
-                                     "retry_delay_ms": 200, "cursor": {"field": "next_cursor", "param": "cursor"}}},
+        "mapping": {"ts": "ts", "energy": "e"}, "timezone": "UTC", "syntax_options": {"camel": camel},
     })
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "community.yaml"
@@ -113,37 +112,52 @@ def _registry(run_dir: Path, url: str) -> Registry:
     return reg
 
 
-def _start_camel(work: Path, routes: str) -> ManagedProcess:
-    proc = ManagedProcess("camel", prepare(work, routes), work.parent / f"camel-{time.monotonic_ns()}.log")
-    offset = 0
-    proc.wait_ready(lambda: READY_LINE in proc.log.read_text(errors="replace")[offset:], timeout=240)
+def camel_routes(bootstrap: str, run_dir: Path, flow_id: str, camel: dict[str, Any]) -> tuple[Any, str]:
+    """Topics made, the registry with the camel flow, and its routes (the Integration's text) for this Kafka."""
+    ensure_topics(bootstrap)
+    ensure_seen_topic(bootstrap)
+    snapshot = camel_registry(run_dir, flow_id, camel).snapshot()
+    return snapshot, routes_yaml(snapshot, kafka_brokers=bootstrap, max_payload_bytes=1024 * 1024)
+
+
+def start_camel(work: Path, routes: str, secrets: list[Path] | None = None) -> ManagedProcess:
+    """camel-main on the routes (a fresh log per start), ready once Camel says it started."""
+    proc = ManagedProcess("camel", prepare(work, routes, secrets=secrets), work.parent / f"camel-{time.monotonic_ns()}.log")
+    proc.wait_ready(lambda: READY_LINE in proc.log.read_text(errors="replace"), timeout=240)
     return proc
 
 
+def flow_records(bootstrap: str, topic: str, flow_id: str) -> list[dict]:
+    """The records of one flow on lec.raw (by its item), lec.readings or lec.deadletter."""
+    records = read_topic(bootstrap, topic, idle_s=2.0)
+    if topic == topics.RAW:
+        return [e for e in records if e["items"][0]["flow_id"] == flow_id]
+    return [r for r in records if r.get("flow_id") == flow_id]
+
+
 def _camel_raw(bootstrap: str) -> list[dict]:
-    return [e for e in read_topic(bootstrap, topics.RAW, idle_s=2.0) if e["items"][0]["flow_id"] == FLOW]
+    return flow_records(bootstrap, topics.RAW, FLOW)
 
 
 def test_route_polls_pages_retries_and_lands_once_across_restarts(fresh_kafka: tuple, vendor: Vendor,
                                                                   tmp_path: Path) -> None:
     _, bootstrap = fresh_kafka
-    ensure_topics(bootstrap)
-    ensure_seen_topic(bootstrap)
     run_dir = tmp_path / "run"
-    reg = _registry(run_dir, vendor.url)
-    routes = routes_yaml(reg.snapshot(), kafka_brokers=bootstrap, max_payload_bytes=1024 * 1024)
+    _, routes = camel_routes(bootstrap, run_dir, FLOW, {
+        "kind": "http-poll", "url": vendor.url, "period": 1000, "timeout_ms": 2000, "retry_delay_ms": 200,
+        "cursor": {"field": "next_cursor", "param": "cursor"}})
     assert "routeConfigurationId" in routes and "idempotentConsumer" in routes
     worker = start_worker(run_dir, bootstrap, "streams")
     camel = None
     try:
-        camel = _start_camel(tmp_path / "camel", routes)
+        camel = start_camel(tmp_path / "camel", routes)
         # 4 pages and the garbage: 5 distinct envelopes; the empty end page is one more
         wait_until(lambda: len(_camel_raw(bootstrap)) >= PAGES + 2, 240, "camel envelopes", camel.proc, camel.log)
         assert any(c == "1:500" for c in vendor.calls) and any(c == "2:slow" for c in vendor.calls)
         camel.stop()
         before = _camel_raw(bootstrap)
         camel = None
-        camel = _start_camel(tmp_path / "camel", routes)  # starts again from no cursor: every page again
+        camel = start_camel(tmp_path / "camel", routes)  # starts again from no cursor: every page again
         wait_until(lambda: sum(c.startswith(f"{PAGES}:") for c in vendor.calls) >= 3, 240, "second pass",
                    camel.proc, camel.log)
         after = _camel_raw(bootstrap)
@@ -152,13 +166,12 @@ def test_route_polls_pages_retries_and_lands_once_across_restarts(fresh_kafka: t
         assert all(e["channel"] == "camel" and e["supplier_id"] == "sup-utility" for e in after)
 
         def camel_readings() -> list[dict]:
-            return [r for r in read_topic(bootstrap, topics.READINGS, idle_s=2.0)
-                    if r.get("channel") == "camel" and r.get("flow_id") == FLOW]
+            return [r for r in flow_records(bootstrap, topics.READINGS, FLOW) if r.get("channel") == "camel"]
 
         wait_until(lambda: len(camel_readings()) >= PAGES * 4, 180, "camel readings", worker.proc, worker.log)
         readings = camel_readings()
         assert len({r["ts"] for r in readings}) == PAGES * 4
-        dead = [d for d in read_topic(bootstrap, topics.DEADLETTER, idle_s=2.0) if d.get("flow_id") == FLOW]
+        dead = flow_records(bootstrap, topics.DEADLETTER, FLOW)
         # the garbage with its reason; the vendor's empty end page once (no_readings), not on every poll
         assert sorted(d["reason_code"] for d in dead) == ["json_invalid", "no_readings"]
         assert log_contains(camel, "Failed delivery") or "500" in camel.log.read_text(errors="replace")
