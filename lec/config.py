@@ -65,6 +65,8 @@ class Settings(BaseModel):
     chain_port: int = Field(0, description="Embedded anvil port; 0 = a free port.")
     chain_id: int = Field(31337, description="Chain id of the embedded anvil.")
     oracle_grace_s: int = Field(300, description="Seconds after a QH's end before it is anchored (oracle.md §9).")
+    oracle_silence_s: int = Field(300, description="Wall-clock seconds the oracle waits for an expected flow that "
+                                  "sends nothing, once its declared lateness has passed in event time (docs/oracle.md).")
     oracle_claim_interval_s: int = Field(60, description="How often the oracle claims rewards for members.")
     clock_skew_s: int = Field(300, description="How far in the future a reading's timestamp may be.")
     streams_default_rated_power_w: float = Field(

@@ -227,9 +227,10 @@ def run_oracle(settings: Any, deployment_path: Any = None, key_file: Any = None)
                         publish=kafka_publisher(cfg.bootstrap, cfg.anchors_topic))
     claimer = Claimer(client, lake)
     # a QH is anchored once every expected accounting flow delivered it (one version instead of
-    # one per arriving source), or when the missing flows' declared lateness has passed
+    # one per arriving source), or when each missing flow's declared lateness has passed and the flow
+    # has moved past the QH or gone silent
     windows = QhWindows(cfg.grace_s, settings.clock_skew_s, cfg.restate_after_s,
-                        expected=expected_from_snapshot(snapshots))
+                        expected=expected_from_snapshot(snapshots), silence_s=settings.oracle_silence_s)
     engine = OracleEngine(windows, anchorer, claimer)
     t0 = time.monotonic()
     n = replay_readings(cfg.bootstrap, cfg.readings_topic, engine.ingest)

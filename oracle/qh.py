@@ -121,8 +121,15 @@ class QhWindows:
     or its missing flows' declared lateness has passed on the event-time watermark."""
 
     def __init__(self, grace_s: int = 300, max_future_s: int = 300, restate_after_s: float = 0.0,
-                 expected: ExpectedFlows | None = None) -> None:
+                 expected: ExpectedFlows | None = None, silence_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.grace_s = grace_s
+        self.silence_s = silence_s
+        self.clock = clock
+        self.started = clock()
+        # per (community, flow): its own event-time watermark and when its last reading arrived
+        self.flow_watermarks: dict[tuple[str, str], int] = {}
+        self.flow_seen: dict[tuple[str, str], float] = {}
         self.expected = expected
         self.max_future_s = max_future_s
         self.restate_after_s = restate_after_s
@@ -144,6 +151,10 @@ class QhWindows:
         horizon = int(time.time()) + self.max_future_s
         if min(ts, horizon) > self.watermarks.get(community, -1):
             self.watermarks[community] = min(ts, horizon)
+        flow_key = (community, reading["flow_id"])
+        self.flow_seen[flow_key] = self.clock()
+        if min(ts, horizon) > self.flow_watermarks.get(flow_key, -1):
+            self.flow_watermarks[flow_key] = min(ts, horizon)
         if qh is None:
             self.ignored += 1
             return False
@@ -166,26 +177,33 @@ class QhWindows:
         return True
 
     def is_closed(self, community_id: str, qh: int) -> bool:
-        """Closed when complete (every expected accounting flow delivered it), else once the
-        community's event-time watermark passes qh + 900 + the longest declared wait (send frequency
-        + derogation) of the flows still missing, and never before qh + 900 + grace for them.
+        """Closed when complete (every expected accounting flow delivered it). Otherwise each missing
+        flow must have been given up: the community's event-time watermark passed qh + 900 + max(grace,
+        the flow's declared wait: send frequency + derogation), and either the flow's own data has
+        moved past that point too, or the flow has sent nothing for ``silence_s`` of wall time. A flow
+        that is sending but behind (a replay, a backlog) is waited for, so its data lands in version 1.
         Without expected flows (no registry): on the watermark + grace, as before."""
-        bucket = self.buckets.get((community_id, qh))
-        return self.watermarks.get(community_id, -1) >= self._closes_at(community_id, qh, bucket)
+        return self._closed(community_id, qh, self.buckets.get((community_id, qh)))
 
-    def _closes_at(self, community_id: str, qh: int, bucket: QhBucket | None) -> float:
-        base = qh + QH_S + self.grace_s
+    def _closed(self, community_id: str, qh: int, bucket: QhBucket | None) -> bool:
+        watermark = self.watermarks.get(community_id, -1)
         flows = self.expected(community_id) if self.expected is not None else None
         if not flows:
-            return base
+            return watermark >= qh + QH_S + self.grace_s
         delivered = {leaf[2] for leaf, acc in bucket.leaves.items() if acc.covered_s >= QH_S} if bucket else set()
-        wait = -1
+        now = self.clock()
         for e in flows:
-            if e.start <= qh < e.end and e.flow_id not in delivered:
-                wait = max(wait, e.wait_s)
-        if wait < 0:
-            return float("-inf")           # complete: every expected flow delivered this QH
-        return qh + QH_S + max(self.grace_s, wait)
+            if not e.start <= qh < e.end or e.flow_id in delivered:
+                continue
+            deadline = qh + QH_S + max(self.grace_s, e.wait_s)
+            if watermark < deadline:
+                return False                   # the community's event time has not passed its wait
+            key = (community_id, e.flow_id)
+            if self.flow_watermarks.get(key, -1) >= deadline:
+                continue                       # the flow itself moved past the QH and its wait: a gap
+            if now - max(self.started, self.flow_seen.get(key, self.started)) < self.silence_s:
+                return False                   # still sending (or silent only briefly): wait for it
+        return True
 
     def due(self) -> list[QhBucket]:
         """Closed QHs whose content is not yet known to be on chain, oldest first.
@@ -196,6 +214,6 @@ class QhWindows:
         """
         now = time.monotonic()
         return sorted((b for b in self.buckets.values() if b.dirty
-                       and self.watermarks.get(b.community_id, -1) >= self._closes_at(b.community_id, b.qh, b)
+                       and self._closed(b.community_id, b.qh, b)
                        and (b.settled_revision < 0 or now - b.changed_at >= self.restate_after_s)),
                       key=lambda b: (b.qh, b.community_id))

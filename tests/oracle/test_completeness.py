@@ -2,7 +2,9 @@
 
 Every expected accounting flow of the community (registry: send frequency + derogation) delivered
 the QH -> it is anchored at once, one version; a flow still missing is waited for until the
-community's event-time watermark passes its declared lateness; late data still makes version n+1.
+community's event-time watermark passes its declared lateness and the flow has moved past the QH
+or stayed silent (wall clock); a flow that is sending but behind is waited for; late data still makes
+version n+1.
 """
 
 from __future__ import annotations
@@ -20,8 +22,19 @@ EXPECTED = (ExpectedFlow("f-anna-load", 900 + 3600), ExpectedFlow("f-bruno-load"
             ExpectedFlow("f-bruno-pv", 3600 + 7200))
 
 
-def windows() -> QhWindows:
-    return QhWindows(300, expected=lambda c: EXPECTED if c == COMMUNITY else None)
+class Clock:
+    """A wall clock the test moves by hand (the silence rule is in wall seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def windows(clock: Clock | None = None) -> QhWindows:
+    return QhWindows(300, expected=lambda c: EXPECTED if c == COMMUNITY else None, silence_s=300,
+                     clock=clock or Clock())
 
 
 def settle(w: QhWindows) -> list[int]:
@@ -52,16 +65,43 @@ def test_a_flow_delivering_in_parts_completes_when_it_covers_the_qh() -> None:
     assert settle(w) == [QH0]
 
 
-def test_a_missing_flow_is_waited_for_until_its_declared_lateness_passes() -> None:
-    w = windows()
+def test_a_silent_missing_flow_is_given_up_after_its_lateness_and_the_silence() -> None:
+    clock = Clock()
+    w = windows(clock)
     w.add(reading("f-anna-load", QH0, 5))
     w.add(reading("f-bruno-load", QH0, 7))
     w.add(reading("f-anna-load", QH0 + 900 + 3 * 3600 - 900, 5, msg="wm1"))     # PV waits 3 h
-    assert settle(w) == []
+    clock.now += 3600
+    assert settle(w) == []                                 # event time has not passed PV's wait
     w.add(reading("f-anna-load", QH0 + 900 + 3 * 3600, 5, msg="wm2"))
-    assert QH0 in settle(w)
+    clock.now += 3600
+    assert QH0 in settle(w)                                # passed, and PV silent for an hour
     w.add(reading("f-bruno-pv", QH0, -3))                  # late data: version n+1
     assert QH0 in settle(w)
+
+
+def test_a_flow_that_is_sending_but_behind_is_waited_for() -> None:
+    """A replay or a backlog: PV's data arrives after the loads' (event time far ahead) but it keeps
+    arriving, so the QH waits and its first version already holds PV (one anchor, not two)."""
+    clock = Clock()
+    w = windows(clock)
+    w.add(reading("f-anna-load", QH0, 5))
+    w.add(reading("f-bruno-load", QH0, 7))
+    w.add(reading("f-anna-load", QH0 + 2 * DAY, 5, msg="wm"))     # event time two days ahead
+    w.add(reading("f-bruno-pv", QH0 - 3600, -1, msg="pv-old"))    # PV is sending, an hour behind
+    clock.now += 60
+    assert settle(w) == []
+    w.add(reading("f-bruno-pv", QH0, -3))
+    assert settle(w) == [QH0]
+
+
+def test_a_flow_whose_own_data_moved_past_the_qh_is_a_gap() -> None:
+    clock = Clock()
+    w = windows(clock)
+    w.add(reading("f-anna-load", QH0, 5))
+    w.add(reading("f-bruno-load", QH0, 7))
+    w.add(reading("f-bruno-pv", QH0 + 900 + 3 * 3600, -1, msg="pv-later"))    # PV skipped QH0 and moved on
+    assert settle(w) == [QH0]                              # no wall-clock wait needed
 
 
 def test_without_expected_flows_the_watermark_and_grace_close_as_before() -> None:

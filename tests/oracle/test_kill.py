@@ -79,6 +79,7 @@ def test_sigkill_mid_stream_and_restart(fresh_kafka: tuple, anvil_rpc: str, tmp_
     run = tmp_path / "run"
     env, reg, secrets, _dep, client = setup_run(
         run, anvil_rpc, LEC_KAFKA_BOOTSTRAP=bootstrap, LEC_ORACLE_GRACE_S="300", LEC_ORACLE_CLAIM_INTERVAL_S="2",
+        LEC_ORACLE_SILENCE_S="0",  # the example community's other flows send nothing here: close on event time
         LEC_ORACLE_KEY=dev_key(1), LEC_LOG_LEVEL="INFO")
     ensure_topics(bootstrap, (topics.READINGS, topics.ANCHORS))
 
