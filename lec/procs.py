@@ -69,7 +69,13 @@ class ManagedProcess:
         return self.proc.poll() is None
 
     def wait_ready(self, check: Callable[[], bool], timeout: float = 30.0) -> ManagedProcess:
-        wait_until(check, timeout, self.name, self.proc, self.log)
+        """Wait until ``check`` holds; a child that never became ready is stopped before the error propagates
+        (no orphan holding a port or a lock), so callers need no try/stop of their own."""
+        try:
+            wait_until(check, timeout, self.name, self.proc, self.log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self, timeout: float = 10.0) -> int | None:

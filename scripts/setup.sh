@@ -28,4 +28,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund; fi
 bash scripts/fetch-jars.sh
 bash scripts/build-mosquitto-plugin.sh  # client ids bound to accounts (connectors/mqtt/plugin)
+# Keycloak for `lec up --keycloak` and its end-to-end test: 160 MB from Maven Central and `kc.sh build`
+# (~80 s of CPU), once per pinned version; a no-op when .cache/jvm/keycloak-server has that build.
+.venv/bin/python -m connectors.http.keycloak build
 echo "setup done: .venv, node_modules, .cache/jvm"

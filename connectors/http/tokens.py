@@ -26,6 +26,7 @@ EMBEDDED_ISSUER = "urn:lec:embedded-issuer"
 AUDIENCE = "lec-ingest"
 KEY_FILE = "jwt-signing-key.pem"
 LEEWAY_S = 30
+JWKS_REFRESH_COOLDOWN_S = 5.0
 
 
 class TokenError(LecError):
@@ -107,7 +108,12 @@ class TokenVerifier:
             if not settings.jwt_issuer:
                 raise ConfigError("LEC_JWKS_URL is set but LEC_JWT_ISSUER is not: set the issuer the tokens carry")
             self.issuer = settings.jwt_issuer
-            self._jwks_client = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300, timeout=10)
+            # The key set is cached 300 s, so a key the issuer removed stops verifying within 5 min (no
+            # per-kid cache: it never expires). An unknown kid refetches the set at most once per
+            # JWKS_REFRESH_COOLDOWN_S: a rotated key is accepted within seconds, a flood of made-up kids
+            # costs the issuer one fetch per cooldown.
+            self._jwks_client = jwt.PyJWKClient(settings.jwks_url, lifespan=300, timeout=10,
+                                                cooldown_duration=JWKS_REFRESH_COOLDOWN_S)
             self._key = None
         else:
             self.issuer = settings.jwt_issuer or EMBEDDED_ISSUER

@@ -1,4 +1,4 @@
-"""`lec up --keycloak` without starting Keycloak (its start is too slow for the suite: tests/connectors/keycloak_e2e.py)."""
+"""`lec up --keycloak`'s plan and the realm, without starting Keycloak (tests/connectors/test_keycloak_e2e.py does)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from lec.errors import ServiceError
 def test_stack_with_keycloak_plans_it_and_points_http_ingest_at_its_jwks(tmp_path, monkeypatch) -> None:
     """`lec up --keycloak`: a supervised keycloak server whose admin password is in its environment only.
 
-    Keycloak is optional (setup does not build it): without a build `lec up --keycloak` stops at once
-    with the command that builds it; with one (its build marker, in a JVM cache of this test's own) it
-    is planned as a supervised server."""
+    Without a build (scripts/setup.sh makes one) `lec up --keycloak` stops at once with the command that
+    builds it; with one (its build marker, in a JVM cache of this test's own) it is planned as a
+    supervised server."""
     from lec.stack.supervisor import Stack
 
     monkeypatch.setenv("LEC_JVM_CACHE", str(tmp_path / "jvm"))
