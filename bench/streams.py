@@ -79,7 +79,9 @@ def settings_snapshot(settings: Settings) -> object:
 def run_case(case: str, workers: int, scale: float, root: Path) -> tuple[float, float, float]:
     records_n, items, per_item, batch = CASES[case]
     records_n = max(workers * 4, int(records_n * scale))
-    work = root / f"{case}-{workers}"
+    # a fresh folder per run: a repeat in the same folder restarted the broker on the previous run's
+    # topics, so its "outputs" were the first run's records again (identical figures)
+    work = Path(tempfile.mkdtemp(prefix=f"{case}-{workers}-", dir=root))
     kafka, bootstrap = start_broker(ENGINE, work / "kafka")
     procs: list[ManagedProcess] = []
     try:
