@@ -53,10 +53,28 @@ def camel_app() -> typer.Typer:
     @app.command("render")
     def render(namespace: str = NAMESPACE, brokers: str | None = BROKERS,
                flow: str | None = typer.Option(None, help="Only this flow."),
-               out: Path | None = typer.Option(None, help="Write one YAML file per Integration here.")) -> None:
+               out: Path | None = typer.Option(None, help="Write one YAML file per Integration here."),
+               community_file: Path | None = typer.Option(
+                   None, help="Render this community file's camel flows, not the registry's, as the commented "
+                              "example-<kind>.yaml files of infra/camel-k (brokers default to the example's, "
+                              "not LEC_KAFKA_BOOTSTRAP).")) -> None:
         """Print (or write) the Integration resources, as YAML, without touching a cluster."""
         from connectors.camel.integrations import to_yaml
 
+        if community_file:
+            from connectors.camel.examples import EXAMPLE_BROKERS, example_files
+
+            if flow:
+                raise typer.BadParameter("--flow does not go with --community-file (the file's flows are the examples)")
+            files = example_files(community_file, namespace=namespace, kafka_brokers=brokers or EXAMPLE_BROKERS)
+            if not out:
+                typer.echo("---\n".join(files.values()), nl=False)
+                return
+            out.mkdir(parents=True, exist_ok=True)
+            for name, text in files.items():
+                (out / name).write_text(text, encoding="utf-8")
+                typer.echo(str(out / name))
+            return
         items = _rendered(namespace, brokers, flow)
         if out:
             out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
+from connectors.camel.examples import example_files
 from connectors.camel.integrations import (
     CamelError,
     camel_flows,
@@ -224,3 +225,30 @@ def test_infra_examples_parse_and_match_the_shape() -> None:
     rbac = list(yaml.safe_load_all((folder / "rbac.yaml").read_text()))
     [role] = [d for d in rbac if d["kind"] == "Role"]
     assert {"create", "patch", "delete", "list", "get"} <= set(role["rules"][0]["verbs"])
+
+
+def test_infra_examples_are_what_the_example_community_renders(tmp_path: Path) -> None:
+    """infra/camel-k/example-*.yaml are generated from examples/camel-community.yaml by the CLI: a change to
+    the rendering or to that file that was not re-rendered fails here, so the examples cannot go stale."""
+    import asyncssh
+
+    env = {**os.environ, "LEC_KAFKA_BOOTSTRAP": "elsewhere:9092", "LEC_MAX_PAYLOAD_BYTES": "1000"}  # not used
+    result = subprocess.run([sys.executable, "-m", "connectors", "camel", "render", "--community-file",
+                             "examples/camel-community.yaml", "--out", str(tmp_path)], env=env, cwd=REPO,
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    committed = sorted((REPO / "infra" / "camel-k").glob("example-*.yaml"))
+    assert [p.name for p in committed] == ["example-ftp-poll.yaml", "example-http-poll.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in committed]
+    for path in committed:
+        assert path.read_bytes() == (tmp_path / path.name).read_bytes(), (
+            f"{path.relative_to(REPO)} is stale: run `lec connectors camel render --community-file "
+            f"examples/camel-community.yaml --out infra/camel-k` and commit the result")
+    assert example_files(REPO / "examples" / "camel-community.yaml")["example-ftp-poll.yaml"] == \
+        committed[0].read_text()
+    # the sftp example's placeholder host key is a well-formed known_hosts line for the URL's host and port
+    ftp = yaml.safe_load(committed[0].read_text())
+    params = _route(ftp)["from"]["parameters"]
+    assert params["strictHostKeyChecking"] == "yes"
+    host_keys = asyncssh.import_known_hosts(params["knownHosts"]).match("ftp.sup-b.example", "", 22)[0]
+    assert [k.get_algorithm() for k in host_keys] == ["ssh-ed25519"]
