@@ -145,7 +145,10 @@ def format_kafka_storage(data_dir: Path, config: Path) -> None:
     if template is not None and (template / "meta.properties").exists():
         shutil.copytree(template, target, dirs_exist_ok=True)
         return
-    r = subprocess.run(_kafka_java("kafka.tools.StorageTool", "format", "--cluster-id", _kraft_cluster_id(),
+    r = subprocess.run(_kafka_java("kafka.tools.StorageTool", "format",
+                                   # "=": a base64url id may start with "-" (1 in 64), which argparse took
+                                   # for an option ("--cluster-id: expected one argument")
+                                   f"--cluster-id={_kraft_cluster_id()}",
                                    "--config", str(config), "--ignore-formatted", heap="256m",
                                    log4j=data_dir / "log4j2.properties"),
                        capture_output=True, text=True, timeout=180)

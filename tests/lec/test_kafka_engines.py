@@ -81,3 +81,20 @@ def test_tansu_smoke(tmp_path: Path) -> None:
         assert len(_roundtrip(bootstrap, f"t-{uuid.uuid4().hex[:8]}")) == 50
     finally:
         proc.stop()
+
+
+def test_a_cluster_id_starting_with_a_dash_formats(tmp_path: Path, monkeypatch) -> None:
+    """One base64url cluster id in 64 starts with "-": passed as a separate argument, Kafka's storage
+    tool took it for an option and `lec up` failed to start Kafka (seen in a benchmark run)."""
+    import base64
+
+    from lec import services
+
+    dash_id = base64.urlsafe_b64encode(b"\xf8" + bytes(15)).decode().rstrip("=")
+    assert dash_id.startswith("-")
+    monkeypatch.setattr(services, "_kraft_cluster_id", lambda: dash_id)
+    monkeypatch.setattr(services, "_FORMATTED", {})            # run the tool, not the cached copy
+    data_dir = tmp_path / "kafka"
+    config = services.write_kafka_config(data_dir, 9092, 9093)
+    services.format_kafka_storage(data_dir, config)
+    assert f"cluster.id={dash_id}" in (data_dir / "data" / "meta.properties").read_text()
