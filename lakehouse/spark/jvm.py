@@ -2,12 +2,17 @@
 
 Why a Connect server rather than a classic in-process session (docs/lakehouse-analytics.md):
 every Spark job of the project speaks the Spark Connect API (Sail is a Connect server too), so
-the same code runs on both engines unchanged; the JVM starts once (10-20 s, more on a loaded
-machine) and then serves every session of a process, every test module and, under `lec up`,
-every `lec kpi` of every shell; and a JVM crash cannot take the Python process with it.
+the same code runs on both engines unchanged; the JVM starts once per process (10-20 s, more on
+a loaded machine) and then serves every session and every test module of that process (a `lec kpi`
+with ``spark_engine=jvm`` starts its own; to share one across shells, start a Connect server and
+set ``LEC_SPARK_REMOTE``); and a JVM crash cannot take the Python process with it.
 
 The Delta jars come from Maven Central into ``.cache/jvm/delta`` (``scripts/fetch-jars.sh``,
-``scripts/jvm/delta/pom.xml``); Spark, Scala and Hadoop are the wheel's ``pyspark/jars``.
+``scripts/jvm/delta/pom.xml``); Spark, Scala and Hadoop are the wheel's ``pyspark/jars``. The
+wheel's ``hadoop-client-api``/``-runtime`` 3.5.0 carry the HDFS client, so ``hdfs://host:port/...``
+lakes are read and written with no extra jar or configuration (Delta commits there through its
+``HDFSLogStore``); an HA name service needs ``HADOOP_CONF_DIR``, which spark-submit puts on the
+classpath from the environment.
 """
 
 from __future__ import annotations

@@ -1,13 +1,20 @@
-"""The sink, maintenance and erasure against a real HDFS (NameNode + DataNode started here)."""
+"""The sink, maintenance (deltalake, and delta-spark on JVM Spark) and erasure (`lec gdpr erase`)
+against a real HDFS (NameNode + DataNode started here)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from deltalake.exceptions import DeltaError
 
@@ -18,6 +25,7 @@ from lakehouse.sink.worker import DeltaSink
 from lakehouse.tables import ANOMALIES, DEADLETTER, READINGS, list_tables, open_table, query, table_uri
 from lec.procs import ManagedProcess
 from tests.support.hdfs import shared_hdfs
+from tests.support.kpi_sample import SampleFlow, readings_table, write_readings
 from tests.support.sink_sample import produce, sample_anomaly, sample_readings
 
 FAST = SinkConfig(commit_interval_s=0.3, commit_rows=4000, maintain_interval_s=0)
@@ -75,6 +83,75 @@ def test_erase_device_on_hdfs_removes_old_versions(kafka_bootstrap: str, hdfs_ur
     with pytest.raises(DeltaError):  # the old version's log entries and files are gone
         old = open_table(uri, version=first_version)
         query("SELECT count(*) n FROM t WHERE device_id = 'dev-0003'", {"t": old})
+
+
+def _small_appends(lake: str, flows: list[SampleFlow], appends: int = 4) -> str:
+    """``appends`` commits of four quarter-hours per flow, one UTC date: small files in one partition each."""
+    t0 = datetime(2024, 5, 6, 8, tzinfo=UTC)
+    for batch in range(appends):
+        rows = [(f, t0 + timedelta(minutes=15 * (4 * batch + i)), 10 + i) for f in flows for i in range(4)]
+        uri = write_readings(lake, readings_table("cer-example", rows))
+    return uri
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the JVM starts in 10-20 s idle, minutes on a loaded machine
+def test_maintenance_on_jvm_spark_on_hdfs(hdfs_url: str) -> None:
+    """delta-spark's DESCRIBE HISTORY, OPTIMIZE and VACUUM on hdfs:// (its HDFS log store writes the
+    commits); deltalake then reads the compacted table. The JVM is the test process's shared one."""
+    from lakehouse.maintenance import history, maintain
+    from lakehouse.spark.sessions import session_for
+
+    uri = _small_appends(f"{hdfs_url}/lake-{uuid.uuid4().hex[:6]}", [SampleFlow("f-mt", "POD-MT", "u-mt", "load", 1)])
+    spark = session_for("", "jvm")
+    assert [h["version"] for h in history(uri, "jvm", spark)] == [3, 2, 1, 0]
+    report = maintain(uri, "jvm", spark, retention_hours=0)
+    assert (report["version_before"], report["files_removed"], report["files_added"]) == (3, 4, 1), report
+    assert report["files_vacuumed"] == 4, report
+    ops = [h["operation"] for h in history(uri, "jvm", spark)]
+    assert ops[:3] == ["VACUUM END", "VACUUM START", "OPTIMIZE"], ops
+    assert len(open_table(uri).file_uris()) == 1 and _count(uri) == 16
+    assert spark.read.format("delta").load(uri).count() == 16
+
+
+def test_lec_gdpr_erase_on_hdfs(hdfs_url: str, settings, registry) -> None:
+    """`lec gdpr erase --device` with the lake and its raw zone on hdfs://: rows, old versions and the
+    device's original files gone; the other devices' rows untouched."""
+    from deltalake import write_deltalake
+
+    from lakehouse.rawzone import RawZone
+
+    root = f"{hdfs_url}/lake-{uuid.uuid4().hex[:6]}"
+    flows = [SampleFlow("f-anna-load", "IT001E00000001", "u-anna", "load", 1),
+             SampleFlow("f-bruno-pv", "PV-0001", "u-bruno", "production", 2)]
+    uri = _small_appends(root, flows, appends=2)
+    write_deltalake(f"{root}/kpi/member_daily", pa.table({"member_id": ["u-anna", "device:PV-0001"],
+                                                          "day": ["2024-05-06"] * 2, "kwh": [1.0, 2.0]}))
+    webhdfs = shared_hdfs().webhdfs_url
+    text = b"POD;DATA\nPV-0001;1,0\n"
+    with tempfile.TemporaryFile() as fh:
+        fh.write(text)
+        fh.flush()
+        RawZone(root, webhdfs).archive_fd("sup-utility", "f-bruno-pv", "curva_20240506.csv", fh.fileno(),
+                                          hashlib.sha256(text).hexdigest())
+    assert _count(uri, "device_id = 'PV-0001'") == 8
+    env = {"LEC_RUN_DIR": str(settings.resolved_run_dir()), "LEC_LAKE_URI": root, "LEC_WEBHDFS_URL": webhdfs,
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "lec.cli", "gdpr", "erase", "--device", "PV-0001"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    receipt = json.loads(done.stdout)
+    assert receipt["tables"] == {"readings": 8, "kpi/member_daily": 1}, receipt
+    assert receipt["raw_zone"]["files"] == 1, receipt
+    assert _count(uri, "device_id = 'PV-0001'") == 0 and _count(uri) == 8
+    for version in (0, 1):  # time travel cannot bring the device's rows back
+        try:
+            old = query("SELECT count(*) n FROM t WHERE device_id = 'PV-0001'", {"t": open_table(uri, version=version)})
+        except DeltaError:
+            continue
+        assert old.column("n")[0].as_py() == 0, version
+    assert not [p for p in RawZone(root, webhdfs).store.walk("") if "PV-0001" in p or "f-bruno-pv" in p]
+    assert "PV-0001" not in registry.snapshot().devices
 
 
 def test_sink_subprocess_killed_on_hdfs(fresh_kafka: tuple, hdfs_url: str, tmp_path: Path) -> None:
