@@ -35,3 +35,8 @@ def register(app: typer.Typer) -> None:
     register_channels(group)
     app.add_typer(group, name="connectors")
     register_tokens(app)
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)

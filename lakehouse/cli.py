@@ -1,12 +1,11 @@
 """Commands of the `lakehouse` package, added to `lec` by `register`.
 
 `lec lake sink|maintain|tables` and `lec gdpr erase`; the analytics commands come from
-`lakehouse.analytics_cli.register_analytics(app)` when that module exists.
+`lakehouse.analytics_cli.register_analytics(app)`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import typer
@@ -107,10 +106,14 @@ def register(app: typer.Typer) -> None:
 
     register_export(app)
 
-    if importlib.util.find_spec("lakehouse.analytics_cli") is not None:
-        from lakehouse.analytics_cli import register_analytics
+    from lakehouse.analytics_cli import register_analytics
 
-        register_analytics(app)
+    register_analytics(app)
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The one console script, ``lec``. Each package adds its commands through ``<package>.cli.register``.
+"""The one console script, ``lec``. Each package's ``cli`` module exports one Typer ``app`` (built by its
+``register``), mounted here without a name, so its commands and groups join ``lec``'s own.
 
 Heavy imports (Spark, web3, deltalake, Faust) stay inside the commands so ``lec --help`` is fast.
 """
@@ -23,8 +24,7 @@ PACKAGES = ("lec.registry.cli", "lec.stack.cli", "connectors.cli", "streams.cli"
 
 def _register_all() -> None:
     for module_name in PACKAGES:
-        module = importlib.import_module(module_name)
-        module.register(app)
+        app.add_typer(importlib.import_module(module_name).app)
 
 
 def main() -> None:

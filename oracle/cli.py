@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC
 from pathlib import Path
 
@@ -160,13 +159,17 @@ def verify_cmd(file: Path | None = typer.Argument(None, help="Take-out file to v
 
 
 def register(app: typer.Typer) -> None:
-    """Add `lec oracle` and `lec audit` (and `lec chain` when oracle/chain/cli.py exists)."""
+    """Add `lec oracle`, `lec audit` and `lec chain`."""
     app.add_typer(oracle_app, name="oracle")
     app.add_typer(audit_app, name="audit")
-    if importlib.util.find_spec("oracle.chain.cli") is not None:
-        from oracle.chain.cli import register_chain
+    from oracle.chain.cli import register_chain
 
-        register_chain(app)
+    register_chain(app)
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)
 
 
 def main() -> None:

@@ -57,3 +57,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"published registry snapshot {version}: {len(snap.flows)} flows, {len(snap.devices)} devices")
 
     app.add_typer(streams, name="streams")
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)

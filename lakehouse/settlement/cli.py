@@ -119,3 +119,8 @@ def register(app: typer.Typer) -> None:
 
     settlement.add_typer(prices, name="prices")
     app.add_typer(settlement, name="settlement")
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)

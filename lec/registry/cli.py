@@ -77,3 +77,8 @@ def _tell_running_stack() -> None:
         r = subprocess.run([sys.executable, "-m", "lec.cli", *args], capture_output=True, text=True, timeout=300)
         lines = (r.stdout + r.stderr).strip().splitlines()
         typer.echo(lines[-1] if lines else f"lec {' '.join(args)}: exit {r.returncode}", err=r.returncode != 0)
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)

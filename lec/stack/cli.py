@@ -148,3 +148,8 @@ def register_demo(app: typer.Typer) -> None:
         summary = run_demo(target, default_start(), days, households, echo=typer.echo)
         if summary_json:
             Path(summary_json).write_text(json.dumps(summary, indent=2, default=str))
+
+
+# The package's one Typer app, which `lec/cli.py` mounts (its commands join `lec`'s own).
+app = typer.Typer(no_args_is_help=True)
+register(app)
