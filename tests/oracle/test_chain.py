@@ -155,8 +155,10 @@ def test_members_claims_and_balances(admin_client: NotaryClient, oracle_client: 
     assert oracle_client.balance_of("c-one", alice) == 1007
     with pytest.raises(TxFailedError, match="NothingToClaim"):
         oracle_client.claim("c-one", qh, alice, 1000, proofs[0])
+    other = QH0 + 900 * 61   # anchored here, with another rewards root: the proof of `qh` does not fit it
+    oracle_client.submit_anchors([anchor("c-one", other, rewards_root=b"\x01" * 32, total=1000)])
     with pytest.raises(TxFailedError, match="InvalidProof"):
-        oracle_client.claim_batch("c-one", [(QH0 + 900, alice, 1000, proofs[0])])
+        oracle_client.claim_batch("c-one", [(other, alice, 1000, proofs[0])])
     admin_client.remove_member("c-one", bob)
     assert not oracle_client.is_member("c-one", bob) and oracle_client.balance_of("c-one", bob) == 0
 
