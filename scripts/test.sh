@@ -14,7 +14,9 @@ set +e
 # Two workers by default (most tests wait on real servers, not the CPU); LEC_TEST_WORKERS=0 runs in one process.
 workers="${LEC_TEST_WORKERS:-2}"
 xdist=()
-if [ "$workers" != "0" ]; then xdist=(-n "$workers" --dist loadgroup); fi
+# --dist loadfile: a module's tests run in order on one worker. (loadgroup's xdist_group markers do
+# not apply with pytest 9: xdist 3.8 renames item._nodeid, which pytest 9 no longer reads.)
+if [ "$workers" != "0" ]; then xdist=(-n "$workers" --dist loadfile); fi
 .venv/bin/python -m pytest -p no:cacheprovider "${xdist[@]}" "$@"
 rc=$?
 set -e

@@ -146,9 +146,10 @@ def mark_integration(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (scripts/test.sh runs two workers, --dist loadgroup): a module's tests stay on
-    one worker (its module fixtures start once), and every test that uses the session's demo joins one
-    group, so the demo runs once per suite, not once per worker."""
+    """scripts/test.sh runs two xdist workers with --dist loadfile: a module's tests run in order on one
+    worker (its module fixtures start once). The xdist_group markers (a module each, every user of the
+    session demo together) are for --dist loadgroup, which xdist 3.8 cannot apply under pytest 9 (it
+    renames ``item._nodeid``, which pytest 9 no longer reads): until then each worker may run its demo."""
     for item in items:
         group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
