@@ -8,6 +8,9 @@ For local disk and for a real HDFS (started here), it measures:
   until all N are committed (commits by size: N is a multiple of --commit-rows);
 - ceiling: a plain `deltalake.write_deltalake` append of the same Arrow batches (no Kafka, no
   parsing), in the same run: the ratio sink/ceiling is the figure to read;
+- floors, what the sink cannot go below on the same broker: reading the same records from Kafka
+  alone (confluent consumer, values touched, nothing else), and reading plus the JSON -> Arrow
+  decode the sink does (`convert`), both in batches of --commit-rows;
 - latency: one reading produced every 100 ms while the sink runs (commit interval 1 s); time
   from produce to the reading being returned by a Delta query (p50/p95/max).
 """
@@ -58,6 +61,31 @@ def sink_rate(bootstrap: str, root: str, n: int, commit_rows: int) -> tuple[floa
     sink.stop()
     worker.join()
     return n / elapsed, sink.stats.commits
+
+
+def read_rates(bootstrap: str, n: int, commit_rows: int) -> tuple[float, float]:
+    """readings/s of reading the sink's input from Kafka alone, and of reading plus decoding it."""
+    from lec.io.reader import replay
+
+    topic = _specs()[0].topic
+    produce(bootstrap, sample_readings(n, devices=200, days=2), topic)
+    rates = []
+    for decode in (False, True):
+        got, start, batch = 0, None, Batch()
+        for msgs in replay(bootstrap, topic, to_end=True, batch=min(20_000, commit_rows)):
+            if start is None and msgs:
+                start = time.perf_counter()  # from the first record, as the sink's clock
+            for m in msgs:
+                batch.add(m.partition(), m.offset(), m.value())
+            got += len(msgs)
+            if decode and (len(batch) >= commit_rows or got >= n):
+                convert(READINGS, batch)
+            if len(batch) >= commit_rows:
+                batch = Batch()
+        if got != n or start is None:
+            raise RuntimeError(f"read {got} of {n} records")
+        rates.append(n / (time.perf_counter() - start))
+    return rates[0], rates[1]
 
 
 def ceiling_rate(root: str, n: int, commit_rows: int) -> float:
@@ -156,8 +184,10 @@ def dedup_cost(root: str, n: int, commit_rows: int) -> dict[str, float]:
 def run(target: str, root: str, bootstrap: str, n: int, commit_rows: int) -> dict[str, object]:
     ceiling = ceiling_rate(root, n, commit_rows)  # first: also warms up imports for both
     rate, commits = sink_rate(bootstrap, root, n, commit_rows)
+    read, decode = read_rates(bootstrap, n, commit_rows)
     lat = sorted(latency(bootstrap, root))
     return {"target": target, "sink": rate, "commits": commits, "ceiling": ceiling, "ratio": rate / ceiling,
+            "read": read, "decode": decode,
             "p50": statistics.median(lat), "p95": lat[int(len(lat) * 0.95) - 1], "max": lat[-1], "lat_n": len(lat)}
 
 
@@ -195,11 +225,14 @@ def main() -> None:
     print(f"engine: {args.engine}; machine: {platform.node()} {platform.machine()} {platform.python_version()}; "
           f"{args.readings} readings, commits of <= {args.commit_rows} rows")
     print("| target | sink readings/s | commits | ceiling: plain deltalake append, readings/s | sink/ceiling "
-          "| latency to queryable p50 / p95 / max (s), commit interval 1 s |")
-    print("|---|---|---|---|---|---|")
+          "| latency to queryable p50 / p95 / max (s), commit interval 1 s "
+          "| floors: Kafka read alone / read + JSON decode, readings/s (/ ceiling) |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['target']} | {r['sink']:,.0f} | {r['commits']} | {r['ceiling']:,.0f} | {r['ratio']:.2f} "
-              f"| {r['p50']:.2f} / {r['p95']:.2f} / {r['max']:.2f} (n={r['lat_n']}) |")
+              f"| {r['p50']:.2f} / {r['p95']:.2f} / {r['max']:.2f} (n={r['lat_n']}) "
+              f"| {r['read']:,.0f} ({r['read'] / r['ceiling']:.2f}) / {r['decode']:,.0f} "
+              f"({r['decode'] / r['ceiling']:.2f}) |")
 
 
 if __name__ == "__main__":

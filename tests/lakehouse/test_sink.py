@@ -173,6 +173,35 @@ def test_empty_batch_schema_is_plain_arrow() -> None:
         assert not any(pa.types.is_string_view(f.type) for f in spec.schema)
 
 
+def test_batch_over_several_parse_blocks_infers_and_rejects_like_one() -> None:
+    # The JSON reader parses 1 MiB blocks in parallel: a field first seen (or first non-null) in a
+    # later block is still inferred, and a field changing type between blocks still costs only the
+    # records that changed it.
+    from lakehouse.sink.convert import Batch, convert
+
+    rows = list(sample_readings(12_000))
+    for i, r in enumerate(rows):
+        r["late_note"] = f"n{i}" if i > 10_000 else None
+        if i > 11_000:
+            r["late_field"] = i
+        r["clash"] = i if i < 6_000 else f"s{i}"
+    values = [orjson.dumps(r) for r in rows]
+    assert sum(map(len, values)) > 4 << 20  # several blocks
+    table, rejects = convert(READINGS, Batch([0] * len(values), list(range(len(values))), values))
+    assert table is not None and table.num_rows == 6_000 and len(rejects) == 6_000
+    assert {r.offset for r in rejects} == set(range(6_000, 12_000))
+    assert all("another type" in r.reason and r.value == values[r.offset] for r in rejects)
+    rows_only = [dict(r) for r in rows[:6_000]]
+    for r in rows_only:
+        r.pop("clash")
+    table, rejects = convert(READINGS, Batch([0] * 12_000, list(range(12_000)),
+                                              [orjson.dumps(r) for r in rows_only] + values[6_000:]))
+    assert table is not None and table.num_rows == 12_000 and not rejects
+    assert table.schema.field("late_field").type == pa.int64()
+    assert table.column("late_note").null_count == 10_001
+    assert table.column("late_field").null_count == 11_001
+
+
 def test_field_changing_type_is_rejected_not_fatal(kafka_bootstrap: str, tmp_path: Path) -> None:
     readings, *_ = specs = _specs()
     produce(kafka_bootstrap, [dict(r, phase_count=3) for r in sample_readings(5)], readings.topic)
