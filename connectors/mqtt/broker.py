@@ -4,8 +4,8 @@ The same rules as the generated Mosquitto ACL: suppliers publish only under
 ``lec/+/{supplier}/#`` and subscribe only to ``lec-feedback/{supplier}``; the bridge account
 reads ``lec/#`` and writes ``lec-feedback/#`` (and the liveness probe's ``lec/_probe/#``).
 Passwords are checked against the registry's hashes through the process's registry view (a
-change applies within a second or two), with a cache of verified logins; a supplier's client ids
-start with its supplier id; packets over the payload limit plus overhead are refused.
+change applies within a second or two), with a cache of verified logins; a client id is its
+account's name or starts with ``<account>-`` and no longer account name owns it; packets over the payload limit plus overhead are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +46,19 @@ class _Accounts:
 _accounts = _Accounts()
 
 
-def client_id_allowed(username: str | None, client_id: str | None, bridge_user: str) -> bool:
-    """Client ids are bound to their user: the bridge's prefix only for the bridge account, and a
-    supplier's ids start with its own supplier id (so no supplier can name another's session)."""
+def client_id_owner(client_id: str, accounts: Iterable[str]) -> str | None:
+    """The account that owns ``client_id``: the longest account name it equals or starts with plus
+    '-' (the rule of Mosquitto's clientid_prefix plugin, so both brokers bind ids alike)."""
+    owners = [a for a in accounts if a and (client_id == a or client_id.startswith(f"{a}-"))]
+    return max(owners, key=len, default=None)
+
+
+def client_id_allowed(username: str | None, client_id: str | None, accounts: Iterable[str]) -> bool:
+    """A client id is its account's name or ``<account>-...``, and no longer account name owns it:
+    ``sup-home`` may not use ``sup-home2-gw`` (sup-home2's) nor ``sup-homeX`` (nobody's)."""
     if not username or not client_id:
         return False
-    if username == bridge_user:
-        return True
-    return client_id.startswith(username) and not client_id.startswith(bridge_user)
+    return client_id_owner(client_id, accounts) == username
 
 
 def allowed_filters(username: str | None, action: Action) -> list[str]:
@@ -89,9 +95,10 @@ class RegistryAuthPlugin(BaseAuthPlugin):
         username, password = session.username, session.password
         if not username or password is None:
             return False
-        if not client_id_allowed(username, session.client_id, _accounts.bridge_user):
-            log.info("refused MQTT login of '%s': client id %r is not one of its own (start it with '%s')",
-                     username, session.client_id, username)
+        accounts = [_accounts.bridge_user, *(_accounts.view.supplier_password_hashes() if _accounts.view else ())]
+        if not client_id_allowed(username, session.client_id, accounts):
+            log.info("refused MQTT login of '%s': client id %r is not one of its own (use '%s' or start it "
+                     "with '%s-')", username, session.client_id, username, username)
             return False
         pw = password if isinstance(password, str) else password.decode(errors="replace")
         ok = await asyncio.to_thread(check_login, username, pw)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.mqtt.bridge import probe_liveness
+from connectors.mqtt.broker import client_id_allowed, client_id_owner
 from connectors.mqtt.config import bridge_client_id, bridge_password
 from connectors.mqtt.topics import max_packet_bytes, reading_topic
 from lec import topics
@@ -97,14 +98,31 @@ def test_no_session_takeover_and_ids_bound_to_accounts(embedded: dict) -> None:
     # a supplier's ids start with its own supplier id: another supplier's ids are refused
     assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id="sup-utility-1"))
     assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id="box-1"))
+    # the same rule as Mosquitto's plugin: the account's name, or its name and '-' (a bare prefix is not enough)
+    assert _refused(mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id="sup-homeX"))
     _reaches_raw(embedded, client_id="sup-home-box-1")
+    _reaches_raw(embedded, client_id="sup-home")
     ok, detail = probe_liveness(s, embedded["bootstrap"], timeout_s=20)
     assert ok, detail
 
 
+def test_client_id_owner_is_the_longest_account_it_names() -> None:
+    # sup-home2's gateway id names sup-home2 (the longer account), so sup-home cannot take its session
+    accounts = ["lec-bridge", "sup-home", "sup-home2", "sup-utility"]
+    assert client_id_owner("sup-home2-gw", accounts) == "sup-home2"
+    assert client_id_owner("sup-home-gw", accounts) == "sup-home"
+    assert client_id_owner("sup-home", accounts) == "sup-home"
+    assert client_id_owner("sup-homeX", accounts) is None
+    assert client_id_owner("lec-bridge-0-abc", accounts) == "lec-bridge"
+    assert not client_id_allowed("sup-home", "sup-home2-gw", accounts)
+    assert client_id_allowed("sup-home2", "sup-home2-gw", accounts)
+    assert not client_id_allowed("lec-bridge", "spy-1", accounts)      # the bridge is bound like anyone
+    assert not client_id_allowed("sup-home", None, accounts) and not client_id_allowed(None, "sup-home", accounts)
+
+
 def test_an_existing_session_is_never_taken_over_by_another_account(embedded: dict) -> None:
-    # sup-home holds a persistent session; sup-utility (a prefix-compatible id is impossible, so use the
-    # bridge account's freedom to pick ids as the other account) must not take it over
+    # sup-home holds a persistent session; another authenticated account (the bridge) naming its id must
+    # not take it over (refused at the id check, before any session is looked at)
     port = embedded["port"]
     cid = f"sup-home-{uuid.uuid4().hex[:6]}"
     owner = mqtt_client(port, "sup-home", "home-box-secret", protocol=4, client_id=cid)

@@ -70,7 +70,7 @@ def test_embedded_broker_checks_registry_passwords_and_acl(embedded: dict) -> No
     foreign = reading_topic("cer-example", "sup-utility", "PV-0001", "f-bruno-pv")
     tag = uuid.uuid4().hex.encode()
     spy = mqtt_client(embedded["port"], "lec-bridge", embedded["bridge_password"], protocol=4,
-                      client_id=f"spy-{uuid.uuid4().hex[:6]}")
+                      client_id=f"lec-bridge-spy-{uuid.uuid4().hex[:6]}")
     seen: list[str] = []
     spy.on_message = lambda _c, _u, m: seen.append(m.topic)
     spy.subscribe("lec/#", qos=0)
