@@ -45,19 +45,32 @@ def readings(n: int) -> list[dict]:
             for i in range(n)]
 
 
-def post_all(url: str, token: str, bodies: list[bytes], ctype: str, clients: int) -> float:
-    def post(body: bytes) -> None:
-        r = client.post(f"{url}/v1/readings?flow_id={FLOW}", content=body,
+def post_all(url: str, token: str, bodies: list[bytes], ctype: str, clients: int, flows: list[str] | None = None,
+             warm_up: bool = True) -> float:
+    """Seconds to POST every body (body i to ``flows[i]``, default FLOW) from ``clients`` threads, each 202."""
+    def post(body: bytes, flow: str) -> None:
+        r = client.post(f"{url}/v1/readings?flow_id={flow}", content=body,
                         headers={"Authorization": f"Bearer {token}", "Content-Type": ctype})
         if r.status_code != 202:
             raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
 
+    flows = flows or [FLOW] * len(bodies)
     with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
-        post(bodies[0])  # warm-up
+        if warm_up:  # the first batch once more: connection and token checked before the clock starts
+            post(bodies[0], flows[0])
         t0 = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(post, bodies))
+            list(pool.map(post, bodies, flows))
         return time.perf_counter() - t0
+
+
+def start_server(settings: Settings, bootstrap: str, log: Path) -> tuple[ManagedProcess, str]:
+    """`lec connectors http-serve` on a free loopback port; returns it and its base URL."""
+    port = free_port()
+    env = worker_env(settings, bootstrap, 0, LEC_HTTP_PORT=str(port), LEC_LOG_LEVEL="WARNING")
+    server = ManagedProcess("http", [sys.executable, "-m", "connectors", "http-serve"], log, env=env, cwd=ROOT)
+    server.wait_ready(lambda: port_open(port), 60)
+    return server, f"http://127.0.0.1:{port}"
 
 
 def baseline(bootstrap: str, batch: list[dict], batches: int) -> float:
@@ -98,16 +111,11 @@ def main() -> None:
         reg.migrate()
         reg.load_file(ROOT / "examples" / "community.yaml")
         kafka, bootstrap = start_tansu(root)
-        port = free_port()
         server = None
         try:
             ensure_topics(bootstrap)
-            env = worker_env(settings, bootstrap, 0, LEC_HTTP_PORT=str(port), LEC_LOG_LEVEL="WARNING")
-            server = ManagedProcess("http", [sys.executable, "-m", "connectors", "http-serve"],
-                                    root / "http.log", env=env, cwd=ROOT)
-            server.wait_ready(lambda: port_open(port), 60)
+            server, url = start_server(settings, bootstrap, root / "http.log")
             token = issue_token(settings, "sup-utility")
-            url = f"http://127.0.0.1:{port}"
             total = batches * args.batch
             base_s = baseline(bootstrap, batch, batches)
             base = total / base_s

@@ -42,15 +42,18 @@ def lines(n: int, tag: str) -> bytes:
                     for i in range(n))
 
 
-def publish(port: int, data: bytes) -> subprocess.Popen:
-    return subprocess.Popen(["mosquitto_pub", "-p", str(port), "-u", "sup-home", "-P", "home-box-secret",
-                             "-q", "1", "-t", TOPIC, "-l", "-i", f"bench-pub-{uuid.uuid4().hex[:6]}"],
+def publish(port: int, data: bytes, topic: str = TOPIC, user: str = "sup-home",
+            password: str = "home-box-secret") -> subprocess.Popen:
+    """mosquitto_pub -l (QoS 1) as ``user``; the caller writes one message a line to its stdin."""
+    # Mosquitto's clientid_prefix plugin takes only client ids that start with "<user>-"
+    return subprocess.Popen(["mosquitto_pub", "-p", str(port), "-u", user, "-P", password,
+                             "-q", "1", "-t", topic, "-l", "-i", f"{user}-bench-pub-{uuid.uuid4().hex[:6]}"],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
 
 def baseline(port: int, password: str, n: int) -> float:
     sub = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-u", "lec-bridge", "-P", password, "-q", "1",
-                            "-t", TOPIC, "-C", str(n), "-i", f"bench-sub-{uuid.uuid4().hex[:6]}"],
+                            "-t", TOPIC, "-C", str(n), "-i", f"lec-bridge-bench-sub-{uuid.uuid4().hex[:6]}"],
                            stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     t0 = time.perf_counter()
@@ -94,20 +97,29 @@ def start_bridge(settings: Settings, bootstrap: str, port: int, processes: int, 
 def bridge_live_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path,
                      protocol: str) -> float:
     """mosquitto_pub and the bridge at once: until the last message is in Kafka."""
-    import threading
-
     proc = start_bridge(settings, bootstrap, port, processes, logs, protocol)
     try:
         tag = uuid.uuid4().hex
-        data = lines(n, tag)
-        result: dict[str, float] = {}
-        t = threading.Thread(target=lambda: result.update(s=count_in_kafka(bootstrap, tag, n)))
-        t.start()
-        publish(port, b"").communicate(data)
-        t.join()
-        return n / result["s"]
+        return n / publish_and_count(bootstrap, port, lines(n, tag), tag, n)
     finally:
         proc.stop(30)
+
+
+def publish_and_count(bootstrap: str, port: int, data: bytes, tag: str, n: int, **publish_as: str) -> float:
+    """mosquitto_pub -l of ``data`` (one message a line, QoS 1; ``publish_as``: publish's topic, user,
+    password) while counting in lec.raw: seconds until all ``n`` messages carrying ``tag`` are in Kafka
+    (a running bridge takes them there)."""
+    import threading
+
+    result: dict[str, float] = {}
+    t = threading.Thread(target=lambda: result.update(s=count_in_kafka(bootstrap, tag, n)), daemon=True)
+    t.start()
+    pub = publish(port, b"", **publish_as)
+    pub.communicate(data)
+    if pub.returncode != 0:
+        raise RuntimeError(f"mosquitto_pub exited with {pub.returncode} (see the Mosquitto log)")
+    t.join()
+    return result["s"]
 
 
 def bridge_drain_rate(settings: Settings, bootstrap: str, port: int, n: int, processes: int, logs: Path,
@@ -137,7 +149,7 @@ def connected_at(log: Path) -> float:
 
 def sub_drain_rate(port: int, password: str, n: int) -> float:
     """Baseline for the backlog: mosquitto_sub draining its own persistent session."""
-    sid = f"bench-drain-{uuid.uuid4().hex[:6]}"
+    sid = f"lec-bridge-bench-drain-{uuid.uuid4().hex[:6]}"
     argv = ["mosquitto_sub", "-p", str(port), "-u", "lec-bridge", "-P", password, "-q", "1", "-t", TOPIC,
             "-c", "-i", sid]
     first = subprocess.Popen([*argv, "-C", "1"], stdout=subprocess.DEVNULL)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connectors.sftp.area import SftpArea
 from connectors.sftp.state import IngestedFiles
-from connectors.sftp.watch import SftpWatcher, WatchOptions, kafka_producer
+from connectors.sftp.watch import Outcome, SftpWatcher, WatchOptions, kafka_producer
 from lec.services import start_tansu
 
 COMMUNITY = """\
@@ -53,6 +53,18 @@ def write_csv(path: Path, size_mb: int) -> int:
             lines += 960
             day += 1
     return lines
+
+
+def ingest_file(watcher: SftpWatcher, area: SftpArea, src: Path, supplier: str, flow: str) -> tuple[Outcome, float]:
+    """Drop ``src`` in the flow's upload folder (a hard link: no copy) and run one scan of the watcher:
+    (its outcome, seconds until every chunk is acknowledged by Kafka and the file moved)."""
+    os.link(src, area.folder(supplier, "inbox", flow) / src.name)
+    t0 = time.perf_counter()
+    [outcome] = watcher.scan_once()
+    secs = time.perf_counter() - t0
+    if outcome.status != "processed":
+        raise RuntimeError(f"the watcher did not process {src.name}: {outcome}")
+    return outcome, secs
 
 
 def baseline(path: Path, bootstrap: str, chunk_bytes: int, chunk_lines: int) -> float:
@@ -109,15 +121,10 @@ def main() -> None:
             watcher = SftpWatcher(reg, area, state, kafka_producer(bootstrap),
                                   WatchOptions(chunk_bytes=args.chunk_bytes, chunk_lines=args.chunk_lines,
                                                settle_s=0))
-            dest = area.folder("sup-bench", "inbox", "f-bench") / "bench.csv"
-            os.link(src, dest)
             rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            t0 = time.perf_counter()
-            [outcome] = watcher.scan_once()
-            lec_s = time.perf_counter() - t0
+            outcome, lec_s = ingest_file(watcher, area, src, "sup-bench", "f-bench")
             rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             state.close()
-            assert outcome.status == "processed", outcome
             base_s = baseline(src, bootstrap, args.chunk_bytes, args.chunk_lines)
         finally:
             tansu.stop()

@@ -53,6 +53,13 @@ CASES = {  # name: (raw records, source messages per record, readings per source
 
 def output_span(bootstrap: str, topic: str, expected: int, timeout: float) -> tuple[int, float]:
     """(records seen, seconds between first and last output record timestamps)."""
+    n, first, last = output_times(bootstrap, topic, expected, timeout)
+    return n, last - first
+
+
+def output_times(bootstrap: str, topic: str, expected: int, timeout: float) -> tuple[int, float, float]:
+    """(records seen, first and last record timestamps in epoch seconds; nan if none), reading until
+    ``expected`` records or ``timeout``."""
     n, first, last = 0, None, None
     for msgs in replay(bootstrap, topic, timeout=timeout, batch=20000, poll_s=0.2):
         for msg in msgs:
@@ -62,7 +69,9 @@ def output_span(bootstrap: str, topic: str, expected: int, timeout: float) -> tu
             last = ts if last is None else max(last, ts)
         if n >= expected:
             break
-    return n, ((last - first) / 1000.0 if first is not None else float("nan"))
+    if first is None or last is None:
+        return n, float("nan"), float("nan")
+    return n, first / 1000.0, last / 1000.0
 
 
 def start(kind: str, run_dir: Path, bootstrap: str, name: str, args: list[str]) -> ManagedProcess:
