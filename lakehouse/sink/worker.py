@@ -79,8 +79,9 @@ class CommitStats:
 class KeyIndex:
     """Identity keys the table holds, per partition, loaded on first touch and kept in step.
 
-    Only the writer thread uses it. Bounded to ``max_partitions`` (least recently touched dropped,
-    reloaded from the table if touched again), so a long backfill over many dates stays small.
+    Only the writer thread uses it. Bounded to ``max_partitions``, or to the partitions of the batch at
+    hand when it touches more (least recently touched dropped, reloaded from the table if touched
+    again), so a long backfill over many dates stays small.
     Vectorised (Arrow hash kernels): a per-row Python loop cost 4x the Delta append itself.
     """
 
@@ -119,6 +120,10 @@ class KeyIndex:
                 mask = eq if mask is None else pc.and_(mask, eq)
             keys = table.column(self.key) if mask is None else table.filter(mask).column(self.key)
             self._known[part].append(keys.combine_chunks())
+        # Trimmed only now: a batch touching more partitions than the bound keeps them all until its
+        # keys are in (trimming while loading dropped a touched one: KeyError, the writer stopped).
+        while len(self._known) > max(self.max_partitions, len(parts)):
+            self._known.popitem(last=False)
         return table, rows - table.num_rows
 
     def _partition(self, part: tuple[Any, ...], dt: Any) -> list[pa.Array]:
@@ -128,8 +133,6 @@ class KeyIndex:
             return known
         known = self._load(part, dt)
         self._known[part] = known
-        while len(self._known) > self.max_partitions:
-            self._known.popitem(last=False)
         return known
 
     def _load(self, part: tuple[Any, ...], dt: Any) -> list[pa.Array]:

@@ -81,3 +81,39 @@ def test_oracle_counts_a_reemitted_reading_once() -> None:
     correction = dict(r, message_id="corr-1:0", energy_mwh=r["energy_mwh"] + 7)
     assert windows.add(correction) is True                     # a correction is another reading
     assert windows.add(dict(other)) is True and windows.counted == 3
+
+
+def _batch_table(readings: list[dict]):
+    import orjson
+
+    from lakehouse.sink.convert import Batch, convert
+
+    values = [orjson.dumps(r) for r in readings]
+    table, rejects = convert(READINGS, Batch([0] * len(values), list(range(len(values))), values))
+    assert not rejects
+    return table
+
+
+def test_a_batch_over_more_partitions_than_the_index_keeps() -> None:
+    # A backfill batch touching more (community, date) partitions than the index keeps (64) crashed the
+    # writer with a KeyError (found by bench/e2e.py: 10k quarter-hours of one flow span 104 days).
+    from lakehouse.sink.worker import KeyIndex
+
+    index = KeyIndex(READINGS, "message_id", max_partitions=8)
+    first = list(sample_readings(2 * 96 * 20, devices=2, days=20))            # 2 communities x 20 dates
+    table, dropped = index.fresh(_batch_table(first), None)
+    assert (table.num_rows, dropped) == (len(first), 0)
+    again = first[-50:] + list(sample_readings(30, devices=2, days=20, start=len(first)))
+    table, dropped = index.fresh(_batch_table(again), None)
+    assert dropped == 50 and table.num_rows == 30      # the touched partitions' keys were all kept
+    assert len(index._known) <= max(8, 40)
+
+
+def test_sink_stores_a_batch_spanning_many_dates(kafka_bootstrap: str, tmp_path: Path) -> None:
+    readings, *_ = specs = _specs()
+    rows = list(sample_readings(2 * 96 * 40, devices=2, days=40))               # 80 partitions in one commit
+    produce(kafka_bootstrap, rows + rows[:100], readings.topic)
+    cfg = replace(FAST, group_id=f"g-{uuid.uuid4().hex[:6]}", commit_rows=20_000, commit_interval_s=2.0)
+    stats = DeltaSink(kafka_bootstrap, str(tmp_path), cfg, tables=specs).run(max_idle_s=2.0)
+    assert _rows(tmp_path, "SELECT count(*) n, count(DISTINCT date) d FROM t") == [{"n": len(rows), "d": 40}]
+    assert stats.duplicates == 100
