@@ -120,7 +120,7 @@ INTEGRATION_MODULES = frozenset({  # modules (dotted) whose tests start servers 
     "tests.adversarial.test_chaos", "tests.adversarial.test_fuzz_channels", "tests.adversarial.test_http_hostile",
     "tests.adversarial.test_mqtt_broker_hostile", "tests.adversarial.test_registry_live",
     "tests.adversarial.test_sftp_server_hostile", "tests.connectors.test_camel", "tests.connectors.test_camel_drop",
-    "tests.connectors.test_camel_routes_run", "tests.connectors.test_http", "tests.connectors.test_keycloak_e2e",
+    "tests.connectors.test_camel_ftp_drop", "tests.connectors.test_camel_routes_run", "tests.connectors.test_http", "tests.connectors.test_keycloak_e2e",
     "tests.connectors.test_mqtt",
     "tests.connectors.test_mqtt_embedded", "tests.connectors.test_mqtt_mosquitto_service",
     "tests.connectors.test_sftp_embedded", "tests.connectors.test_sftp_openssh",

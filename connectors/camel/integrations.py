@@ -16,6 +16,7 @@ A flow with ``channel: camel`` describes its source in ``syntax_options.camel``:
       username: lec
       password: "{{lec.sup-b.ftp-password}}"
       known_hosts: "[ftp.example]:22 ssh-ed25519 AAAA..."   # sftp://: the only host key accepted
+      trust_cert: "-----BEGIN CERTIFICATE-----..."   # ftps://, optional: the vendor's cert or CA (PEM)
       secret: sup-b-ftp
 
 Each flow becomes one Integration whose YAML DSL route polls the source, wraps the response or
@@ -42,6 +43,7 @@ API_VERSION = "camel.apache.org/v1"
 MANAGED_BY = "lec"
 KINDS = ("http-poll", "ftp-poll")
 IDEMPOTENT_REPOSITORY = "org.apache.camel.processor.idempotent.kafka.KafkaIdempotentRepository"
+SSL_CONTEXT = "org.apache.camel.support.jsse.SSLContextParameters"
 SEEN_TOPIC = "lec.camel.seen"  # message ids of pages/files a Camel route already sent
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
 
@@ -147,10 +149,16 @@ def _source_steps(flow: Flow, spec: dict[str, Any], name: str) -> tuple[dict[str
         raise CamelError(f"flow {flow.id}: an ftp-poll url must start with ftp://, ftps:// or sftp://")
     params: dict[str, Any] = {"delay": period, "move": ".done", "moveFailed": ".failed", "readLock": "changed",
                               "binary": True, "maxMessagesPerPoll": 100}
+    if spec.get("trust_cert") and not url.startswith("ftps://"):
+        raise CamelError(f"flow {flow.id}: syntax_options.camel.trust_cert is for ftps:// urls only")
     if url.startswith("sftp://"):
         params.update(_host_key_checking(flow, spec))
     else:
         params["passiveMode"] = True
+    if url.startswith("ftps://"):
+        # camel-ftp's own FTPS default trusts any certificate that is in its validity dates: the trust
+        # comes from an SSLContext (the JVM's trust store, or the flow's trust_cert), the name is checked
+        params.update({"sslContextParameters": f"#{name}-tls", "ftpClient.endpointCheckingEnabled": True})
     for key in ("username", "password"):
         if spec.get(key):
             params[key] = str(spec[key])
@@ -169,6 +177,55 @@ def _host_key_checking(flow: Flow, spec: dict[str, Any]) -> dict[str, Any]:
                          f"key as a known_hosts line ('[host]:port ssh-ed25519 AAAA...', e.g. from "
                          f"`ssh-keyscan -p PORT host` checked with the vendor), or a {{{{property}}}} of the secret")
     return {"strictHostKeyChecking": "yes", "useUserKnownHostsFile": False, "knownHosts": known.strip()}
+
+
+def trust_store(flow: Flow, pem: Any) -> str:
+    """The flow's ``trust_cert`` (PEM, one or more certificates) as a PKCS#12 trust store Java reads, base64.
+
+    Certificates are public: the store travels in the route itself (Camel's ``base64:`` resource), so
+    the same Integration works on Camel K and in the local run without a file to mount.
+    """
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    try:
+        certs = x509.load_pem_x509_certificates(str(pem).encode())
+    except ValueError as e:
+        raise CamelError(f"flow {flow.id}: syntax_options.camel.trust_cert must be the vendor's certificate (or its "
+                         f"CA) in PEM ('-----BEGIN CERTIFICATE-----...'): {e}") from None
+    store = pkcs12.serialize_java_truststore(
+        [pkcs12.PKCS12Certificate(c, f"trust-{i}".encode()) for i, c in enumerate(certs)], NoEncryption())
+    return base64.b64encode(_without_mac(store)).decode()
+
+
+def _der_item(data: bytes, at: int) -> int:
+    """The end offset of the DER element starting at ``at``."""
+    size, at = data[at + 1], at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size, at = int.from_bytes(data[at:at + count], "big"), at + count
+    return at + size
+
+
+def _without_mac(pfx: bytes) -> bytes:
+    """The PKCS#12 without its (optional) MacData, whose salt is random: the same PEM gives the same route,
+    so ``apply`` does not redeploy it. Java reads such a password-less store (as its own, since 8u301)."""
+    start = 2 + (pfx[1] & 0x7F if pfx[1] & 0x80 else 0)  # inside the outer SEQUENCE: version, authSafe, macData
+    body = pfx[start:_der_item(pfx, _der_item(pfx, start))]
+    size = len(body)
+    head = bytes([0x30, size]) if size < 0x80 else \
+        bytes([0x30, 0x80 | ((size.bit_length() + 7) // 8)]) + size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return head + body
+
+
+def _tls_bean(flow: Flow, spec: dict[str, Any], name: str) -> dict[str, Any]:
+    bean: dict[str, Any] = {"name": f"{name}-tls", "type": SSL_CONTEXT}
+    if spec.get("trust_cert"):  # else: the JVM's default trust store (public CAs)
+        bean["properties"] = {"trustManagers.keyStore.resource": "base64:" + trust_store(flow, spec["trust_cert"]),
+                              "trustManagers.keyStore.type": "PKCS12"}
+    return bean
 
 
 def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_payload_bytes: int = 1024 * 1024,
@@ -208,7 +265,8 @@ def render_integration(flow: Flow, *, namespace: str, kafka_brokers: str, max_pa
         "spec": {"flows": [
             # sources already sent, kept on a Kafka topic: no duplicate after a restart of the route
             {"beans": [{"name": f"{name}-seen", "type": IDEMPOTENT_REPOSITORY,
-                        "properties": {"topic": SEEN_TOPIC, "bootstrapServers": kafka_brokers}}]},
+                        "properties": {"topic": SEEN_TOPIC, "bootstrapServers": kafka_brokers}},
+                       *([_tls_bean(flow, spec, name)] if str(spec["url"]).startswith("ftps://") else [])]},
             # a vendor answering 5xx, timing out or unreachable: retried with exponential back-off
             {"routeConfiguration": {"id": f"{name}-retry",
                                     "errorHandler": {"defaultErrorHandler": {"redeliveryPolicy": retry}}}},

@@ -20,6 +20,7 @@ import yaml
 
 from connectors.camel.examples import example_files
 from connectors.camel.integrations import (
+    SSL_CONTEXT,
     CamelError,
     camel_flows,
     integration_name,
@@ -28,6 +29,7 @@ from connectors.camel.integrations import (
 )
 from connectors.camel.kube import KubeClient, status_row
 from lec.records import RAW_SCHEMA
+from tests.support.ftpd import self_signed_cert
 from tests.support.sshd import load_community, make_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,6 +119,27 @@ def test_rendered_ftp_poll_integration_with_secret(registry) -> None:
     ftp = render_integration(_camel_flow(registry, kind="ftp-poll", url="ftp://ftp.sup-b.example/out", period=5000),
                              namespace=NS, kafka_brokers="k:9092")
     assert _route(ftp)["from"]["parameters"]["passiveMode"] is True
+    assert "sslContextParameters" not in _route(ftp)["from"]["parameters"]
+
+
+def test_rendered_ftps_integration_checks_the_certificate(registry, tmp_path: Path) -> None:
+    ftps = _camel_flow(registry, kind="ftp-poll", url="ftps://ftp.sup-b.example/out", period=5000)
+    integration = render_integration(ftps, namespace=NS, kafka_brokers="k:9092")
+    jsonschema.validate(integration, SCHEMA)
+    params = _route(integration)["from"]["parameters"]
+    # camel-ftp's FTPS default trusts any certificate in its dates: an SSLContext and the name check instead
+    assert params["sslContextParameters"] == "#lec-f-b-camel-tls" and params["ftpClient.endpointCheckingEnabled"]
+    assert {"name": "lec-f-b-camel-tls", "type": SSL_CONTEXT} in integration["spec"]["flows"][0]["beans"]
+    pem = self_signed_cert(tmp_path, "vendor")[0].read_text()
+    pinned = render_integration(replace(ftps, syntax_options={"camel": {**ftps.syntax_options["camel"],
+                                                                        "trust_cert": pem}}),
+                                namespace=NS, kafka_brokers="k:9092")
+    jsonschema.validate(pinned, SCHEMA)
+    [tls] = [b for b in pinned["spec"]["flows"][0]["beans"] if b["type"] == SSL_CONTEXT]
+    assert tls["properties"]["trustManagers.keyStore.resource"].startswith("base64:")
+    assert render_integration(replace(ftps, syntax_options={"camel": {**ftps.syntax_options["camel"],
+                                                                      "trust_cert": pem}}),
+                              namespace=NS, kafka_brokers="k:9092") == pinned  # stable spec digest
 
 
 @pytest.mark.parametrize("camel,message", [
@@ -126,6 +149,8 @@ def test_rendered_ftp_poll_integration_with_secret(registry) -> None:
     ({"kind": "ftp-poll", "url": "https://x/y", "period": 5000}, "must start with ftp"),
     ({"kind": "http-poll", "url": "https://x/y", "period": 10}, "milliseconds"),
     ({"kind": "ftp-poll", "url": "sftp://x/y", "period": 5000}, "needs syntax_options.camel.known_hosts"),
+    ({"kind": "ftp-poll", "url": "ftps://x/y", "period": 5000, "trust_cert": "x"}, "trust_cert must be .* PEM"),
+    ({"kind": "ftp-poll", "url": "ftp://x/y", "period": 5000, "trust_cert": "x"}, "for ftps:// urls only"),
 ])
 def test_bad_camel_descriptions_are_refused_with_a_reason(registry, camel: dict[str, Any], message: str) -> None:
     with pytest.raises(CamelError, match=message):

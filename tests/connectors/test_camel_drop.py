@@ -52,8 +52,24 @@ Match User {user}
 """
 
 
+class DropFolder:
+    """A vendor's drop folder as seen on this machine (``out``); ``drop`` writes a file as the vendor does."""
+
+    out: Path
+
+    def drop(self, name: str, body: bytes) -> None:
+        raise NotImplementedError
+
+    def waiting(self) -> list[str]:
+        return sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
+
+    def folder(self, name: str) -> list[str]:
+        folder = self.out / name
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
 @dataclass
-class VendorDrop:
+class VendorDrop(DropFolder):
     port: int
     user: str
     password: str
@@ -68,13 +84,6 @@ class VendorDrop:
         owner = pwd.getpwnam(self.user)
         os.chown(tmp, owner.pw_uid, owner.pw_gid)
         tmp.rename(self.out / name)
-
-    def waiting(self) -> list[str]:
-        return sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
-
-    def folder(self, name: str) -> list[str]:
-        folder = self.out / name
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 @pytest.fixture()
@@ -115,20 +124,30 @@ def readings_file(day: int) -> bytes:
     return json.dumps({"readings": rows}).encode()
 
 
-def test_sftp_drop_lands_once_with_garbage_dead_lettered_across_restarts(fresh_kafka: tuple, vendor: VendorDrop,
-                                                                        tmp_path: Path) -> None:
-    _, bootstrap = fresh_kafka
-    run_dir = tmp_path / "run"
-    snapshot, routes = camel_routes(bootstrap, run_dir, FLOW, drop_flow(vendor, vendor.known_hosts))
-    assert vendor.password not in routes  # the route names the property; the value stays in the secret
-    # the local stand-in for the Kubernetes Secret the Integration mounts: one properties file, 0600
+def write_secret(run_dir: Path, snapshot: Any, password: str) -> list[Path]:
+    """The local stand-in for the Kubernetes Secret the Integration mounts: one properties file, 0600."""
     folder = secrets_dir(Settings(run_dir=run_dir))
     folder.mkdir(parents=True, mode=0o700)
     secret = folder / f"{SECRET}.properties"
-    secret.write_text(f"{PASSWORD_PROPERTY}={vendor.password}\n")
+    secret.write_text(f"{PASSWORD_PROPERTY}={password}\n")
     secret.chmod(0o600)
     secrets_used = secret_files(snapshot, folder)
     assert secrets_used == [secret]
+    return secrets_used
+
+
+def camel_readings(bootstrap: str) -> list[dict]:
+    return [r for r in flow_records(bootstrap, topics.READINGS, FLOW) if r.get("channel") == "camel"]
+
+
+def drop_lands_once_across_restart(bootstrap: str, vendor: DropFolder, password: str, camel_flow: dict[str, Any],
+                                   tmp_path: Path) -> list[Path]:
+    """Files dropped land once on lec.raw and as readings, the garbage is dead-lettered, a restart of the route
+    takes the file dropped meanwhile and does not resend one taken before. Returns the secret files used."""
+    run_dir = tmp_path / "run"
+    snapshot, routes = camel_routes(bootstrap, run_dir, FLOW, camel_flow)
+    assert password not in routes  # the route names the property; the value stays in the secret
+    secrets_used = write_secret(run_dir, snapshot, password)
 
     vendor.drop("day01.json", readings_file(1))
     vendor.drop("day02.json", readings_file(2))
@@ -162,35 +181,40 @@ def test_sftp_drop_lands_once_with_garbage_dead_lettered_across_restarts(fresh_k
         assert vendor.folder(".failed") == []
         assert sorted(vendor.folder(".done")) == ["day01.json", "day02.json", "day03.json", "garbage.json"]
 
-        def camel_readings() -> list[dict]:
-            return [r for r in flow_records(bootstrap, topics.READINGS, FLOW) if r.get("channel") == "camel"]
-
-        wait_until(lambda: len(camel_readings()) >= 12, 180, "camel readings", worker.proc, worker.log)
-        assert len({r["ts"] for r in camel_readings()}) == 12  # days 1-3, four readings each, none twice
+        wait_until(lambda: len(camel_readings(bootstrap)) >= 12, 180, "camel readings", worker.proc, worker.log)
+        assert len({r["ts"] for r in camel_readings(bootstrap)}) == 12  # days 1-3, four readings each, none twice
         dead = flow_records(bootstrap, topics.DEADLETTER, FLOW)
         assert [d["reason_code"] for d in dead] == ["json_invalid"], dead
         logs = first_log + camel.log.read_text(errors="replace")
-        assert vendor.password not in logs
-        camel.stop()
-        camel = None
+        assert password not in logs
+    finally:
+        if camel is not None:
+            camel.stop()
+        worker.stop()
+    return secrets_used
 
-        # a server whose host key is not the flow's known_hosts (a man in the middle, a re-keyed host):
-        # the route refuses it before authenticating, so the password is never sent; the file waits
-        other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
-        wrong = camel_registry(tmp_path / "run-wrong-key", FLOW,
-                               drop_flow(vendor, f"[127.0.0.1]:{vendor.port} {other_key}")).snapshot()
-        logins = vendor.sshd.log.read_text(errors="replace").count("Accepted password")
-        vendor.drop("day04.json", readings_file(4))
-        camel = start_camel(tmp_path / "camel", routes_yaml(wrong, kafka_brokers=bootstrap,
-                                                            max_payload_bytes=1024 * 1024), secrets_used)
+
+def test_sftp_drop_lands_once_with_garbage_dead_lettered_across_restarts(fresh_kafka: tuple, vendor: VendorDrop,
+                                                                        tmp_path: Path) -> None:
+    _, bootstrap = fresh_kafka
+    secrets_used = drop_lands_once_across_restart(bootstrap, vendor, vendor.password,
+                                                  drop_flow(vendor, vendor.known_hosts), tmp_path)
+    # a server whose host key is not the flow's known_hosts (a man in the middle, a re-keyed host):
+    # the route refuses it before authenticating, so the password is never sent; the file waits
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    wrong = camel_registry(tmp_path / "run-wrong-key", FLOW,
+                           drop_flow(vendor, f"[127.0.0.1]:{vendor.port} {other_key}")).snapshot()
+    logins = vendor.sshd.log.read_text(errors="replace").count("Accepted password")
+    vendor.drop("day04.json", readings_file(4))
+    camel = start_camel(tmp_path / "camel", routes_yaml(wrong, kafka_brokers=bootstrap,
+                                                        max_payload_bytes=1024 * 1024), secrets_used)
+    try:
         wait_until(lambda: log_contains(camel, "HostKey"), 60, "the host key refused", camel.proc, camel.log)
         assert vendor.waiting() == ["day04.json"]
         assert vendor.sshd.log.read_text(errors="replace").count("Accepted password") == logins
         assert len(flow_records(bootstrap, topics.RAW, FLOW)) == 4
     finally:
-        if camel is not None:
-            camel.stop()
-        worker.stop()
+        camel.stop()
 
 
 def test_a_missing_or_readable_secret_file_stops_the_local_run_with_the_fix(tmp_path: Path) -> None:
