@@ -81,7 +81,7 @@ def ftps_vendor(tmp_path: Path) -> Iterator[FtpDrop]:
 
 
 def refused(bootstrap: str, vendor: FtpDrop, camel_flow: dict[str, Any], secrets_used: list[Path], work: Path,
-            file: str) -> str:
+            file: str, reason: str = "PKIX path building failed") -> str:
     """Run the route against a vendor whose certificate it must not trust: nothing read, no login; its log."""
     snapshot = camel_registry(work / "run", FLOW, camel_flow).snapshot()
     vendor.drop(file, readings_file(9))
@@ -89,7 +89,7 @@ def refused(bootstrap: str, vendor: FtpDrop, camel_flow: dict[str, Any], secrets
     camel = start_camel(work / "camel", routes_yaml(snapshot, kafka_brokers=bootstrap, max_payload_bytes=1024 * 1024),
                         secrets_used)
     try:
-        wait_until(lambda: log_contains(camel, "PKIX path building failed"), 60, "the certificate refused",
+        wait_until(lambda: log_contains(camel, reason), 60, "the certificate refused",
                    camel.proc, camel.log)
         assert vendor.waiting() == [file]
         assert len(vendor.ftpd.logins) == logins  # TLS first (AUTH TLS): the password was never sent
@@ -112,3 +112,11 @@ def test_ftps_drop_checks_the_vendor_certificate(fresh_kafka: tuple, ftps_vendor
     other = self_signed_cert(tmp_path / "tls-other", "other")[0].read_text()
     refused(bootstrap, ftps_vendor, ftp_flow("ftps", ftpd, trust_cert=other), secrets_used, tmp_path / "wrong",
             "day05.json")
+    # a trusted certificate made out to another address (127.0.0.2): the name check refuses it
+    root = tmp_path / "elsewhere-root"
+    (root / "out").mkdir(parents=True)
+    cert = self_signed_cert(tmp_path / "tls-elsewhere", "elsewhere", ip="127.0.0.2")
+    with real_ftpd(root, "vendor", ftpd.password, cert=cert) as elsewhere:
+        refused(bootstrap, FtpDrop(root / "out", elsewhere),
+                ftp_flow("ftps", elsewhere, trust_cert=cert[0].read_text()), secrets_used, tmp_path / "name",
+                "day06.json", reason="No subject alternative names matching IP address 127.0.0.1")

@@ -21,20 +21,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from lec.procs import free_port
 
 
-def self_signed_cert(folder: Path, name: str = "vendor") -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (SAN IP) and its key, as PEM files (key 0600)."""
+def self_signed_cert(folder: Path, name: str = "vendor", ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``ip`` (SAN IP) and its key, as PEM files (key 0600)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.test")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
@@ -84,7 +85,7 @@ def real_ftpd(root: Path, user: str, password: str, cert: tuple[Path, Path] | No
     if cert:
         Handler.certfile, Handler.keyfile = str(cert[0]), str(cert[1])
         Handler.tls_control_required = Handler.tls_data_required = True
-    server = FTPServer(("127.0.0.1", ftpd.port), Handler)
+    server = FTPServer(("127.0.0.1", ftpd.port), Handler, ioloop=IOLoop())  # not the process-wide loop
     stop = threading.Event()
 
     def serve() -> None:  # the IO loop stays in this thread, closing included
