@@ -53,6 +53,20 @@ class SecretStore:
             conn.execute(insert(device_secrets).values(device_id=device_id, secret=_random.token_bytes(32)))
             return True
 
+    def ensure_many(self, device_ids: list[str]) -> int:
+        """:meth:`ensure` for many devices in one transaction (one per device cost a commit each:
+        2 s for 500 meters on SQLite). Returns how many were created."""
+        with self.engine.begin() as conn:
+            have: set[str] = set()
+            for i in range(0, len(device_ids), 500):   # bound the IN list
+                chunk = device_ids[i:i + 500]
+                have.update(r[0] for r in conn.execute(
+                    select(device_secrets.c.device_id).where(device_secrets.c.device_id.in_(chunk))))
+            new = [d for d in dict.fromkeys(device_ids) if d not in have]
+            if new:
+                conn.execute(insert(device_secrets), [{"device_id": d, "secret": _random.token_bytes(32)} for d in new])
+            return len(new)
+
     def get(self, device_id: str) -> bytes:
         with self.engine.connect() as conn:
             row = conn.execute(select(device_secrets.c.secret).where(device_secrets.c.device_id == device_id)).first()

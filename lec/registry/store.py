@@ -111,9 +111,8 @@ class Registry:
         except SQLAlchemyError as exc:
             raise RegistryError(f"could not load community '{cid}': {exc.orig if hasattr(exc, 'orig') else exc}") from exc
         if self.secrets is not None:
-            for dev in doc.devices:
-                self.secrets.ensure(dev.id)
-                step(1)
+            self.secrets.ensure_many([dev.id for dev in doc.devices])
+            step(len(doc.devices))
 
     def _refuse_foreign_ids(self, conn: Connection, doc: CommunityFile) -> None:
         """A community file may only name ids that are new or already its own (multi-tenant isolation):
@@ -208,32 +207,37 @@ class Registry:
                 ssh_public_keys="\n".join(s.ssh_public_keys), active=True))
             conn.execute(insert(t.suppliers_communities).values(supplier_id=s.id, community_id=cid))
             step(1)
-        for d in doc.devices:
-            conn.execute(insert(t.devices).values(
-                id=d.id, community_id=cid, user_id=d.user, supplier_id=d.supplier, name=d.name,
-                devicestatus=d.status, usetype=d.usetype, identificationmethod=d.identificationmethod,
-                manufacturer=d.manufacturer, model=d.model, latitude=d.latitude, longitude=d.longitude,
-                altitude=d.altitude, address=d.address, start_ts=_utc(d.start), end_ts=_utc(d.end),
-                rated_power_w=d.rated_power_w))
-            step(1)
-        for f in doc.flows:
-            conn.execute(insert(t.flows).values(
-                id=f.id, device_id=f.device, supplier_id=f.supplier, name=f.name, channel=f.channel,
-                datasyntax=f.syntax, format_reference=f.format_reference, send_frequency=f.send_frequency,
-                send_cron=f.send_cron, measure_frequency=f.measure_frequency, measure_cron=f.measure_cron,
-                derogation_s=f.derogation_s, measurementtype=f.measurement, gdprclass=f.gdprclass,
-                use_rights=f.use_rights, on_error=f.on_error, start_ts=_utc(f.start), end_ts=_utc(f.end),
-                active=f.active, interval_s=f.interval_s, value_kind=f.value_kind,
-                sign_convention=f.sign_convention, units=f.units, mapping=f.mapping, ts_format=f.ts_format,
-                timezone=f.timezone, limits=f.limits, syntax_options=f.syntax_options,
-                counter_max_mwh=f.counter_max_mwh, max_lateness_s=f.max_lateness_s))
-            conn.execute(insert(t.flows_communities).values(
-                flow_id=f.id, community_id=cid, accountconsumption=ACCOUNT_CODES[f.account]))
-            conn.execute(insert(t.measurementstables).values(flow_id=f.id, table_name="readings"))
-            for quantity, unit in f.units.items():
-                label = f.mapping.get(quantity, quantity)
-                conn.execute(insert(t.signallabels).values(flow_id=f.id, label=label, quantity=quantity, unit=unit))
-            step(1)
+        # Devices and flows as one executemany each (a statement per row cost ~1 ms of SQLAlchemy
+        # compilation: seconds for a distributor's thousands of meters).
+        devices = [dict(
+            id=d.id, community_id=cid, user_id=d.user, supplier_id=d.supplier, name=d.name,
+            devicestatus=d.status, usetype=d.usetype, identificationmethod=d.identificationmethod,
+            manufacturer=d.manufacturer, model=d.model, latitude=d.latitude, longitude=d.longitude,
+            altitude=d.altitude, address=d.address, start_ts=_utc(d.start), end_ts=_utc(d.end),
+            rated_power_w=d.rated_power_w) for d in doc.devices]
+        if devices:
+            conn.execute(insert(t.devices), devices)
+            step(len(devices))
+        flows = [dict(
+            id=f.id, device_id=f.device, supplier_id=f.supplier, name=f.name, channel=f.channel,
+            datasyntax=f.syntax, format_reference=f.format_reference, send_frequency=f.send_frequency,
+            send_cron=f.send_cron, measure_frequency=f.measure_frequency, measure_cron=f.measure_cron,
+            derogation_s=f.derogation_s, measurementtype=f.measurement, gdprclass=f.gdprclass,
+            use_rights=f.use_rights, on_error=f.on_error, start_ts=_utc(f.start), end_ts=_utc(f.end),
+            active=f.active, interval_s=f.interval_s, value_kind=f.value_kind,
+            sign_convention=f.sign_convention, units=f.units, mapping=f.mapping, ts_format=f.ts_format,
+            timezone=f.timezone, limits=f.limits, syntax_options=f.syntax_options,
+            counter_max_mwh=f.counter_max_mwh, max_lateness_s=f.max_lateness_s) for f in doc.flows]
+        if flows:
+            conn.execute(insert(t.flows), flows)
+            conn.execute(insert(t.flows_communities), [
+                {"flow_id": f.id, "community_id": cid, "accountconsumption": ACCOUNT_CODES[f.account]} for f in doc.flows])
+            conn.execute(insert(t.measurementstables), [{"flow_id": f.id, "table_name": "readings"} for f in doc.flows])
+            labels = [{"flow_id": f.id, "label": f.mapping.get(quantity, quantity), "quantity": quantity, "unit": unit}
+                      for f in doc.flows for quantity, unit in f.units.items()]
+            if labels:
+                conn.execute(insert(t.signallabels), labels)
+            step(len(flows))
         settlement.insert_rows(conn, doc)
 
     # -- read -----------------------------------------------------------------------------

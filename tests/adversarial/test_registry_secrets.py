@@ -65,3 +65,17 @@ def test_hash_is_strong_and_a_legacy_hash_is_replaced_at_login(registry: Registr
     # the cache answers a repeat login (also against the new hash) and never a wrong password
     assert cache.verify("sup-home", "home-box-secret", upgraded)
     assert not cache.verify("sup-home", "home-box-secreT", upgraded)
+
+
+def test_device_secrets_in_bulk_are_created_once_and_never_replaced(tmp_path: Path) -> None:
+    # load() creates every device's secret in one transaction: existing secrets stay (a reload must not
+    # change what the chain's leaves were salted with), only the missing ones are made.
+    store = SecretStore(f"sqlite:///{tmp_path / 'secrets.sqlite'}")
+    assert store.ensure("d-1")
+    before = store.get("d-1")
+    ids = ["d-1", *(f"d-{i}" for i in range(2, 1203)), "d-2"]       # over the 500-id chunks, one repeated
+    assert store.ensure_many(ids) == 1201
+    assert store.get("d-1") == before
+    secrets = store.get_many(ids)
+    assert len(secrets) == 1202 and len(set(secrets.values())) == 1202 and all(len(s) == 32 for s in secrets.values())
+    assert store.ensure_many(ids) == 0 and store.get_many(ids) == secrets
