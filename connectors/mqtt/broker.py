@@ -5,7 +5,8 @@ The same rules as the generated Mosquitto ACL: suppliers publish only under
 reads ``lec/#`` and writes ``lec-feedback/#`` (and the liveness probe's ``lec/_probe/#``).
 Passwords are checked against the registry's hashes through the process's registry view (a
 change applies within a second or two), with a cache of verified logins; a client id is its
-account's name or starts with ``<account>-`` and no longer account name owns it; packets over the payload limit plus overhead are refused.
+account's name or starts with ``<account>-`` and no longer account name owns it; packets over the
+payload limit plus overhead are refused.
 """
 
 from __future__ import annotations

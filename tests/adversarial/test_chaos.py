@@ -228,12 +228,11 @@ def test_chaos_kills_and_cuts_lose_and_duplicate_nothing(tmp_path: Path) -> None
         # lec.oracle.anchors is at-least-once (docs/oracle.md: a kill between the Kafka and the lake
         # write republishes a version): anchored twice means one content under two versions on chain
         versions: dict[tuple, set[int]] = defaultdict(set)
+        per_version: dict[tuple, set[tuple]] = defaultdict(set)
         for a in anchors:
             versions[(a["community_id"], a["qh"], a["readingsRoot"], a["rewardsRoot"])].add(a["version"])
-        anchored_twice = [k for k, v in versions.items() if len(v) > 1]
-        per_version = defaultdict(set)
-        for a in anchors:
             per_version[(a["community_id"], a["qh"], a["version"])].add((a["readingsRoot"], a["rewardsRoot"]))
+        anchored_twice = [k for k, v in versions.items() if len(v) > 1]
         assert all(len(v) == 1 for v in per_version.values()), "one version republished with another content"
         figures = {"chaos seconds": CHAOS_S, "kills": dict(kills), "kills survived": sum(kills.values()),
                    "restarts": {s.spec.name: s.restarts for s in ls.stack.services if s.restarts},
