@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,11 +13,44 @@ from pathlib import Path
 
 from lec.errors import ServiceError
 
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default 32768-60999)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    # 0.0.0.0 without SO_REUSEADDR: refused if anything holds the port on any IPv4 address
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port for a child to listen on, chosen below the kernel's ephemeral range.
+
+    Port 0 would hand out an ephemeral port, and in the seconds before a slow child (a JVM) binds it, any
+    outgoing connection on the machine may take it as its local port: CI saw Keycloak's management port go
+    that way. Ports below the range are never given to outgoing connections; a random choice keeps
+    parallel test workers apart, and this process never hands the same port out twice.
+    """
+    hi = max(_LOWEST_PORT + 1000, ephemeral_range()[0])
+    for _ in range(200):
+        port = random.randrange(_LOWEST_PORT, hi)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise ServiceError(f"no free TCP port found in {_LOWEST_PORT}-{hi - 1} after 200 tries")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
