@@ -11,6 +11,8 @@ NaN/Infinity literals and 1e400 were already refused (``json_invalid``); "NaN" a
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -79,5 +81,53 @@ def test_non_finite_json_numbers_are_invalid_json(snapshot, payload: bytes) -> N
 def test_duplicate_key_detection_is_exact() -> None:
     for text, key in [(b'{"a":1,"a":2}', "a"), (b'{"a":"x:y","b":{"c":1,"c":2}}', "c"),
                       (b'[{"t":"00:15:00"},{"t":"00:30:00"}]', None), (b'{"a\\":":1,"b":[{"x":"\\"::"}]}', None),
-                      (b'{"k" : 1 , "k" :2}', "k"), (b'"a:b"', None), (b'{}', None)]:
+                      (b'{"k" : 1 , "k" :2}', "k"), (b'"a:b"', None), (b'{}', None),
+                      # compact: the '":' count path (a key's '":' inside a value only adds, never hides)
+                      (b'{"ts":"x\\":","e":1,"e":2}', "e"), (b'{"":1,"":2}', ""), (b'{"a":{"":{"":1}}}', None),
+                      (b'{"a":"\\":","b":1}', None), (b'{"a":1,"b":{"a":2}}', None), (b'{"x":[{"y":1,"y":1}]}', "y")]:
         assert duplicate_json_key(text, orjson.loads(text)) == key, text
+
+
+def test_duplicate_key_detection_matches_a_reference_on_random_documents() -> None:
+    """Random nested documents, compact or spaced, keys and string values drawn from an alphabet full of
+    quotes and colons: the answer is always the standard library's first repeated key (or None)."""
+    import json
+    import random
+
+    rnd = random.Random(7)
+    alphabet = ['a', 'b', '', ':', '":', '\\"', 'a:b', '" :']
+
+    def text(v: Any) -> str:
+        return json.dumps(v)
+
+    def gen(depth: int) -> str:
+        if depth > 2 or rnd.random() < 0.3:
+            return rnd.choice([text(rnd.choice(alphabet)), "1", "null", "[]"])
+        if rnd.random() < 0.3:
+            return "[" + ",".join(gen(depth + 1) for _ in range(rnd.randint(0, 3))) + "]"
+        pairs = [f"{text(rnd.choice(alphabet))}{rnd.choice([':', ' :', ': '])}{gen(depth + 1)}"
+                 for _ in range(rnd.randint(0, 4))]
+        return "{" + ",".join(pairs) + "}"
+
+    def reference(raw: bytes) -> str | None:
+        found: list[str] = []
+
+        def hook(items: list[tuple[str, Any]]) -> dict:
+            keys = [k for k, _ in items]
+            for k in keys:
+                if keys.count(k) > 1 and not found:
+                    found.append(k)
+            return {}
+
+        json.loads(raw, object_pairs_hook=hook)
+        return found[0] if found else None
+
+    compact = 0
+    for _ in range(3000):
+        raw = gen(0).encode()
+        if rnd.random() < 0.5:
+            raw = raw.replace(b" :", b":").replace(b": ", b":")
+        compact += b" " not in raw
+        got = duplicate_json_key(raw, orjson.loads(raw))
+        assert (got is None) == (reference(raw) is None), raw
+    assert compact > 500
