@@ -58,13 +58,22 @@ def write_csv(path: Path, size_mb: int) -> int:
 def ingest_file(watcher: SftpWatcher, area: SftpArea, src: Path, supplier: str, flow: str) -> tuple[Outcome, float]:
     """Drop ``src`` in the flow's upload folder (a hard link: no copy) and run one scan of the watcher:
     (its outcome, seconds until every chunk is acknowledged by Kafka and the file moved)."""
-    os.link(src, area.folder(supplier, "inbox", flow) / src.name)
-    t0 = time.perf_counter()
-    [outcome] = watcher.scan_once()
-    secs = time.perf_counter() - t0
-    if outcome.status != "processed":
-        raise RuntimeError(f"the watcher did not process {src.name}: {outcome}")
+    [outcome], secs = ingest_files(watcher, area, [(src, supplier, flow)])
     return outcome, secs
+
+
+def ingest_files(watcher: SftpWatcher, area: SftpArea, drops: list[tuple[Path, str, str]]
+                 ) -> tuple[list[Outcome], float]:
+    """Drop each (file, supplier, flow) in its upload folder, then one scan: the outcomes, and seconds until
+    every file is in Kafka and moved."""
+    for src, supplier, flow in drops:
+        os.link(src, area.folder(supplier, "inbox", flow) / src.name)
+    t0 = time.perf_counter()
+    outcomes = watcher.scan_once()
+    secs = time.perf_counter() - t0
+    if len(outcomes) != len(drops) or any(o.status != "processed" for o in outcomes):
+        raise RuntimeError(f"the watcher did not process all {len(drops)} files: {outcomes}")
+    return outcomes, secs
 
 
 def baseline(path: Path, bootstrap: str, chunk_bytes: int, chunk_lines: int) -> float:

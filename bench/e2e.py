@@ -23,9 +23,10 @@ The MQTT bridge and the HTTP server write ``lec.raw`` only: their workers' consu
 its end, so each source's worker sees only that source's records.
 
     .venv/bin/python bench/e2e.py [--engine kafka|tansu] [--sources sftp,mqtt,http] [--repeat N]
-                                  [--meters 1000] [--mqtt-messages 20000] [--http-readings 200000]
+                                  [--meters 1000] [--communities 1] [--mqtt-messages 20000] [--http-readings 200000]
 
-The issue's distributor is ``--meters 100000`` (9.6M readings; its registry load alone takes a while).
+The issue's distributor is ``--meters 100000 --communities 2`` (9.6M readings in two daily files: a community
+file is capped at 16 MiB, about 70k meters).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import yaml
 
 from bench.connectors_http import post_all, start_server
 from bench.connectors_mqtt import publish_and_count, start_bridge
-from bench.connectors_sftp import ingest_file
+from bench.connectors_sftp import ingest_files
 from bench.streams import output_times, start
 from connectors.http.tokens import issue_token
 from connectors.mqtt.config import bridge_password
@@ -116,11 +117,35 @@ class Env:
     args: argparse.Namespace
 
 
-def community(meters: int, http_flows: int) -> str:
-    """The bench community: the distributor's meters (one dso-curve-csv flow each), the MQTT flow, the
-    HTTP flows. MQTT and HTTP flows take minute readings: 10k quarter-hours would span 104 days, and a sink
-    commit touching more than 64 dates fails today (KeyIndex in lakehouse/sink/worker.py evicts a date
-    it is still adding to: KeyError)."""
+def shares(meters: int, communities: int) -> list[range]:
+    """The distributor's meters (pod indexes) of each community: as even as they divide."""
+    k = max(1, communities)
+    return [range(meters * j // k, meters * (j + 1) // k) for j in range(k)]
+
+
+def community_id(j: int) -> str:
+    return "cer-e2e" if j == 0 else f"cer-e2e-{j}"
+
+
+def dso_account(j: int) -> str:
+    """The distributor's supplier account in community ``j`` (a supplier id belongs to one community)."""
+    return DSO if j == 0 else f"{DSO}-{j}"
+
+
+def community(meters: range, http_flows: int, j: int = 0) -> str:
+    """A bench community: its share of the distributor's meters (one dso-curve-csv flow each) and, for the
+    first, the MQTT flow and the HTTP flows. MQTT and HTTP flows take minute readings (10k quarter-hours
+    would span 104 days). A community file is capped at 16 MiB (about 70k meters here): the issue's 100k
+    meters are split over ``--communities`` files, as one distributor serves many communities (one supplier
+    account in each)."""
+    if j > 0:
+        doc = {"community": {"id": community_id(j), "name": f"E2E bench {j}", "timezone": "Europe/Rome"},
+               "users": [{"id": f"u-e2e-{j}", "name": "E2E", "wallet": f"0x6{j:039x}"}],
+               "suppliers": [{"id": dso_account(j), "name": "Distributor"}],
+               "devices": [{"id": pod(i), "user": f"u-e2e-{j}", "supplier": dso_account(j)} for i in meters],
+               "flows": [dso_flow(i, j) for i in meters]}
+        return yaml.safe_dump(doc, sort_keys=False, width=200)
+
     def device(dev: str, supplier: str) -> dict:
         return {"id": dev, "user": "u-e2e", "supplier": supplier}
 
@@ -135,31 +160,35 @@ def community(meters: int, http_flows: int) -> str:
         "users": [{"id": "u-e2e", "name": "E2E", "wallet": "0x6000000000000000000000000000000000000001"}],
         "suppliers": [{"id": DSO, "name": "Distributor"}, {"id": HTTP_SUPPLIER, "name": "HTTP vendor"},
                       {"id": MQTT_USER, "name": "MQTT box", "password": MQTT_PASSWORD}],
-        "devices": [device("E2E-M", MQTT_USER), *(device(pod(i), DSO) for i in range(meters)),
+        "devices": [device("E2E-M", MQTT_USER), *(device(pod(i), DSO) for i in meters),
                     *(device(d, HTTP_SUPPLIER) for d in http)],
         "flows": [minute_flow("e2e-mqtt", "E2E-M", MQTT_USER, "mqtt", {"ts": "ts", "energy": "e", "power": "p"}),
-                  *({"id": f"dso-{i}", "device": pod(i), "supplier": DSO, "channel": "sftp", "syntax": "dso-curve-csv",
-                     "measurement": "load", "syntax_options": {"directions": ["withdrawal"]}} for i in range(meters)),
+                  *(dso_flow(i) for i in meters),
                   *(minute_flow(f"http-{i}", d, HTTP_SUPPLIER, "http", {"ts": "t", "energy": "wh"})
                     for i, d in enumerate(http))],
     }
     return yaml.safe_dump(doc, sort_keys=False, width=200)
 
 
+def dso_flow(i: int, j: int = 0) -> dict:
+    return {"id": f"dso-{i}", "device": pod(i), "supplier": dso_account(j), "channel": "sftp", "syntax": "dso-curve-csv",
+            "measurement": "load", "syntax_options": {"directions": ["withdrawal"]}}
+
+
 def pod(i: int) -> str:
     return f"IT002E{i:08d}"
 
 
-def write_curve(path: Path, meters: int, day: date) -> int:
+def write_curve(path: Path, meters: range, day: date) -> int:
     """The distributor's daily file: a metadata line, a header, one row per POD (96 values, decimal comma)."""
     _, qh = day_span(day, "Europe/Rome")
     with open(path, "w", buffering=8 << 20) as fh:
         fh.write(f"Distributore E2E;curve di carico quartorarie;giorno {day:%Y%m%d};kWh\n")
         fh.write("POD;DATA;TIPO;" + ";".join(f"Q{k}" for k in range(1, qh + 1)) + "\n")
-        for i in range(meters):
+        for i in meters:
             cells = ";".join(f"0,{(i + k) % 900 + 100}" for k in range(qh))
             fh.write(f"{pod(i)};{day:%d/%m/%Y};PRELIEVO;{cells}\n")
-    return meters * qh
+    return len(meters) * qh
 
 
 def minutes(n: int, start: datetime) -> list[str]:
@@ -171,8 +200,9 @@ def minutes(n: int, start: datetime) -> list[str]:
 @contextmanager
 def sftp_feed(env: Env, run: int) -> Iterator[Feed]:
     day = date(2024, 1, 8) + timedelta(days=run)   # a new file (and day) per run
-    src = env.base / f"curve-{run}.csv"
-    n = write_curve(src, env.args.meters, day)
+    files = [(env.base / f"curve-{run}-{j}.csv", share) for j, share in
+             enumerate(shares(env.args.meters, env.args.communities))]
+    n = sum(write_curve(src, share, day) for src, share in files)
     area = SftpArea(env.base / "sftp")
     area.ensure(env.registry.snapshot())
     state = IngestedFiles(env.base / f"sftp-state-{run}.sqlite")
@@ -180,7 +210,8 @@ def sftp_feed(env: Env, run: int) -> Iterator[Feed]:
     watcher = SftpWatcher(env.registry, area, state, kafka_producer(env.bootstrap), WatchOptions(settle_s=0),
                           raw_topic=raw)
     try:
-        yield Feed(n, raw, lambda: ingest_file(watcher, area, src, DSO, "dso-0")[1])
+        drops = [(src, dso_account(j), f"dso-{share[0]}") for j, (src, share) in enumerate(files)]
+        yield Feed(n, raw, lambda: ingest_files(watcher, area, drops)[1])
     finally:
         state.close()
 
@@ -337,11 +368,12 @@ def setup(base: Path, args: argparse.Namespace, bootstrap: str) -> Env:
     settings = Settings(run_dir=base / "run")
     reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
     reg.migrate()
-    (base / "e2e-community.yaml").write_text(community(args.meters, http_batches(args)))
     t0 = time.perf_counter()
-    reg.load_file(base / "e2e-community.yaml")
-    print(f"registry: {args.meters:,} meters + {http_batches(args)} HTTP flows loaded in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    for j, share in enumerate(shares(args.meters, args.communities)):
+        (base / f"e2e-community-{j}.yaml").write_text(community(share, http_batches(args), j))
+        reg.load_file(base / f"e2e-community-{j}.yaml")
+    print(f"registry: {args.meters:,} meters in {max(1, args.communities)} communities + {http_batches(args)} "
+          f"HTTP flows loaded in {time.perf_counter() - t0:.1f} s", flush=True)
     ensure_topics(bootstrap)
     return Env(base, bootstrap, settings, reg, args)
 
@@ -351,7 +383,9 @@ def main() -> None:
     ap.add_argument("--engine", default="kafka", choices=["kafka", "tansu"], help="Kafka engine of the broker")
     ap.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, of " + ",".join(SOURCES))
     ap.add_argument("--repeat", type=int, default=1, help="runs; prints each and the median per figure")
-    ap.add_argument("--meters", type=int, default=1000, help="meters in the distributor's daily file (x 96 QH)")
+    ap.add_argument("--meters", type=int, default=1000, help="meters in the distributor's daily files (x 96 QH)")
+    ap.add_argument("--communities", type=int, default=1, help="communities the meters are split over (one daily "
+                    "file each; a community file holds at most about 70k meters)")
     ap.add_argument("--mqtt-messages", type=int, default=20_000, help="MQTT messages (one reading each)")
     ap.add_argument("--http-readings", type=int, default=200_000)
     ap.add_argument("--http-batch", type=int, default=10_000, help="readings per POST")
