@@ -18,6 +18,7 @@ from typing import Any
 
 from lec import topics
 from lec.config import Settings
+from lec.gctune import tune_for_throughput
 from lec.kafka import FAUST_TUNING, ensure_topics
 from lec.registry.snapshot import RegistrySnapshot
 from streams.emit import DeliveryFailed, Emitter
@@ -182,4 +183,5 @@ def run_worker(app: Any, log_file: Path | None = None) -> None:
     for name in ("faust", "mode"):  # a worker's output is its log: keep assignments and the clean-stop line
         logging.getLogger(name).setLevel(logging.INFO)
     worker = Worker(app, loglevel="INFO", quiet=True, logfile=str(log_file) if log_file else None)
+    tune_for_throughput()   # after the registry snapshot is built: frozen, never scanned again
     worker.execute_from_commandline()

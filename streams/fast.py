@@ -39,6 +39,9 @@ _TRUE, _FALSE = b"true", b"false"
 _I64 = 2 ** 63
 _SIXTY = {f"{i:02d}": i for i in range(60)}
 _MINUTES: dict[str, int | None] = {}
+# an unsigned decimal number without exponent: read exactly as integers when the unit's factor leaves no
+# fraction of a mWh, which is what the Decimal path computes then (no rounding happens)
+_PLAIN_DECIMAL = re.compile(r"([0-9]{1,19})(?:\.([0-9]{0,9}))?")
 
 
 def day_epoch(day: str) -> int | None:
@@ -89,9 +92,9 @@ def utc_seconds(value: Any) -> int | None:
 class FastFlow:
     """One flow's fast path (built once per registry snapshot), or ``build`` returns None."""
 
-    __slots__ = ("energy_bounds", "energy_src", "factor", "flow", "flow_id", "grace_s", "interval_s", "key",
-                 "marks_end", "mid_src", "not_after", "not_before", "other_srcs", "pieces", "plan", "sign",
-                 "snap_grid")
+    __slots__ = ("decimal_scale", "energy_bounds", "energy_src", "factor", "flow", "flow_id", "grace_s",
+                 "interval_s", "key", "marks_end", "mid_src", "not_after", "not_before", "other_srcs", "pieces",
+                 "plan", "sign", "snap_grid")
 
     @classmethod
     def build(cls, flow: Flow, plan: FlowPlan) -> FastFlow | None:
@@ -127,6 +130,7 @@ class FastFlow:
         self = cls()
         self.flow, self.plan, self.flow_id = flow, plan, flow.id
         self.energy_src, self.factor = plan.energy_src, plan.energy_factor
+        self.decimal_scale = decimal_scale(plan.energy_factor)
         self.other_srcs = tuple(o[1] for o in plan.others)
         self.mid_src = plan.message_id_src
         self.not_before, self.not_after = plan.not_before, plan.not_after
@@ -139,6 +143,16 @@ class FastFlow:
         self.pieces = tuple(pieces)
         self.key = flow.device_id.encode()
         return self
+
+
+def decimal_scale(factor: int) -> tuple[int, ...]:
+    """Multipliers by fraction length for exact text values: ``int(digits) * scale[k]`` is value x factor
+    when the text has ``k`` fraction digits and 10^k divides the factor (kWh: up to 6 digits, Wh: 3)."""
+    scale, k = [], 0
+    while factor % 10 ** k == 0 and k <= 9:
+        scale.append(factor // 10 ** k)
+        k += 1
+    return tuple(scale) if factor > 0 else ()
 
 
 def item_parts(ctx: Any) -> tuple[bytes, bytes, bytes, bytes] | None:
@@ -213,13 +227,15 @@ def fast_reading(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, b
 
 
 def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes, bytes], rows: list,
-             start: int, readings: list) -> int:
-    """``fast_reading`` over ``rows[start:]`` in one loop (one flow), appending (flow, n, key, bytes) to
-    ``readings``; returns the index of the first row that is not clean (``len(rows)`` if none)."""
+             start: int, readings: list, stop: int | None = None) -> int:
+    """``fast_reading`` over ``rows[start:stop]`` in one loop (rows of one flow), appending (flow, n, key, bytes)
+    to ``readings``; returns the index of the first row that is not clean (``stop`` if none)."""
     plan, flow, fid, key = ff.plan, ff.flow, ff.flow_id, ff.key
     ts_src, energy_src, other_srcs, mid_src = plan.ts_src, ff.energy_src, ff.other_srcs, ff.mid_src
     factor, sign, bounds, iv, grid, marks_end = ff.factor, ff.sign, ff.energy_bounds, ff.interval_s, ff.snap_grid, \
         ff.marks_end
+    scale, plain = ff.decimal_scale, _PLAIN_DECIMAL.fullmatch
+    stop = len(rows) if stop is None else stop
     received = ctx.received_epoch
     lo_t, hi_t, max_t, late_span = ff.not_before, ff.not_after, received + proc.clock_skew_s, iv + ff.grace_s
     staged, mid, stuck, energy_of = ctx.staged_keys, ctx.message_id, proc._stuck, proc._energy
@@ -233,7 +249,7 @@ def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes
     append = readings.append
     minutes, sixty = _MINUTES, _SIXTY
     n = start
-    for n in range(start, len(rows)):
+    for n in range(start, stop):
         row = rows[n]
         if "_error" in row or "_not_object" in row:
             return n
@@ -262,6 +278,8 @@ def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes
             return n
         if type(v) is int:
             energy = v * factor
+        elif type(v) is str and (m := plain(v)) is not None and len(frac := m[2] or "") < len(scale):
+            energy = int(m[1] + frac) * scale[len(frac)]   # text of a file: exact, no Decimal
         else:
             try:
                 energy = energy_of(v, plan)
@@ -291,4 +309,4 @@ def fast_run(proc: Any, ctx: Any, ff: FastFlow, parts: tuple[bytes, bytes, bytes
         append((flow, n, key, b"".join((head, str(n).encode(), b'"', p3, b'"', ts_b, ingest, str(signed).encode(),
                                           p6, _FALSE if instant == epoch else _TRUE, p7,
                                           _TRUE if received > instant + late_span else _FALSE, p8))))
-    return len(rows)
+    return stop

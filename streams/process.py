@@ -160,6 +160,14 @@ class ItemContext:
         self.devices: dict[str, Device | Reject] = {}
 
 
+
+def routed_run_end(rows: list[Row], n: int, route: Any) -> int:
+    """End of the run of rows from ``n`` carrying the same route object (a named format's line)."""
+    end = n + 1
+    while end < len(rows) and rows[end].get("_route") is route:
+        end += 1
+    return end
+
 class Processor:
     """The pipeline of one worker over a registry snapshot and bounded state."""
 
@@ -342,6 +350,7 @@ class Processor:
         parts = item_parts(ctx) if self.fast_path else None     # None: every reading on the full path
         resume = len(readings)
         encode = False          # some readings are dicts (the precise path): encoded below
+        run: tuple[Any, int] = (None, 0)    # (route, end) of the routed line being read
         for n in range(resume, len(rows)):
             row = rows[n]
             if n < resume:
@@ -354,8 +363,14 @@ class Processor:
                     ff = fast.get(flow.id, False)
                     if ff is False:
                         ff = fast[flow.id] = self._fast_flow(ctx, flow)
-                    if ff is not None and fixed is not None:     # one flow: a run of clean rows in one loop
-                        resume = fast_run(self, ctx, ff, parts, rows, n, readings)
+                    route = row.get("_route") if fixed is None else None
+                    if ff is not None and (fixed is not None or route is not None):
+                        # rows of one flow in one loop: the rest of the item, or a routed line (one curve's
+                        # day: its rows share one route object, so one flow)
+                        if route is not None and route is not run[0]:
+                            run = (route, routed_run_end(rows, n, route))
+                        resume = fast_run(self, ctx, ff, parts, rows, n, readings,
+                                          None if route is None else run[1])
                         if resume > n:
                             continue
                     elif ff is not None:

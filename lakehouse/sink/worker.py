@@ -45,6 +45,7 @@ from lakehouse.tables import (
     table_uri,
 )
 from lec.errors import LecError
+from lec.gctune import tune_for_throughput
 
 log = logging.getLogger("lec.lake.sink")
 
@@ -492,6 +493,7 @@ def run_sink(settings: Any = None, config: SinkConfig | None = None) -> CommitSt
         raise SinkError("no Kafka to read from: set LEC_KAFKA_BOOTSTRAP (or start the stack with `lec up`)")
     sink = DeltaSink(s.kafka_bootstrap, s.resolved_lake_uri(), config or SinkConfig.from_env())
     sink.install_signal_handlers()
+    tune_for_throughput()
     log.info("lake sink: %s -> %s (commit every %.1fs or %d rows)", s.kafka_bootstrap, sink.root,
              sink.config.commit_interval_s, sink.config.commit_rows)
     return sink.run()

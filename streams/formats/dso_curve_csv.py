@@ -28,14 +28,13 @@ from streams.formats import Row
 from streams.formats.common import (
     DIRECTIONS,
     POD,
-    QH,
     bounded,
     day_span,
     decimal_text,
     directions_of,
     error_row,
-    iso_z,
     parse_day,
+    qh_stamps,
 )
 from streams.parse import decode_text
 
@@ -116,8 +115,8 @@ def _day_rows(pod: str, cells: list[str], lineno: int, line: str, tz: str, defau
                           f"values, but that day has {expected} in {tz} (96; 92 on the spring-forward day, 100 on "
                           "the fall-back day); the day is refused, the other days are kept", **where)]
     route = (pod, direction)
-    return [{"ts": iso_z(start + i * QH), "energy": decimal_text(v), "device": pod, "direction": direction,
-             "_route": route, "_line": lineno, "_raw": line} for i, v in enumerate(values)]
+    return [{"ts": ts, "energy": decimal_text(v), "device": pod, "direction": direction,
+             "_route": route, "_line": lineno, "_raw": line} for ts, v in zip(qh_stamps(start, expected), values)]
 
 
 def _numeric(cell: str) -> bool:

@@ -30,14 +30,13 @@ from streams.errors import Reject
 from streams.formats import Row
 from streams.formats.common import (
     DIRECTIONS,
-    QH,
     bounded,
     day_span,
     decimal_text,
     directions_of,
     error_row,
-    iso_z,
     parse_day,
+    qh_stamps,
 )
 from streams.parse import xml_root
 
@@ -100,8 +99,8 @@ def _curve_rows(pod: str, curve: ElementTree.Element, where: str, tz: str, tags:
                                   "are kept", device=pod))
             continue
         route = (pod, direction)
-        rows.extend({"ts": iso_z(start + i * QH), "energy": decimal_text(v), "device": pod, "direction": direction,
-                     "day": day.isoformat(), "_route": route} for i, v in enumerate(values))
+        rows.extend({"ts": ts, "energy": decimal_text(v), "device": pod, "direction": direction,
+                     "day": day.isoformat(), "_route": route} for ts, v in zip(qh_stamps(start, len(values)), values))
     if not rows:
         rows.append(error_row("missing_value", f"{where} holds no series of a direction this flow takes "
                               f"({', '.join(t for t, d in tags.items() if d in wanted)})", device=pod))

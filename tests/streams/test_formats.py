@@ -16,7 +16,7 @@ from streams.app import READY_LINE
 from streams.formats.chain2 import parse_chain2
 from streams.formats.common import day_span, parse_day
 from streams.formats.dso_curve_csv import parse_dso_curve_csv
-from streams.process import Processor
+from streams.process import Output, Processor
 from tests.support.streams import envelope, item, load_test_registry
 
 P1, P2, P3, P4 = "IT001E00000001", "IT001E00000002", "IT001E00000003", "IT001E00000004"
@@ -427,3 +427,40 @@ def test_examples_validate_and_every_sample_is_accepted(tmp_path) -> None:
             per_flow[fid] = per_flow.get(fid, 0) + 1
     assert per_flow == {"f-json": 2, "f-csv": 2, "f-xml": 2, "f-chain2-w": 2, "f-chain2-i": 2,
                         "f-curve-w": 96 + 92, "f-curve-i": 92, "f-curvexml-w": 100}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_routed_curve_files_fast_and_precise_paths_agree(snapshot, seed: int) -> None:
+    """Random distributor files (PODs known and not, DST days, wrong lengths, directions, values exact,
+    rounded, huge, signed, garbage; lines resent in later items): the fast path (a line's rows in one
+    loop, text values read as integers) gives the precise path's bytes and state."""
+    import random
+
+    from tests.streams.test_fastpath import same_outputs
+
+    rnd = random.Random(seed)
+    days = ["01/03/2016", "02/03/2016", "27/03/2016", "30/10/2016", "31/10/2016"]
+    values = ["0,25", "0,25", "1,5", "12", "0,000001", "0,0000005", "0,1234567", "1e400", "x", "", "-0,5",
+              "1.234,5", " 0,3 ", "0,", ",5", "99999999999999999999", "0.75", "+1", "\u0661"]
+
+    def line() -> str:
+        pod = rnd.choice([P2, P2, P3, "IT001E99999999"])
+        day = rnd.choice(days)
+        n = day_span(parse_day(day), "Europe/Rome")[1] + rnd.choice([0, 0, 0, 0, -1, 1])
+        kind = rnd.choice(["PRELIEVO", "PRELIEVO", "IMMISSIONE", None, "REATTIVA"])
+        cells = [rnd.choice(values) if rnd.random() < 0.05 else "0,25" for _ in range(n)]
+        return ";".join([pod, day, *([kind] if kind else []), *cells])
+
+    lines = [line() for _ in range(12)]
+    items = [lines[:6], lines[4:10], lines[8:] + lines[:2]]      # overlapping: resent lines are duplicates
+    envs = [envelope([item("\n".join(chunk).encode(), f"f{seed}-{k}", flow="csv-w2", device=P2,
+                           received_ts=RECEIVED)], channel="sftp", supplier="sup-dso", community="cer-fmt")
+            for k, chunk in enumerate(items)]
+    envs.append(envs[0])                                          # the same item again: a duplicate message
+    slow, fast = Processor(snapshot, fast_path=False), Processor(snapshot)
+    out_slow, out_fast = Output(), Output()
+    for env in envs:
+        out_slow.extend(slow.process_envelope(env))
+        out_fast.extend(fast.process_envelope(env))
+    assert out_fast.readings, "the generator made no clean line"
+    same_outputs(out_slow, out_fast, slow, fast)
