@@ -368,10 +368,13 @@ def setup(base: Path, args: argparse.Namespace, bootstrap: str) -> Env:
     settings = Settings(run_dir=base / "run")
     reg = Registry(settings.resolved_registry_url(), SecretStore(settings.resolved_secrets_url()))
     reg.migrate()
-    t0 = time.perf_counter()
+    files = []
     for j, share in enumerate(shares(args.meters, args.communities)):
-        (base / f"e2e-community-{j}.yaml").write_text(community(share, http_batches(args), j))
-        reg.load_file(base / f"e2e-community-{j}.yaml")
+        files.append(base / f"e2e-community-{j}.yaml")
+        files[-1].write_text(community(share, http_batches(args), j))
+    t0 = time.perf_counter()
+    for path in files:
+        reg.load_file(path)
     print(f"registry: {args.meters:,} meters in {max(1, args.communities)} communities + {http_batches(args)} "
           f"HTTP flows loaded in {time.perf_counter() - t0:.1f} s", flush=True)
     ensure_topics(bootstrap)
