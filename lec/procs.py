@@ -36,21 +36,21 @@ def _bindable(port: int) -> bool:
             return False
 
 
-def free_port() -> int:
-    """A free TCP port for a child to listen on, chosen below the kernel's ephemeral range.
+def free_port(low: int = _LOWEST_PORT, high: int | None = None) -> int:
+    """A free TCP port in ``[low, high)`` for a child to listen on; by default below the kernel's ephemeral range.
 
     Port 0 would hand out an ephemeral port, and in the seconds before a slow child (a JVM) binds it, any
     outgoing connection on the machine may take it as its local port: CI saw Keycloak's management port go
     that way. Ports below the range are never given to outgoing connections; a random choice keeps
     parallel test workers apart, and this process never hands the same port out twice.
     """
-    hi = max(_LOWEST_PORT + 1000, ephemeral_range()[0])
+    hi = max(low + 1000, ephemeral_range()[0]) if high is None else high
     for _ in range(200):
-        port = random.randrange(_LOWEST_PORT, hi)
+        port = random.randrange(low, hi)
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
             return port
-    raise ServiceError(f"no free TCP port found in {_LOWEST_PORT}-{hi - 1} after 200 tries")
+    raise ServiceError(f"no free TCP port found in {low}-{hi - 1} after 200 tries")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -148,11 +148,13 @@ class FastFlow:
 def decimal_scale(factor: int) -> tuple[int, ...]:
     """Multipliers by fraction length for exact text values: ``int(digits) * scale[k]`` is value x factor
     when the text has ``k`` fraction digits and 10^k divides the factor (kWh: up to 6 digits, Wh: 3)."""
+    if factor <= 0:
+        return ()
     scale, k = [], 0
     while factor % 10 ** k == 0 and k <= 9:
         scale.append(factor // 10 ** k)
         k += 1
-    return tuple(scale) if factor > 0 else ()
+    return tuple(scale)
 
 
 def item_parts(ctx: Any) -> tuple[bytes, bytes, bytes, bytes] | None:

@@ -160,13 +160,13 @@ class ItemContext:
         self.devices: dict[str, Device | Reject] = {}
 
 
-
 def routed_run_end(rows: list[Row], n: int, route: Any) -> int:
     """End of the run of rows from ``n`` carrying the same route object (a named format's line)."""
     end = n + 1
     while end < len(rows) and rows[end].get("_route") is route:
         end += 1
     return end
+
 
 class Processor:
     """The pipeline of one worker over a registry snapshot and bounded state."""
